@@ -1,0 +1,50 @@
+//! State shared by the controller, the scaler and the HTTP endpoint.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+use prometheus_client::registry::Registry;
+
+use crate::telemetry::Metrics;
+
+/// Everything a reconcile (or a scaler poll) needs besides the object itself.
+pub struct Context {
+    /// Client for the API server, authenticated as the operator.
+    pub client: Client,
+    /// Publishes Kubernetes Events on MultiVacs.
+    pub recorder: Recorder,
+    /// The reconciler's metrics.
+    pub metrics: Metrics,
+    /// The registry `/metrics` encodes; the scaler registers its own metrics
+    /// here (lock, `sub_registry_with_prefix("multivac_scaler")`, register).
+    pub registry: Arc<Mutex<Registry>>,
+    /// Namespace the operator runs in (`POD_NAMESPACE`): NetworkPolicies let
+    /// its pods reach Redis so the scaler can read the backlog.
+    pub operator_namespace: String,
+    /// Set once the controller's watches have synced; `/readyz` reports it.
+    pub ready: AtomicBool,
+}
+
+impl Context {
+    /// Builds the context, registering the reconciler's metrics in `registry`.
+    pub fn new(client: Client, registry: Arc<Mutex<Registry>>, operator_namespace: String) -> Self {
+        let metrics = Metrics::register(&mut registry.lock().expect("metrics registry poisoned"));
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "multivac-operator".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
+        Self {
+            client,
+            recorder,
+            metrics,
+            registry,
+            operator_namespace,
+            ready: AtomicBool::new(false),
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The one error type of the operator. Its kind decides what the controller
+//! does next (see [`Error::is_permanent`]): wait for the user to fix the
+//! MultiVac, or retry with backoff.
+
+use std::time::Duration;
+
+/// Everything that can go wrong while reconciling or running the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec asks for something the operator cannot build; the message says what to change.
+    #[error("invalid MultiVac spec: {0}")]
+    InvalidSpec(String),
+
+    /// A Secret named in the spec (or one of its keys) does not exist yet.
+    #[error("secret {name:?} (key {key:?}) referenced by the MultiVac is missing: create it in namespace {namespace:?}")]
+    MissingSecret {
+        namespace: String,
+        name: String,
+        key: String,
+    },
+
+    /// The API server refused or failed a request; usually transient.
+    #[error("Kubernetes API error: {0}")]
+    Kube(#[from] kube::Error),
+
+    /// A desired object could not be serialized (a bug, but keep running).
+    #[error("serialization error: {0}")]
+    Serialization(#[from] serde_json::Error),
+
+    /// The object lacks metadata the API server always sets (name, namespace, uid).
+    #[error("MultiVac is missing {0}")]
+    MissingMetadata(&'static str),
+
+    /// Leader election failed (the Lease could not be read or written).
+    #[error("leader election: {0}")]
+    Leader(String),
+}
+
+/// Result alias used across the operator.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Permanent errors only go away when the user edits the MultiVac or
+    /// creates the referenced Secret (both trigger a reconcile through the
+    /// watches), so retrying fast would only spam the API server.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::InvalidSpec(_) | Self::MissingSecret { .. })
+    }
+
+    /// Short label for metrics and event reasons.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::InvalidSpec(_) => "invalid_spec",
+            Self::MissingSecret { .. } => "missing_secret",
+            Self::Kube(_) => "kube",
+            Self::Serialization(_) => "serialization",
+            Self::MissingMetadata(_) => "missing_metadata",
+            Self::Leader(_) => "leader",
+        }
+    }
+
+    /// How long to wait before the next attempt after this error.
+    pub fn requeue_after(&self, failures: u32) -> Duration {
+        if self.is_permanent() {
+            // Watches on the MultiVac and its Secrets trigger sooner when fixed.
+            Duration::from_secs(300)
+        } else {
+            // 1 s, 2 s, 4 s ... capped at 5 min.
+            Duration::from_secs(1u64 << failures.min(8)).min(Duration::from_secs(300))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permanent_errors_wait_and_transient_ones_back_off() {
+        let invalid = Error::InvalidSpec("x".into());
+        assert!(invalid.is_permanent());
+        assert_eq!(invalid.requeue_after(0), Duration::from_secs(300));
+        let transient = Error::MissingMetadata("uid");
+        assert!(!transient.is_permanent());
+        assert_eq!(transient.requeue_after(0), Duration::from_secs(1));
+        assert_eq!(transient.requeue_after(3), Duration::from_secs(8));
+        assert_eq!(transient.requeue_after(30), Duration::from_secs(256));
+    }
+}

@@ -1,0 +1,12 @@
+//! MultiVAC operator: reconciles `MultiVac` resources (multivac.io/v1alpha1)
+//! into a running MultiVAC and scales its workers from the Redis backlog.
+
+pub mod context;
+pub mod crd;
+pub mod error;
+pub mod scaling;
+pub mod telemetry;
+
+pub use context::Context;
+pub use crd::{MultiVac, MultiVacSpec, MultiVacStatus};
+pub use error::{Error, Result};

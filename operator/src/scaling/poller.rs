@@ -1,0 +1,359 @@
+//! One MultiVac's polling loop: read the backlog, decide, apply the worker
+//! replicas and the status, each only when it changed. Each MultiVac has its
+//! own task, so a slow or unreachable Redis only delays its own MultiVac.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+use tracing::{debug, info, warn};
+
+use super::backlog::{BacklogError, BacklogReader};
+use super::decision::{self, Decision, History, Params};
+use super::metrics::{DecisionLabels, Metrics, MultiVacLabels};
+use super::status::{self, DegradedState, ScalerStatus};
+use crate::Context;
+use crate::crd::{MultiVac, SCALER_FIELD_MANAGER, SecretSource};
+
+/// How long a Redis URL read from a Secret is trusted before it is read
+/// again (it is also read again after any failure), so a rotated URL is
+/// picked up without a GET per poll.
+const URL_TTL: Duration = Duration::from_secs(30);
+/// Upper bound on one backlog read (connect + reply), beside the client's own
+/// timeouts: a poll never hangs on Redis.
+const READ_BUDGET: Duration = Duration::from_secs(5);
+/// Consecutive failed reads before `Degraded=True`: one lost packet is not
+/// an outage worth two status writes.
+const FAILURES_BEFORE_DEGRADED: u32 = 2;
+
+/// Why a poll could not read the backlog.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("{0}")]
+    Url(String),
+    #[error("{0}")]
+    Backlog(#[from] BacklogError),
+    #[error("Redis did not answer within {}s", READ_BUDGET.as_secs())]
+    Timeout,
+}
+
+impl ReadError {
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Url(_) => status::REASON_SECRET,
+            _ => status::REASON_REDIS,
+        }
+    }
+}
+
+/// The state one MultiVac's task carries from poll to poll.
+pub(super) struct Poller {
+    ctx: Arc<Context>,
+    metrics: Metrics,
+    multivacs: Store<MultiVac>,
+    deployments: Store<Deployment>,
+    key: ObjectRef<MultiVac>,
+    reader: BacklogReader,
+    url: Option<(SecretSource, String, Instant)>,
+    history: History,
+    /// The last replicas we applied and the Deployment generation the API
+    /// server answered with: until the watch shows that generation, the
+    /// store's copy is older than our write.
+    applied: Option<(i32, i64)>,
+    /// What we last wrote (or found) in the status, to write only changes.
+    written: Option<ScalerStatus>,
+    last_backlog: Option<i64>,
+    last_scale_time: Option<Time>,
+    failures: u32,
+}
+
+impl Poller {
+    pub(super) fn new(
+        ctx: Arc<Context>,
+        metrics: Metrics,
+        multivacs: Store<MultiVac>,
+        deployments: Store<Deployment>,
+        key: ObjectRef<MultiVac>,
+    ) -> Self {
+        Self {
+            ctx,
+            metrics,
+            multivacs,
+            deployments,
+            key,
+            reader: BacklogReader::default(),
+            url: None,
+            history: History::default(),
+            applied: None,
+            written: None,
+            last_backlog: None,
+            last_scale_time: None,
+            failures: 0,
+        }
+    }
+
+    /// Polls until the MultiVac leaves the store (or the task is aborted).
+    pub(super) async fn run(mut self) {
+        loop {
+            let Some(mv) = self.multivacs.get(&self.key) else {
+                return;
+            };
+            if mv.meta().deletion_timestamp.is_some() {
+                return;
+            }
+            let period = Duration::from_secs(mv.spec.workers.poll_interval_seconds.max(1) as u64);
+            let started = tokio::time::Instant::now();
+            self.poll(&mv).await;
+            self.metrics
+                .poll_duration
+                .observe(started.elapsed().as_secs_f64());
+            tokio::time::sleep_until(started + period).await;
+        }
+    }
+
+    fn labels(&self) -> MultiVacLabels {
+        MultiVacLabels {
+            namespace: self.key.namespace.clone().unwrap_or_default(),
+            name: self.key.name.clone(),
+        }
+    }
+
+    async fn poll(&mut self, mv: &MultiVac) {
+        let ns = self.key.namespace.clone().unwrap_or_default();
+        let worker = mv.worker_name();
+        let Some(dep) = self
+            .deployments
+            .get(&ObjectRef::new(&worker).within(&ns))
+        else {
+            // The reconciler has not created it yet; nothing to size.
+            debug!(multivac = %self.key, "worker Deployment not there yet");
+            return;
+        };
+        if self.written.is_none() {
+            // Start from what a previous operator wrote, so a restart with
+            // nothing changed writes nothing.
+            self.written = ScalerStatus::from_status(mv.status.as_ref());
+            if let Some(w) = &self.written {
+                self.last_backlog = w.backlog;
+                self.last_scale_time = w.last_scale_time.clone();
+            }
+        }
+        let observed = dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let current = match self.applied {
+            Some((replicas, generation)) if dep.metadata.generation.unwrap_or(0) < generation => {
+                replicas
+            }
+            _ => observed,
+        };
+        let w = &mv.spec.workers;
+        let params = Params {
+            min_replicas: w.min_replicas.max(0) as u32,
+            max_replicas: w.max_replicas.max(0) as u32,
+            target_backlog_per_worker: w.target_backlog_per_worker.max(1) as u64,
+            stabilization: Duration::from_secs(w.scale_down_stabilization_seconds.max(0) as u64),
+        };
+        let now = Instant::now();
+        let labels = self.labels();
+
+        let (desired, degraded) = match self.read(mv).await {
+            Ok(backlog) => {
+                self.failures = 0;
+                let entries = i64::try_from(backlog).unwrap_or(i64::MAX);
+                self.last_backlog = Some(entries);
+                self.metrics.backlog.get_or_create(&labels).set(entries);
+                let d = decision::decide(now, backlog, &params, current.max(0) as u32, &mut self.history);
+                (d, DegradedState::ok())
+            }
+            Err(e) => {
+                self.failures += 1;
+                self.url = None;
+                self.metrics.read_errors.get_or_create(&labels).inc();
+                warn!(multivac = %self.key, error = %e, "cannot read the backlog; keeping {current} workers");
+                decision::hold(now, &params, current.max(0) as u32, &mut self.history);
+                let keep = Decision {
+                    desired: current.max(0) as u32,
+                    recommendation: current.max(0) as u32,
+                    reason: decision::Reason::Steady,
+                };
+                let state = if self.failures >= FAILURES_BEFORE_DEGRADED {
+                    DegradedState {
+                        status: true,
+                        reason: e.reason().into(),
+                        message: format!(
+                            "cannot read the backlog of multivac:data: {e}; keeping {current} workers and retrying every poll"
+                        ),
+                    }
+                } else {
+                    // Not yet an outage: keep whatever the condition says.
+                    self.written
+                        .as_ref()
+                        .map(|w| w.degraded.clone())
+                        .unwrap_or_else(DegradedState::ok)
+                };
+                (keep, state)
+            }
+        };
+        let desired_replicas = i32::try_from(desired.desired).unwrap_or(i32::MAX);
+        self.metrics.desired.get_or_create(&labels).set(desired_replicas as i64);
+
+        if desired_replicas != current {
+            self.scale(mv, &ns, &worker, current, desired_replicas, &desired).await;
+        }
+
+        let pods = dep
+            .status
+            .as_ref()
+            .and_then(|s| s.replicas)
+            .unwrap_or(0);
+        let want = ScalerStatus {
+            current: pods,
+            desired: desired_replicas,
+            backlog: self.last_backlog,
+            last_scale_time: self.last_scale_time.clone(),
+            degraded,
+        };
+        self.write_status(mv, &ns, want).await;
+    }
+
+    /// The Redis URL from the Secret the app uses, cached for [`URL_TTL`].
+    async fn url(&mut self, mv: &MultiVac, ns: &str) -> Result<String, ReadError> {
+        let source = mv.redis_url_source();
+        if let Some((s, url, at)) = &self.url
+            && *s == source
+            && at.elapsed() < URL_TTL
+        {
+            return Ok(url.clone());
+        }
+        let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), ns);
+        let secret = secrets.get_opt(&source.name).await.map_err(|e| {
+            ReadError::Url(format!("cannot read Secret {}: {e}", source.name))
+        })?;
+        let secret = secret.ok_or_else(|| {
+            ReadError::Url(format!(
+                "Secret {} does not exist: create it with key {} holding the Redis URL",
+                source.name, source.key
+            ))
+        })?;
+        let url = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&source.key))
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+            .ok_or_else(|| {
+                ReadError::Url(format!(
+                    "Secret {} has no key {} with the Redis URL",
+                    source.name, source.key
+                ))
+            })?;
+        self.url = Some((source, url.clone(), Instant::now()));
+        Ok(url)
+    }
+
+    async fn read(&mut self, mv: &MultiVac) -> Result<u64, ReadError> {
+        let ns = self.key.namespace.clone().unwrap_or_default();
+        let url = self.url(mv, &ns).await?;
+        match tokio::time::timeout(READ_BUDGET, self.reader.read(&url)).await {
+            Ok(Ok(b)) => {
+                debug!(multivac = %self.key, backlog = b.entries, source = ?b.source, "backlog read");
+                Ok(b.entries)
+            }
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => {
+                self.reader = BacklogReader::default();
+                Err(ReadError::Timeout)
+            }
+        }
+    }
+
+    async fn scale(
+        &mut self,
+        mv: &MultiVac,
+        ns: &str,
+        worker: &str,
+        current: i32,
+        desired: i32,
+        decision: &Decision,
+    ) {
+        let api: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), ns);
+        let params = PatchParams::apply(SCALER_FIELD_MANAGER).force();
+        let body = status::replicas_patch(worker, ns, desired);
+        match api.patch(worker, &params, &Patch::Apply(&body)).await {
+            Ok(dep) => {
+                self.ctx.metrics.write("scaler:Deployment/replicas");
+                self.applied = Some((desired, dep.metadata.generation.unwrap_or(0)));
+                self.last_scale_time = Some(status::now_seconds());
+            }
+            Err(e) => {
+                warn!(multivac = %self.key, error = %e, "cannot set the worker replicas to {desired}; retrying next poll");
+                return;
+            }
+        }
+        let (direction, reason) = if desired > current {
+            ("up", "ScaledUp")
+        } else {
+            ("down", "ScaledDown")
+        };
+        let backlog = self.last_backlog.unwrap_or(0);
+        let note = format!(
+            "scaled workers from {current} to {desired}: backlog {backlog} entries, recommendation {} ({:?})",
+            decision.recommendation, decision.reason
+        );
+        info!(multivac = %self.key, current, desired, backlog, "{reason}");
+        self.metrics
+            .decisions
+            .get_or_create(&DecisionLabels {
+                namespace: ns.into(),
+                name: self.key.name.clone(),
+                direction,
+            })
+            .inc();
+        let event = Event {
+            type_: EventType::Normal,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Scale".into(),
+            secondary: None,
+        };
+        if let Err(e) = self
+            .ctx
+            .recorder
+            .publish(&event, &mv.object_ref(&()))
+            .await
+        {
+            warn!(multivac = %self.key, error = %e, "cannot publish the {reason} event");
+        }
+    }
+
+    async fn write_status(&mut self, mv: &MultiVac, ns: &str, want: ScalerStatus) {
+        let stored = ScalerStatus::from_status(mv.status.as_ref());
+        if self.written.as_ref() == Some(&want) || stored.as_ref() == Some(&want) {
+            self.written = Some(want);
+            return;
+        }
+        // lastTransitionTime moves only when the condition's status flips.
+        let since = mv
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == status::DEGRADED))
+            .filter(|c| (c.status == "True") == want.degraded.status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(status::now_seconds);
+        let condition = status::degraded_condition(&want.degraded, since);
+        let body = status::status_patch(&want, &condition);
+        let api: Api<MultiVac> = Api::namespaced(self.ctx.client.clone(), ns);
+        let params = PatchParams::apply(SCALER_FIELD_MANAGER).force();
+        match api.patch_status(&mv.name_any(), &params, &Patch::Apply(&body)).await {
+            Ok(_) => {
+                self.ctx.metrics.write("scaler:MultiVac/status");
+                self.written = Some(want);
+            }
+            Err(e) => warn!(multivac = %self.key, error = %e, "cannot write the scaler status; retrying next poll"),
+        }
+    }
+}

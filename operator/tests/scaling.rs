@@ -1,0 +1,585 @@
+//! The scaler against real components: the backlog reader against a Debian
+//! `redis-server` on a free loopback port, and the whole loop (backlog ->
+//! worker Deployment replicas, status, Degraded) against the local control
+//! plane with the operator binary.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use multivac_operator::scaling::backlog::{BacklogReader, GROUP, STREAM, Source};
+
+const PASSWORD: &str = "scaling-test-password";
+
+/// A redis-server child process on 127.0.0.1:`port`, with a password like the
+/// managed one; killed on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+    dir: Option<std::path::PathBuf>,
+}
+
+fn redis_server_path() -> String {
+    let path = std::env::var("MULTIVAC_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+    match Command::new(&path).arg("--version").output() {
+        Ok(o) if o.status.success() => path,
+        _ => panic!(
+            "redis-server not found at `{path}`: run `bash hack/deps/redis.sh` (or `make test`), \
+             or set MULTIVAC_TEST_REDIS_SERVER to its path"
+        ),
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free loopback port")
+        .port()
+}
+
+impl Redis {
+    fn start() -> Redis {
+        Redis::spawn(free_port(), None)
+    }
+
+    /// A Redis that keeps its data across a stop and a start (AOF, fsync on
+    /// every write); `previous` restarts a stopped one on the same port.
+    fn start_durable(previous: Option<Redis>) -> Redis {
+        let (port, dir) = match previous {
+            Some(mut old) => {
+                old.kill();
+                (old.port, old.dir.take())
+            }
+            None => {
+                let port = free_port();
+                let dir = std::env::temp_dir().join(format!("multivac-scaling-redis-{}-{port}", std::process::id()));
+                std::fs::create_dir_all(&dir).expect("create the Redis data dir");
+                (port, Some(dir))
+            }
+        };
+        Redis::spawn(port, dir)
+    }
+
+    fn spawn(port: u16, dir: Option<std::path::PathBuf>) -> Redis {
+        let mut cmd = Command::new(redis_server_path());
+        cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--requirepass", PASSWORD, "--save", ""]);
+        match &dir {
+            Some(d) => cmd
+                .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                .arg(d),
+            None => cmd
+                .args(["--appendonly", "no", "--dir"])
+                .arg(std::env::temp_dir()),
+        };
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let redis = Redis { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ok = redis::Client::open(redis.url())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if ok.is_ok() {
+                return redis;
+            }
+            assert!(Instant::now() < deadline, "redis-server on port {port} did not answer PING in 10 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://:{PASSWORD}@127.0.0.1:{}/0", self.port)
+    }
+
+    fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|c| c.get_connection())
+            .expect("connect to the test redis-server")
+    }
+
+    fn stop(mut self) {
+        self.kill();
+    }
+
+    /// Stops the server but keeps its data dir for `start_durable(Some(..))`.
+    fn shutdown(&mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some(d) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn xadd(c: &mut redis::Connection, n: usize) {
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        pipe.cmd("XADD").arg(STREAM).arg("*").arg("data").arg(format!("entry {i}")).ignore();
+    }
+    pipe.query::<()>(c).expect("XADD");
+}
+
+fn create_group(c: &mut redis::Connection) {
+    redis::cmd("XGROUP")
+        .arg(&["CREATE", STREAM, GROUP, "0", "MKSTREAM"])
+        .query::<()>(c)
+        .expect("XGROUP CREATE");
+}
+
+/// Reads `count` entries as consumer `w1`; returns their ids (now pending).
+fn read_group(c: &mut redis::Connection, count: usize) -> Vec<String> {
+    let reply: redis::Value = redis::cmd("XREADGROUP")
+        .arg(&["GROUP", GROUP, "w1", "COUNT", count.to_string().as_str(), "STREAMS", STREAM, ">"])
+        .query(c)
+        .expect("XREADGROUP");
+    let mut ids = Vec::new();
+    collect_ids(&reply, &mut ids);
+    ids
+}
+
+fn collect_ids(v: &redis::Value, ids: &mut Vec<String>) {
+    // Reply: [[stream, [[id, [field, value]], ...]]] (or a RESP3 map).
+    use redis::Value::*;
+    match v {
+        Array(items) if items.len() == 2 && matches!(&items[1], Array(f) if f.iter().all(|x| matches!(x, BulkString(_)))) => {
+            if let BulkString(id) = &items[0] {
+                ids.push(String::from_utf8_lossy(id).into_owned());
+            }
+        }
+        Array(items) => items.iter().for_each(|i| collect_ids(i, ids)),
+        Map(pairs) => pairs.iter().for_each(|(_, i)| collect_ids(i, ids)),
+        _ => {}
+    }
+}
+
+fn ack_and_delete(c: &mut redis::Connection, ids: &[String]) {
+    if ids.is_empty() {
+        return;
+    }
+    redis::pipe()
+        .cmd("XACK").arg(STREAM).arg(GROUP).arg(ids).ignore()
+        .cmd("XDEL").arg(STREAM).arg(ids).ignore()
+        .query::<()>(c)
+        .expect("XACK + XDEL");
+}
+
+#[tokio::test]
+async fn backlog_follows_the_stream_and_the_group() {
+    let redis = Redis::start();
+    let mut c = redis.conn();
+    let mut reader = BacklogReader::default();
+    let url = redis.url();
+
+    // Nothing submitted yet.
+    let b = reader.read(&url).await.unwrap();
+    assert_eq!((b.entries, b.source), (0, Source::NoStream));
+
+    // Entries but no worker yet: the whole stream waits.
+    xadd(&mut c, 25);
+    let b = reader.read(&url).await.unwrap();
+    assert_eq!((b.entries, b.source), (25, Source::NoGroup));
+
+    // The group exists: lag (undelivered) + pending (delivered, not acked).
+    create_group(&mut c);
+    let ids = read_group(&mut c, 10);
+    assert_eq!(ids.len(), 10);
+    let b = reader.read(&url).await.unwrap();
+    assert_eq!((b.entries, b.source), (25, Source::Lag));
+
+    // Acked entries leave the backlog; deleting them (as the app does) keeps
+    // the lag computable.
+    ack_and_delete(&mut c, &ids[..4]);
+    let b = reader.read(&url).await.unwrap();
+    assert_eq!((b.entries, b.source), (21, Source::Lag));
+
+    // Deleting an undelivered entry makes Redis report a nil lag: the reader
+    // falls back on XLEN and still counts what waits.
+    let last: Vec<String> = {
+        let reply: redis::Value = redis::cmd("XREVRANGE")
+            .arg(&[STREAM, "+", "-", "COUNT", "1"])
+            .query(&mut c)
+            .unwrap();
+        let mut ids = Vec::new();
+        collect_ids(&reply, &mut ids);
+        ids
+    };
+    redis::cmd("XDEL").arg(STREAM).arg(&last).query::<()>(&mut c).unwrap();
+    let b = reader.read(&url).await.unwrap();
+    assert_eq!((b.entries, b.source), (20, Source::LenFallback));
+
+    // Everything processed.
+    loop {
+        let ids = read_group(&mut c, 100);
+        if ids.is_empty() {
+            break;
+        }
+        ack_and_delete(&mut c, &ids);
+    }
+    let pending: Vec<String> = {
+        let reply: redis::Value = redis::cmd("XPENDING")
+            .arg(&[STREAM, GROUP, "-", "+", "100"])
+            .query(&mut c)
+            .unwrap();
+        let mut out = Vec::new();
+        if let redis::Value::Array(items) = reply {
+            for i in items {
+                if let redis::Value::Array(f) = i {
+                    if let Some(redis::Value::BulkString(id)) = f.first() {
+                        out.push(String::from_utf8_lossy(id).into_owned());
+                    }
+                }
+            }
+        }
+        out
+    };
+    ack_and_delete(&mut c, &pending);
+    let b = reader.read(&url).await.unwrap();
+    assert_eq!(b.entries, 0, "{b:?}");
+}
+
+#[tokio::test]
+async fn backlog_errors_are_quick_and_say_why() {
+    let redis = Redis::start();
+    let mut reader = BacklogReader::default();
+
+    // Wrong password: an error that does not leak the URL.
+    let wrong = format!("redis://:not-the-password@127.0.0.1:{}/0", redis.port);
+    let err = reader.read(&wrong).await.unwrap_err().to_string();
+    assert!(!err.contains("not-the-password"), "the error leaks the password: {err}");
+
+    // The right URL then works: the cached connection follows the URL.
+    assert_eq!(reader.read(&redis.url()).await.unwrap().entries, 0);
+
+    // Garbage URL.
+    let err = reader.read("not a url").await.unwrap_err().to_string();
+    assert!(err.contains("redis-url"), "{err}");
+
+    // Redis gone: the cached connection fails fast, and so does reconnecting.
+    let url = redis.url();
+    redis.stop();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let err = reader.read(&url).await.unwrap_err().to_string();
+        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}: {err}", started.elapsed());
+        assert!(!err.contains(PASSWORD), "the error leaks the password: {err}");
+    }
+
+    // A black hole (nothing answers SYN within the connect timeout) is cut
+    // short too: 10.255.255.1 is unroutable in test environments.
+    let started = Instant::now();
+    let _ = reader.read("redis://10.255.255.1:6379/0").await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "connect took {:?}", started.elapsed());
+}
+
+// ---- the whole loop on the local control plane ------------------------------
+
+mod cluster {
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{Namespace, Secret};
+    use k8s_openapi::api::events::v1::Event;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+    use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+    use kube::{Client, CustomResourceExt};
+    use multivac_operator::MultiVac;
+    use serde_json::json;
+
+    pub fn client_config() {
+        match std::env::var("KUBECONFIG") {
+            Ok(p) if std::path::Path::new(&p).exists() => {}
+            _ => panic!(
+                "no local control plane: start it with `bash hack/cluster.sh up` then \
+                 `eval $(bash hack/cluster.sh env)`, or run `make test`"
+            ),
+        }
+    }
+
+    pub async fn client() -> Client {
+        client_config();
+        Client::try_default().await.expect("build a client from KUBECONFIG")
+    }
+
+    /// Installs the CRD the operator serves (idempotent) and waits until the
+    /// API server serves it.
+    pub async fn install_crd(client: &Client) {
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        let crd = MultiVac::crd();
+        let name = crd.metadata.name.clone().unwrap();
+        crds.patch(&name, &PatchParams::apply("multivac-scaling-test").force(), &Patch::Apply(&crd))
+            .await
+            .expect("apply the MultiVac CRD");
+        wait(Duration::from_secs(30), "the CRD to be Established", || async {
+            let c = crds.get(&name).await.ok()?;
+            c.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
+        })
+        .await;
+    }
+
+    /// Polls `f` every 100 ms until it returns Some, or panics after `limit`.
+    pub async fn wait<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(v) = f().await {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A namespace of its own, deleted on drop (best effort).
+    pub struct TestNamespace {
+        pub name: String,
+        client: Client,
+    }
+
+    impl TestNamespace {
+        pub async fn create(client: &Client, prefix: &str) -> Self {
+            let name = format!("{prefix}-{}", std::process::id());
+            let api: Api<Namespace> = Api::all(client.clone());
+            let ns = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+            api.create(&PostParams::default(), &ns).await.expect("create the test namespace");
+            Self { name, client: client.clone() }
+        }
+    }
+
+    impl Drop for TestNamespace {
+        fn drop(&mut self) {
+            let (client, name) = (self.client.clone(), self.name.clone());
+            // Runs on the test's runtime only if it is still alive; the
+            // namespace name is unique per process anyway.
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = Api::<Namespace>::all(client).delete(&name, &DeleteParams::default()).await;
+                });
+            }
+        }
+    }
+
+    /// The operator binary, killed on drop; its log is printed on failure.
+    pub struct Operator {
+        child: Child,
+        pub log: std::path::PathBuf,
+    }
+
+    impl Operator {
+        pub fn spawn() -> Self {
+            let log = std::env::temp_dir().join(format!("multivac-scaling-operator-{}.log", std::process::id()));
+            let out = std::fs::File::create(&log).expect("create the operator log");
+            let metrics_port = super::free_port();
+            let child = Command::new(env!("CARGO_BIN_EXE_multivac-operator"))
+                .arg("--leader-election=false")
+                .arg(format!("--metrics-bind=127.0.0.1:{metrics_port}"))
+                .env("RUST_LOG", "info,multivac_operator=debug")
+                .stdout(Stdio::from(out.try_clone().unwrap()))
+                .stderr(Stdio::from(out))
+                .spawn()
+                .expect("spawn the multivac-operator binary");
+            Self { child, log }
+        }
+
+        pub fn tail(&self) -> String {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        }
+    }
+
+    impl Drop for Operator {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            if std::thread::panicking() {
+                eprintln!("---- operator log ({}) ----\n{}", self.log.display(), self.tail());
+            }
+        }
+    }
+
+    pub async fn secret(client: &Client, ns: &str, name: &str, key: &str, value: &str) {
+        let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+        let s: Secret = serde_json::from_value(json!({
+            "metadata": {"name": name}, "stringData": {key: value}
+        }))
+        .unwrap();
+        api.create(&PostParams::default(), &s).await.expect("create a Secret");
+    }
+
+    pub async fn replicas(client: &Client, ns: &str, name: &str) -> Option<i32> {
+        let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+        api.get_opt(name).await.ok()??.spec?.replicas
+    }
+
+    pub async fn degraded(client: &Client, ns: &str, name: &str) -> Option<Condition> {
+        let api: Api<MultiVac> = Api::namespaced(client.clone(), ns);
+        let mv = api.get_opt(name).await.ok()??;
+        mv.status?.conditions.into_iter().find(|c| c.type_ == "Degraded")
+    }
+
+    pub async fn events(client: &Client, ns: &str, reason: &str) -> Vec<String> {
+        let api: Api<Event> = Api::namespaced(client.clone(), ns);
+        api.list(&ListParams::default())
+            .await
+            .map(|l| {
+                l.items
+                    .into_iter()
+                    .filter(|e| e.reason.as_deref() == Some(reason))
+                    .filter_map(|e| e.note)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[tokio::test]
+async fn workers_follow_the_backlog_on_the_control_plane() {
+    use cluster::*;
+    use kube::api::{Api, PostParams};
+    use multivac_operator::MultiVac;
+
+    const POLL: u64 = 2;
+    const WINDOW: u64 = 10;
+    let poll = Duration::from_secs(POLL);
+    let window = Duration::from_secs(WINDOW);
+
+    let client = client().await;
+    let mut redis = Redis::start_durable(None);
+    install_crd(&client).await;
+    let ns = TestNamespace::create(&client, "scaling").await;
+    let ns_name = ns.name.clone();
+    secret(&client, &ns_name, "redis", "redis-url", &redis.url()).await;
+    secret(&client, &ns_name, "mongo", "mongodb-uri", "mongodb://u:p@127.0.0.1:9/").await;
+    let mvs: Api<MultiVac> = Api::namespaced(client.clone(), &ns_name);
+    let mv: MultiVac = serde_json::from_value(serde_json::json!({
+        "apiVersion": "multivac.io/v1alpha1", "kind": "MultiVac",
+        "metadata": {"name": "mv", "namespace": ns_name},
+        "spec": {
+            "image": "multivac:test",
+            "workers": {"minReplicas": 1, "maxReplicas": 10, "targetBacklogPerWorker": 100,
+                        "pollIntervalSeconds": POLL, "scaleDownStabilizationSeconds": WINDOW},
+            "redis": {"external": {"secretRef": {"name": "redis"}}},
+            "mongodb": {"external": {"secretRef": {"name": "mongo"}}}
+        }
+    }))
+    .unwrap();
+    mvs.create(&PostParams::default(), &mv).await.expect("create the MultiVac");
+    let operator = Operator::spawn();
+
+    // The reconciler creates the worker Deployment; the scaler reads an empty
+    // Redis and reports Degraded=False.
+    wait(Duration::from_secs(60), "the worker Deployment at minReplicas", || async {
+        (replicas(&client, &ns_name, "mv-worker").await? == 1).then_some(())
+    })
+    .await;
+    wait(Duration::from_secs(30), "Degraded=False", || async {
+        let c = degraded(&client, &ns_name, "mv").await?;
+        (c.status == "False" && c.reason == "BacklogRead").then_some(())
+    })
+    .await;
+
+    // 1,000 entries, 100 per worker -> 10 workers within two poll intervals.
+    let mut c = redis.conn();
+    xadd(&mut c, 1000);
+    let burst = Instant::now();
+    wait(2 * poll + Duration::from_secs(1), "10 workers after the burst", || async {
+        (replicas(&client, &ns_name, "mv-worker").await? == 10).then_some(())
+    })
+    .await;
+    eprintln!("burst -> 10 replicas in {:?}", burst.elapsed());
+    let events = wait(Duration::from_secs(10), "a ScaledUp event", || async {
+        let e = events(&client, &ns_name, "ScaledUp").await;
+        (!e.is_empty()).then_some(e)
+    })
+    .await;
+    assert!(events.iter().any(|n| n.contains("backlog 1000")), "{events:?}");
+    let status = wait(Duration::from_secs(10), "the status to show the backlog", || async {
+        let w = mvs.get(&"mv".to_string()).await.ok()?.status?.workers?;
+        (w.backlog == Some(1000) && w.desired == Some(10)).then_some(w)
+    })
+    .await;
+    assert!(status.last_scale_time.is_some(), "{status:?}");
+
+    // Redis goes away: the replicas stay, Degraded=True says why.
+    let port = redis.port;
+    redis.shutdown();
+    let cond = wait(4 * poll + Duration::from_secs(10), "Degraded=True", || async {
+        let c = degraded(&client, &ns_name, "mv").await?;
+        (c.status == "True").then_some(c)
+    })
+    .await;
+    assert_eq!(cond.reason, "RedisUnreachable", "{cond:?}");
+    assert!(cond.message.contains("keeping 10 workers"), "{cond:?}");
+    let until = Instant::now() + 2 * poll;
+    while Instant::now() < until {
+        assert_eq!(replicas(&client, &ns_name, "mv-worker").await, Some(10), "replicas changed while Redis was down");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Back on the same port with its data: the condition clears, the
+    // replicas do not move (the backlog is still 1,000).
+    let redis = Redis::start_durable(Some(redis));
+    assert_eq!(redis.port, port);
+    wait(3 * poll + Duration::from_secs(5), "Degraded=False again", || async {
+        let c = degraded(&client, &ns_name, "mv").await?;
+        (c.status == "False").then_some(())
+    })
+    .await;
+    assert_eq!(replicas(&client, &ns_name, "mv-worker").await, Some(10));
+
+    // Drain the stream like the workers do: the replicas stay for the whole
+    // stabilization window, then come down to minReplicas.
+    let mut c = redis.conn();
+    create_group(&mut c);
+    loop {
+        let ids = read_group(&mut c, 500);
+        if ids.is_empty() {
+            break;
+        }
+        ack_and_delete(&mut c, &ids);
+    }
+    let drained = Instant::now();
+    // The last poll that saw 1,000 entries was at most one interval ago.
+    let hold_until = drained + window - poll;
+    while Instant::now() < hold_until {
+        assert_eq!(
+            replicas(&client, &ns_name, "mv-worker").await,
+            Some(10),
+            "scaled down {:?} after the drain, inside the {WINDOW}s window",
+            drained.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait(window + 2 * poll, "the scale-down to minReplicas", || async {
+        (replicas(&client, &ns_name, "mv-worker").await? == 1).then_some(())
+    })
+    .await;
+    eprintln!("drain -> 1 replica in {:?} (window {WINDOW}s)", drained.elapsed());
+    let events = wait(Duration::from_secs(10), "a ScaledDown event", || async {
+        let e = events(&client, &ns_name, "ScaledDown").await;
+        (!e.is_empty()).then_some(e)
+    })
+    .await;
+    assert!(events.iter().any(|n| n.contains("backlog 0")), "{events:?}");
+    drop(operator);
+    drop(ns);
+}
