@@ -1,0 +1,267 @@
+#!/usr/bin/env bash
+# The two install paths, for real, on the local control plane (KUBECONFIG set by
+# hack/test.sh after `hack/cluster.sh up`):
+#   a. `helm install` of charts/multivac-operator; the operator (run on this
+#      host: the chart's pods are kwok-simulated) with a token of the chart's
+#      ServiceAccount reconciles config/samples/multivac.yaml to Ready;
+#   b. `kubectl auth can-i` with that token: what the RBAC grants and refuses;
+#   c. `kubectl apply -k config/default`, and the same with its ServiceAccount;
+#   d. leader election: two operators, one Lease; only the holder reconciles;
+#      kill -9 it and the other takes over within the lease duration.
+# Every check runs even when an earlier one fails; the last line says how many
+# passed, and the exit status is non-zero on any failure.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+# shellcheck source=hack/cluster/version.sh
+source "$MULTIVAC_ROOT/hack/cluster/version.sh"
+cd "$MULTIVAC_ROOT"
+
+bin="$(cluster_bin_dir)"
+kubectl="${KUBECTL:-$bin/kubectl}"
+helm="$bin/helm"
+[ -x "$kubectl" ] || die "$kubectl is missing: run \`bash hack/cluster.sh build\` (or \`make test\`)"
+[ -x "$helm" ] || die "$helm is missing: run \`bash hack/deps/tools.sh\` (or \`make test\`)"
+[ -n "${KUBECONFIG:-}" ] && "$kubectl" get --raw /readyz >/dev/null 2>&1 \
+  || die "no control plane at KUBECONFIG='${KUBECONFIG:-}': start it with \`bash hack/cluster.sh up\` then \`export KUBECONFIG=\$(bash hack/cluster.sh kubeconfig)\`, or run \`make test\`"
+
+log "building multivac-operator"
+cargo build -q --locked -p multivac-operator --bin multivac-operator
+operator="${CARGO_TARGET_DIR:-$MULTIVAC_ROOT/target}/debug/multivac-operator"
+[ -x "$operator" ] || die "$operator was not built"
+
+chart=charts/multivac-operator
+sample=config/samples/multivac.yaml
+mv_name="$("$kubectl" create --dry-run=client -f "$sample" -o jsonpath='{.metadata.name}')"
+helm_release=mvo
+helm_ns=multivac-helm
+helm_sa="$helm_release-multivac-operator"
+kust_ns=multivac-system
+kust_sa=multivac-operator
+lease=multivac-operator
+# The lease duration the operator uses (operator contract: 15 s, renewed ~5 s).
+lease_seconds=15
+ready_timeout=180s
+
+work="$(mktemp -d /tmp/multivac-install.XXXXXX)"
+pids=()
+passed=0 failed=0
+
+k() { "$kubectl" "$@"; }
+
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  "$helm" uninstall "$helm_release" -n "$helm_ns" >/dev/null 2>&1 || true
+  k delete -k config/rbac --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  k delete namespace mv-helm mv-kustomize mv-leader "$helm_ns" "$kust_ns" \
+    --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# check NAME CMD...: runs CMD with its output in a file, shown only on failure.
+check() {
+  local name="$1"; shift
+  if "$@" >"$work/out" 2>&1; then
+    passed=$((passed + 1)); printf 'ok    %s\n' "$name" >&2
+  else
+    failed=$((failed + 1)); printf 'FAIL  %s\n' "$name" >&2; sed 's/^/      /' "$work/out" | tail -40 >&2
+  fi
+}
+refused() { ! "$@"; }
+
+# sa_kubeconfig NS SA FILE: a kubeconfig for the same API server that
+# authenticates with a fresh token of ServiceAccount NS/SA, nothing else.
+sa_kubeconfig() {
+  local ns="$1" sa="$2" file="$3" token server ca
+  token="$(k -n "$ns" create token "$sa" --duration=2h)"
+  server="$(k config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')"
+  ca="$(k config view --raw --minify --flatten -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')"
+  cat > "$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+  - name: local
+    cluster: {server: "$server", certificate-authority-data: "$ca"}
+users:
+  - name: $ns-$sa
+    user: {token: "$token"}
+contexts:
+  - name: $ns-$sa
+    context: {cluster: local, user: $ns-$sa}
+current-context: $ns-$sa
+EOF
+  chmod 600 "$file"
+}
+
+# start_operator NAME KUBECONFIG LEASE_NS: runs the operator on this host as
+# POD_NAME=NAME with leader election on the Lease in LEASE_NS; sets $port.
+declare -A op_pid op_port
+start_operator() {
+  local name="$1" kubeconfig="$2" lease_ns="$3" port
+  port="$(free_port)"
+  KUBECONFIG="$kubeconfig" POD_NAME="$name" POD_NAMESPACE="$lease_ns" RUST_LOG=info \
+    "$operator" --leader-election=true --lease-name="$lease" \
+      --metrics-bind="127.0.0.1:$port" --log-format=text >"$work/$name.log" 2>&1 &
+  op_pid[$name]=$!
+  op_port[$name]=$port
+  pids+=("$!")
+}
+stop_operator() { kill "${op_pid[$1]}" 2>/dev/null || true; wait "${op_pid[$1]}" 2>/dev/null || true; }
+
+metric() { # metric NAME METRIC: the sum of METRIC's samples on operator NAME
+  curl -fsS "http://127.0.0.1:${op_port[$1]}/metrics" \
+    | awk -v m="$2" '$1 == m || index($1, m "{") == 1 { s += $NF } END { print s + 0 }'
+}
+leader_gauge_is() { [ "$(metric "$1" multivac_operator_leader)" = "$2" ]; }
+reconciles_of() { metric "$1" multivac_operator_reconciliations_total; }
+holder() { k -n "$1" get lease "$lease" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null; }
+
+# wait_until SECONDS CMD...: polls CMD every 0.5 s.
+wait_until() {
+  local deadline=$(( $(date +%s) + $1 )); shift
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$deadline" ] || { echo "timed out: $*"; return 1; }
+    sleep 0.5
+  done
+}
+
+# apply_sample NS NAME: the minimal sample, renamed, in namespace NS.
+apply_sample() {
+  k create namespace "$1" --dry-run=client -o yaml | k apply -f - >/dev/null
+  sed "s/^  name: $mv_name\$/  name: $2/" "$sample" | k -n "$1" apply -f -
+}
+# ready NS NAME: waits for condition Ready; on failure shows the status and
+# the operator logs.
+ready() {
+  k -n "$1" wait --for=condition=Ready "multivac/$2" --timeout="$ready_timeout" || {
+    k -n "$1" get multivac "$2" -o yaml | sed -n '/^status:/,$p'
+    tail -n 30 "$work"/*.log
+    return 1
+  }
+}
+
+# restricted_ns NS: the operator's namespace enforces Pod Security `restricted`,
+# so admission proves the chart's pods are restricted-compliant.
+restricted_ns() {
+  k create namespace "$1" --dry-run=client -o yaml | k apply -f - >/dev/null
+  k label namespace "$1" --overwrite pod-security.kubernetes.io/enforce=restricted >/dev/null
+}
+
+# Leftovers of an interrupted earlier run (cluster-scoped RBAC survives namespaces).
+"$helm" uninstall "$helm_release" -n "$helm_ns" >/dev/null 2>&1 || true
+k delete -k config/rbac --ignore-not-found >/dev/null 2>&1 || true
+
+# --- a. Helm ------------------------------------------------------------------------
+log "a. helm install $chart into $helm_ns"
+restricted_ns "$helm_ns"
+check "helm install (operator pods admitted as restricted, Deployment Available)" \
+  "$helm" install "$helm_release" "$chart" -n "$helm_ns" --wait --timeout 3m
+check "chart installed the CRD" k get crd multivacs.multivac.io
+check "chart's operator Deployment has 2 ready replicas" \
+  bash -c '[ "$("$1" -n "$2" get deploy "$3" -o jsonpath="{.status.readyReplicas}")" = 2 ]' _ "$kubectl" "$helm_ns" "$helm_sa"
+
+sa_kubeconfig "$helm_ns" "$helm_sa" "$work/helm-sa.kubeconfig"
+start_operator helm-op "$work/helm-sa.kubeconfig" "$helm_ns"
+check "operator with the chart's ServiceAccount token takes its Lease" \
+  wait_until 30 bash -c '[ "$("$1" -n "$2" get lease "$3" -o jsonpath="{.spec.holderIdentity}")" = helm-op ]' _ "$kubectl" "$helm_ns" "$lease"
+apply_sample mv-helm "$mv_name" >/dev/null
+check "sample MultiVac Ready (reconciled with the chart's ServiceAccount)" ready mv-helm "$mv_name"
+
+# --- b. what that ServiceAccount may and may not do ----------------------------------
+log "b. kubectl auth can-i as system:serviceaccount:$helm_ns:$helm_sa"
+sa="$work/helm-sa.kubeconfig"
+# The answer must be exactly yes / no: an error (a typo in a resource) fails both.
+answer() { KUBECONFIG="$sa" "$kubectl" auth can-i "$@" 2>/dev/null || true; }
+can() { local a; a="$(answer "$@")"; echo "$a"; [ "$a" = yes ]; }
+cannot() { local a; a="$(answer "$@")"; echo "$a"; [[ "$a" == no* ]]; }
+set -f # the '*' below are RBAC wildcards, not globs
+while read -r args; do
+  # shellcheck disable=SC2086
+  check "can    $args" can $args
+done <<EOF
+watch multivacs.multivac.io --all-namespaces
+patch multivacs.multivac.io --subresource=status -n mv-helm
+patch deployments.apps -n mv-helm
+create services -n mv-helm
+get secrets -n mv-helm
+patch networkpolicies.networking.k8s.io -n mv-helm
+patch poddisruptionbudgets.policy -n mv-helm
+create events.events.k8s.io -n mv-helm
+patch events -n mv-helm
+patch leases.coordination.k8s.io/$lease -n $helm_ns
+EOF
+while read -r args; do
+  # shellcheck disable=SC2086
+  check "cannot $args" cannot $args
+done <<EOF
+* * --all-namespaces
+delete nodes
+list nodes
+create clusterroles.rbac.authorization.k8s.io
+create clusterrolebindings.rbac.authorization.k8s.io
+escalate clusterroles.rbac.authorization.k8s.io
+create pods -n mv-helm
+create pods/exec -n mv-helm
+delete deployments.apps -n mv-helm
+delete secrets -n mv-helm
+update multivacs.multivac.io -n mv-helm
+delete multivacs.multivac.io -n mv-helm
+delete namespaces
+patch leases.coordination.k8s.io/kube-controller-manager -n kube-system
+patch leases.coordination.k8s.io/other-lease -n $helm_ns
+EOF
+set +f
+
+stop_operator helm-op
+check "helm uninstall" "$helm" uninstall "$helm_release" -n "$helm_ns" --wait
+check "the uninstalled ServiceAccount's token is refused" \
+  refused env KUBECONFIG="$sa" "$kubectl" get multivacs -A
+
+# --- c. kustomize -------------------------------------------------------------------
+log "c. kubectl apply -k config/default"
+check "kubectl apply -k config/default" k apply -k config/default
+check "namespace $kust_ns enforces restricted" \
+  bash -c '[ "$("$1" get ns "$2" -o jsonpath="{.metadata.labels.pod-security\.kubernetes\.io/enforce}")" = restricted ]' _ "$kubectl" "$kust_ns"
+check "kustomize's operator Deployment Available" \
+  k -n "$kust_ns" rollout status deploy/multivac-operator --timeout=3m
+
+sa_kubeconfig "$kust_ns" "$kust_sa" "$work/kust-sa.kubeconfig"
+start_operator kust-op "$work/kust-sa.kubeconfig" "$kust_ns"
+apply_sample mv-kustomize "$mv_name" >/dev/null
+check "sample MultiVac Ready (reconciled with config/default's ServiceAccount)" ready mv-kustomize "$mv_name"
+stop_operator kust-op
+
+# --- d. leader election ---------------------------------------------------------------
+log "d. leader election: two operators on Lease $kust_ns/$lease"
+start_operator op-a "$work/kust-sa.kubeconfig" "$kust_ns"
+start_operator op-b "$work/kust-sa.kubeconfig" "$kust_ns"
+is_leader() { local h; h="$(holder "$kust_ns")"; [ "$h" = op-a ] || [ "$h" = op-b ]; }
+# The stopped kust-op may have left the Lease held until it expires.
+check "one of the two holds the Lease" wait_until $((lease_seconds * 3)) is_leader
+leader="$(holder "$kust_ns")"
+standby=op-b; [ "$leader" = op-b ] && standby=op-a
+log "leader: $leader, standby: $standby"
+check "leader's multivac_operator_leader is 1" wait_until 10 leader_gauge_is "$leader" 1
+check "standby's multivac_operator_leader is 0" leader_gauge_is "$standby" 0
+apply_sample mv-leader first >/dev/null
+check "MultiVac created while both run is Ready" ready mv-leader first
+check "the leader reconciled it" bash -c '[ "$1" -gt 0 ]' _ "$(reconciles_of "$leader")"
+check "the standby reconciled nothing" bash -c '[ "$1" -eq 0 ]' _ "$(reconciles_of "$standby")"
+
+log "kill -9 $leader"
+kill -9 "${op_pid[$leader]}"
+wait "${op_pid[$leader]}" 2>/dev/null || true
+killed=$(date +%s)
+takes_over() { [ "$(holder "$kust_ns")" = "$standby" ]; }
+# The lease has to expire first; allow one renew period and a margin on top.
+check "standby takes the Lease within ${lease_seconds} s + 10 s" wait_until $((lease_seconds + 10)) takes_over
+log "takeover after $(( $(date +%s) - killed )) s"
+check "new leader's multivac_operator_leader is 1" wait_until 10 leader_gauge_is "$standby" 1
+apply_sample mv-leader second >/dev/null
+check "MultiVac created after the takeover is Ready" ready mv-leader second
+check "the new leader reconciled it" bash -c '[ "$1" -gt 0 ]' _ "$(reconciles_of "$standby")"
+
+echo "install: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
