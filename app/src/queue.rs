@@ -1,0 +1,560 @@
+//! The Redis Stream between the server and the workers.
+//!
+//! The server appends with XADD; workers read with XREADGROUP in the consumer
+//! group, acknowledge (and delete) only what MongoDB holds, reclaim what dead
+//! workers left behind with XAUTOCLAIM and move entries that keep failing to
+//! a dead-letter stream. Nothing is trimmed: an entry leaves the stream only
+//! after it is in MongoDB or in the dead-letter stream.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::streams::{
+    StreamAutoClaimReply, StreamId, StreamInfoGroupsReply, StreamPendingCountReply, StreamReadReply,
+};
+use redis::{AsyncCommands, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::redact::redact_url;
+
+/// The stream the server appends data to.
+pub const STREAM: &str = "multivac:data";
+/// The consumer group every worker reads in.
+pub const GROUP: &str = "multivac-workers";
+/// Where entries go after too many failed deliveries.
+pub const DEAD_LETTER: &str = "multivac:data:dead";
+/// Prefix of the worker heartbeat keys (`multivac:workers:<consumer>`).
+pub const HEARTBEAT_PREFIX: &str = "multivac:workers:";
+/// The field holding the datum in a stream entry.
+pub const DATA_FIELD: &str = "data";
+
+/// Redis failures, with what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error(
+        "Redis at {url} is unreachable or failed: {source}; check MULTIVAC_REDIS_URL and that Redis is up"
+    )]
+    Redis {
+        url: String,
+        #[source]
+        source: redis::RedisError,
+    },
+    #[error("invalid MULTIVAC_REDIS_URL {url}: {source}")]
+    Url {
+        url: String,
+        #[source]
+        source: redis::RedisError,
+    },
+}
+
+/// A stream entry as a worker sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The stream entry id, which is also the MongoDB `data` key.
+    pub id: String,
+    /// What the entry carries.
+    pub payload: Payload,
+}
+
+/// The content of a stream entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// A datum to learn from.
+    Datum(String),
+    /// An entry that can never be processed (written around the server: no
+    /// `data` field, not UTF-8); it goes straight to the dead-letter stream,
+    /// keeping whatever bytes it had.
+    Malformed { reason: String, raw: Vec<u8> },
+}
+
+impl Entry {
+    fn from_stream_id(entry: StreamId) -> Self {
+        let malformed = |reason: &str, raw: Vec<u8>| Payload::Malformed {
+            reason: reason.to_owned(),
+            raw,
+        };
+        let payload = match entry.map.get(DATA_FIELD) {
+            Some(Value::BulkString(bytes)) => match String::from_utf8(bytes.clone()) {
+                Ok(text) => Payload::Datum(text),
+                Err(e) => malformed("the data field is not valid UTF-8", e.into_bytes()),
+            },
+            Some(Value::SimpleString(s)) => Payload::Datum(s.clone()),
+            Some(_) => malformed("the data field is not a string", Vec::new()),
+            None => malformed("the entry has no data field", Vec::new()),
+        };
+        Entry {
+            id: entry.id,
+            payload,
+        }
+    }
+}
+
+/// How much work is waiting: what the autoscaler and /zzz look at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backlog {
+    /// Entries not yet delivered to any worker.
+    pub undelivered: u64,
+    /// Entries delivered and not yet acknowledged.
+    pub pending: u64,
+}
+
+impl Backlog {
+    /// Everything not yet learned: undelivered plus pending.
+    pub fn total(&self) -> u64 {
+        self.undelivered + self.pending
+    }
+}
+
+/// A worker's heartbeat, stored with a TTL so dead workers disappear.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub consumer: String,
+    /// Unix seconds of the worker's start.
+    pub started_at: u64,
+    /// Unix seconds of this beat.
+    pub last_seen: u64,
+    /// Data this worker has learned since it started.
+    pub processed: u64,
+}
+
+/// A connection to the queue, shared by all tasks of a process.
+///
+/// Built on `ConnectionManager`, which multiplexes (and so pipelines) every
+/// concurrent command on one connection and reconnects by itself; it connects
+/// lazily so the server starts, and answers 503, while Redis is down.
+#[derive(Clone)]
+pub struct Queue {
+    conn: ConnectionManager,
+    url: String,
+}
+
+impl Queue {
+    /// A lazily connected queue; `timeout` bounds every command and connect.
+    pub fn connect(url: &str, timeout: Duration) -> Result<Self, QueueError> {
+        let redacted = redact_url(url);
+        let client = redis::Client::open(url).map_err(|source| QueueError::Url {
+            url: redacted.clone(),
+            source,
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|source| {
+            QueueError::Url {
+                url: redacted.clone(),
+                source,
+            }
+        })?;
+        Ok(Queue {
+            conn,
+            url: redacted,
+        })
+    }
+
+    fn err(&self, source: redis::RedisError) -> QueueError {
+        QueueError::Redis {
+            url: self.url.clone(),
+            source,
+        }
+    }
+
+    /// The URL without its password, for logs.
+    pub fn redacted_url(&self) -> &str {
+        &self.url
+    }
+
+    /// Appends a datum; the returned entry id means Redis has it.
+    pub async fn push(&self, data: &str) -> Result<String, QueueError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("XADD")
+            .arg(STREAM)
+            .arg("*")
+            .arg(DATA_FIELD)
+            .arg(data)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// PING, for readiness.
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// Creates the stream and the consumer group if missing. The group starts
+    /// at id 0 so data accepted before any worker ran is learned too.
+    pub async fn ensure_group(&self) -> Result<(), QueueError> {
+        let mut conn = self.conn.clone();
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(STREAM)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        match created {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// Work waiting: the group's lag plus pending; the stream length when the
+    /// group does not exist yet (nothing was delivered) or its lag is unknown
+    /// (acknowledged entries are deleted, so the length is what is left).
+    pub async fn backlog(&self) -> Result<Backlog, QueueError> {
+        let mut conn = self.conn.clone();
+        let groups: redis::RedisResult<StreamInfoGroupsReply> = conn.xinfo_groups(STREAM).await;
+        let groups = match groups {
+            Ok(groups) => groups,
+            // XINFO on a missing key is an error: nothing was ever queued.
+            Err(e) if e.to_string().contains("no such key") => return Ok(Backlog::default()),
+            Err(e) => return Err(self.err(e)),
+        };
+        match groups.groups.iter().find(|g| g.name == GROUP) {
+            Some(group) => {
+                let pending = group.pending as u64;
+                let undelivered = match group.lag {
+                    Some(lag) => lag as u64,
+                    None => {
+                        let len: u64 = conn.xlen(STREAM).await.map_err(|e| self.err(e))?;
+                        len.saturating_sub(pending)
+                    }
+                };
+                Ok(Backlog {
+                    undelivered,
+                    pending,
+                })
+            }
+            None => {
+                let len: u64 = conn.xlen(STREAM).await.map_err(|e| self.err(e))?;
+                Ok(Backlog {
+                    undelivered: len,
+                    pending: 0,
+                })
+            }
+        }
+    }
+
+    /// Entries in the dead-letter stream.
+    pub async fn dead_letters(&self) -> Result<u64, QueueError> {
+        let mut conn = self.conn.clone();
+        conn.xlen(DEAD_LETTER).await.map_err(|e| self.err(e))
+    }
+
+    /// Records that `beat.consumer` is alive for `ttl`.
+    pub async fn heartbeat(&self, beat: &Heartbeat, ttl: Duration) -> Result<(), QueueError> {
+        let mut conn = self.conn.clone();
+        let value = serde_json::to_string(beat).expect("a heartbeat serializes");
+        conn.set_ex::<_, _, ()>(
+            format!("{HEARTBEAT_PREFIX}{}", beat.consumer),
+            value,
+            ttl.as_secs().max(1),
+        )
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// Removes a worker's heartbeat when it stops cleanly.
+    pub async fn forget(&self, consumer: &str) -> Result<(), QueueError> {
+        let mut conn = self.conn.clone();
+        conn.del::<_, ()>(format!("{HEARTBEAT_PREFIX}{consumer}"))
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// Workers whose heartbeat has not expired, sorted by name.
+    pub async fn live_workers(&self) -> Result<Vec<Heartbeat>, QueueError> {
+        let mut conn = self.conn.clone();
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{HEARTBEAT_PREFIX}*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut beats: Vec<Heartbeat> = values
+            .into_iter()
+            .flatten()
+            .filter_map(|v| serde_json::from_str(&v).ok())
+            .collect();
+        beats.sort_by(|a, b| a.consumer.cmp(&b.consumer));
+        Ok(beats)
+    }
+}
+
+/// One worker's view of the consumer group.
+///
+/// It has its own connection: XREADGROUP BLOCK holds a connection for the
+/// whole wait, which would stall every other command multiplexed on it.
+#[derive(Clone)]
+pub struct Consumer {
+    conn: ConnectionManager,
+    url: String,
+    name: String,
+    claim_cursor: String,
+}
+
+impl Consumer {
+    /// A lazily connected consumer named `name`; `timeout` bounds commands
+    /// other than the blocking wait, which gets `block` on top.
+    pub fn connect(
+        url: &str,
+        name: &str,
+        timeout: Duration,
+        block: Duration,
+    ) -> Result<Self, QueueError> {
+        let redacted = redact_url(url);
+        let client = redis::Client::open(url).map_err(|source| QueueError::Url {
+            url: redacted.clone(),
+            source,
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout + block))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|source| {
+            QueueError::Url {
+                url: redacted.clone(),
+                source,
+            }
+        })?;
+        Ok(Consumer {
+            conn,
+            url: redacted,
+            name: name.to_owned(),
+            claim_cursor: "0-0".to_owned(),
+        })
+    }
+
+    /// This consumer's name in the group.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn err(&self, source: redis::RedisError) -> QueueError {
+        QueueError::Redis {
+            url: self.url.clone(),
+            source,
+        }
+    }
+
+    async fn read(
+        &mut self,
+        id: &str,
+        count: usize,
+        block: Option<Duration>,
+    ) -> Result<Vec<Entry>, QueueError> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(GROUP)
+            .arg(&self.name)
+            .arg("COUNT")
+            .arg(count);
+        if let Some(block) = block {
+            cmd.arg("BLOCK").arg(block.as_millis() as u64);
+        }
+        cmd.arg("STREAMS").arg(STREAM).arg(id);
+        let reply: redis::RedisResult<Option<StreamReadReply>> =
+            cmd.query_async(&mut self.conn).await;
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(e) if e.code() == Some("NOGROUP") => {
+                // Redis lost the group (restarted without persistence):
+                // recreate it and read again next time.
+                let queue = Queue {
+                    conn: self.conn.clone(),
+                    url: self.url.clone(),
+                };
+                queue.ensure_group().await?;
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(self.err(e)),
+        };
+        Ok(reply
+            .map(|r| {
+                r.keys
+                    .into_iter()
+                    .flat_map(|k| k.ids)
+                    .map(Entry::from_stream_id)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// New entries for this consumer, waiting up to `block` for some.
+    pub async fn read_new(
+        &mut self,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<Entry>, QueueError> {
+        self.read(">", count, Some(block)).await
+    }
+
+    /// Entries already delivered to this consumer name and not acknowledged,
+    /// e.g. by a previous run of this pod.
+    pub async fn read_own_pending(&mut self, count: usize) -> Result<Vec<Entry>, QueueError> {
+        self.read("0", count, None).await
+    }
+
+    /// Takes over entries that other consumers left unacknowledged for
+    /// longer than `min_idle`, with how often each has been delivered.
+    pub async fn reclaim(
+        &mut self,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<(Entry, u64)>, QueueError> {
+        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            .arg(STREAM)
+            .arg(GROUP)
+            .arg(&self.name)
+            .arg(min_idle.as_millis() as u64)
+            .arg(&self.claim_cursor)
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        self.claim_cursor = reply.next_stream_id.clone();
+        let entries: Vec<Entry> = reply
+            .claimed
+            .into_iter()
+            .map(Entry::from_stream_id)
+            .collect();
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let first = entries.first().map(|e| e.id.clone()).unwrap_or_default();
+        let last = entries.last().map(|e| e.id.clone()).unwrap_or_default();
+        let pending: StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg(STREAM)
+            .arg(GROUP)
+            .arg(&first)
+            .arg(&last)
+            .arg(entries.len())
+            .arg(&self.name)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let deliveries: HashMap<String, u64> = pending
+            .ids
+            .into_iter()
+            .map(|p| (p.id, p.times_delivered as u64))
+            .collect();
+        Ok(entries
+            .into_iter()
+            .map(|e| {
+                let n = deliveries.get(&e.id).copied().unwrap_or(1);
+                (e, n)
+            })
+            .collect())
+    }
+
+    /// Resets the idle time of entries this consumer is still working on
+    /// (XCLAIM JUSTID does not count a delivery), so a worker that is alive
+    /// but waiting for MongoDB keeps them instead of others stealing them.
+    pub async fn touch(&mut self, ids: &[String]) -> Result<(), QueueError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        redis::cmd("XCLAIM")
+            .arg(STREAM)
+            .arg(GROUP)
+            .arg(&self.name)
+            .arg(0)
+            .arg(ids)
+            .arg("JUSTID")
+            .query_async::<Value>(&mut self.conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Acknowledges entries that MongoDB holds and deletes them from the
+    /// stream, so Redis memory stays bounded by the backlog.
+    pub async fn ack(&mut self, ids: &[String]) -> Result<(), QueueError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        redis::pipe()
+            .cmd("XACK")
+            .arg(STREAM)
+            .arg(GROUP)
+            .arg(ids)
+            .ignore()
+            .cmd("XDEL")
+            .arg(STREAM)
+            .arg(ids)
+            .ignore()
+            .query_async::<()>(&mut self.conn)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// Moves an entry to the dead-letter stream, atomically with its ack, so
+    /// it is neither lost nor both dead and pending.
+    pub async fn dead_letter(
+        &mut self,
+        id: &str,
+        data: &[u8],
+        reason: &str,
+        deliveries: u64,
+    ) -> Result<(), QueueError> {
+        redis::pipe()
+            .atomic()
+            .cmd("XADD")
+            .arg(DEAD_LETTER)
+            .arg("*")
+            .arg("source_id")
+            .arg(id)
+            .arg(DATA_FIELD)
+            .arg(data)
+            .arg("reason")
+            .arg(reason)
+            .arg("deliveries")
+            .arg(deliveries)
+            .ignore()
+            .cmd("XACK")
+            .arg(STREAM)
+            .arg(GROUP)
+            .arg(id)
+            .ignore()
+            .cmd("XDEL")
+            .arg(STREAM)
+            .arg(id)
+            .ignore()
+            .query_async::<()>(&mut self.conn)
+            .await
+            .map_err(|e| self.err(e))
+    }
+}
