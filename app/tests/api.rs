@@ -1,0 +1,576 @@
+//! The HTTP API against a real Redis and a real MongoDB-compatible server:
+//! the seed's flow, every bad input, trailing slashes, Redis outages.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Mongo, Multivac, Redis, eventually};
+use redis::AsyncCommands;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+const DATA: &str = "/multivac/data";
+
+async fn stream_len(redis: &Redis) -> u64 {
+    let mut conn = redis.conn().await;
+    conn.xlen("multivac:data").await.unwrap()
+}
+
+async fn answer_json(server: &Multivac) -> Value {
+    reqwest::Client::new()
+        .get(server.url("/multivac"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn post_form(server: &Multivac, data: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(server.url(DATA))
+        .form(&[("data", data)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The seed's "Testing MultiVAC": question, feed data, let workers process,
+/// question again, until the answer becomes meaningful; it flips exactly
+/// when the distinct concepts reach MULTIVAC_REQUIRED_CONCEPTS.
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_flow_answer_flips_exactly_at_the_threshold() {
+    let redis = Redis::start();
+    let mongo = Mongo::start();
+    let server = Multivac::server(
+        &redis,
+        &mongo,
+        &[
+            ("MULTIVAC_REQUIRED_CONCEPTS", "6"),
+            ("MULTIVAC_STATS_TTL_MS", "0"),
+        ],
+    );
+    let _w1 = Multivac::worker(&redis, &mongo, "w1", &[]);
+    let _w2 = Multivac::worker(&redis, &mongo, "w2", &[]);
+
+    let welcome = reqwest::get(server.url("/")).await.unwrap();
+    assert_eq!(welcome.status(), StatusCode::OK);
+    assert_eq!(welcome.text().await.unwrap(), "Welcome to MultiVAC!");
+
+    let plain = reqwest::get(server.url("/multivac")).await.unwrap();
+    assert_eq!(plain.status(), StatusCode::OK);
+    assert_eq!(
+        plain.text().await.unwrap(),
+        "INSUFFICIENT DATA FOR MEANINGFUL ANSWER."
+    );
+    let zzz: Value = reqwest::get(server.url("/zzz/"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(zzz["state"], "asleep");
+
+    // (datum, distinct concepts known after it is learned); the threshold is
+    // 6, so the answer must flip on the fifth datum and not before.
+    let feed = [
+        ("Entropy, entropy!", 1),
+        ("Can ENTROPY be reversed?", 4), // + can, be, reversed
+        ("Reversed... be can", 4),       // nothing new
+        ("the", 5),                      // one short
+        ("STARS, the stars", 6),         // exactly the threshold
+        ("Stars die", 7),
+    ];
+    for (i, (datum, concepts)) in feed.iter().enumerate() {
+        let response = reqwest::Client::new()
+            .post(server.url(DATA))
+            .multipart(reqwest::multipart::Form::new().text("data", datum.to_string()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["response"], "MultiVAC updated!");
+        assert!(
+            body["id"].as_str().unwrap().contains('-'),
+            "a stream entry id: {body}"
+        );
+
+        let processed = i as u64 + 1;
+        let answer = eventually(
+            Duration::from_secs(20),
+            "the datum to be learned",
+            || async {
+                let answer = answer_json(&server).await;
+                (answer["knowledge"]["data_processed"] == processed).then_some(answer)
+            },
+        )
+        .await;
+        assert_eq!(
+            answer["knowledge"]["concepts"], *concepts,
+            "after {datum:?}: {answer}"
+        );
+        assert_eq!(answer["knowledge"]["required"], 6);
+        assert_eq!(
+            answer["question"],
+            "How can the entropy of the universe be reversed?"
+        );
+        let meaningful = *concepts >= 6;
+        assert_eq!(answer["meaningful"], meaningful, "{answer}");
+        let expected = if meaningful {
+            "LET THERE BE LIGHT!"
+        } else {
+            "INSUFFICIENT DATA FOR MEANINGFUL ANSWER."
+        };
+        assert_eq!(answer["answer"], expected);
+        let plain = reqwest::get(server.url("/multivac"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(plain, expected, "plain answer after {processed} data");
+    }
+
+    let zzz: Value = reqwest::get(server.url("/zzz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(zzz["state"], "enlightened");
+    assert_eq!(zzz["backlog"], 0);
+    assert_eq!(zzz["data_processed"], 6);
+    assert_eq!(zzz["concepts"], 7);
+    let workers: Vec<&str> = zzz["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["consumer"].as_str().unwrap())
+        .collect();
+    assert_eq!(workers, vec!["w1", "w2"]);
+}
+
+/// Every body encoding the seed's clients use is accepted, and the datum in
+/// Redis is exactly what was sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn accepts_form_multipart_and_json() {
+    let redis = Redis::start();
+    let mongo = Mongo::start();
+    let server = Multivac::server(&redis, &mongo, &[]);
+    let client = reqwest::Client::new();
+    let text = "Ünïcode & spaces + symbols = ok";
+    let responses = [
+        post_form(&server, text).await,
+        client
+            .post(server.url(DATA))
+            .multipart(
+                reqwest::multipart::Form::new()
+                    .text("other", "x")
+                    .text("data", text),
+            )
+            .send()
+            .await
+            .unwrap(),
+        client
+            .post(server.url(DATA))
+            .json(&serde_json::json!({"data": text}))
+            .send()
+            .await
+            .unwrap(),
+    ];
+    for response in responses {
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    let mut conn = redis.conn().await;
+    let entries: redis::streams::StreamRangeReply = conn.xrange_all("multivac:data").await.unwrap();
+    assert_eq!(entries.ids.len(), 3);
+    for entry in entries.ids {
+        assert_eq!(entry.get::<String>("data").as_deref(), Some(text));
+    }
+}
+
+async fn assert_error(response: reqwest::Response, status: StatusCode, code: &str) {
+    assert_eq!(response.status(), status);
+    let body: Value = response.json().await.expect("errors are JSON");
+    assert_eq!(body["error"], code, "{body}");
+    assert!(!body["message"].as_str().unwrap().is_empty());
+}
+
+/// Bad input gets a clear JSON error and nothing reaches the queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let redis = Redis::start();
+    let mongo = Mongo::start();
+    let server = Multivac::server(&redis, &mongo, &[("MULTIVAC_MAX_DATA_BYTES", "100")]);
+    let client = reqwest::Client::new();
+    let raw = |content_type: &'static str, body: Vec<u8>| {
+        client
+            .post(server.url(DATA))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+    };
+
+    // missing or empty data -> 400
+    assert_error(
+        raw("application/x-www-form-urlencoded", b"other=1".to_vec())
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "missing_data",
+    )
+    .await;
+    assert_error(
+        raw("application/x-www-form-urlencoded", b"data=".to_vec())
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "empty_data",
+    )
+    .await;
+    assert_error(
+        raw("application/x-www-form-urlencoded", b"data=+%20+".to_vec())
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "empty_data",
+    )
+    .await;
+    assert_error(
+        raw("application/json", b"{}".to_vec()).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "missing_data",
+    )
+    .await;
+    assert_error(
+        raw("application/json", br#"{"data": ""}"#.to_vec())
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "empty_data",
+    )
+    .await;
+    assert_error(
+        raw("application/json", br#"{"data": 42}"#.to_vec())
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "data_not_string",
+    )
+    .await;
+    assert_error(
+        raw("application/json", b"{not json".to_vec())
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "malformed_body",
+    )
+    .await;
+    let empty_multipart = client
+        .post(server.url(DATA))
+        .multipart(reqwest::multipart::Form::new().text("data", ""))
+        .send()
+        .await
+        .unwrap();
+    assert_error(empty_multipart, StatusCode::BAD_REQUEST, "empty_data").await;
+    assert_error(
+        raw(
+            "application/x-www-form-urlencoded",
+            b"data=a&data=b".to_vec(),
+        )
+        .await
+        .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "repeated_data",
+    )
+    .await;
+
+    // invalid UTF-8 -> 400, in every encoding
+    assert_error(
+        raw(
+            "application/x-www-form-urlencoded",
+            b"data=%FF%FEab".to_vec(),
+        )
+        .await
+        .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_utf8",
+    )
+    .await;
+    assert_error(
+        raw(
+            "application/x-www-form-urlencoded",
+            b"data=\xff\xfe".to_vec(),
+        )
+        .await
+        .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_utf8",
+    )
+    .await;
+    assert_error(
+        raw("application/json", b"{\"data\": \"\xff\"}".to_vec())
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_utf8",
+    )
+    .await;
+    let binary_part = reqwest::multipart::Form::new().part(
+        "data",
+        reqwest::multipart::Part::bytes(vec![0xc3, 0x28]).file_name("x.bin"),
+    );
+    let response = client
+        .post(server.url(DATA))
+        .multipart(binary_part)
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, StatusCode::BAD_REQUEST, "invalid_utf8").await;
+
+    // over MULTIVAC_MAX_DATA_BYTES -> 413 (the limit counts UTF-8 bytes); at the limit is fine
+    assert_error(
+        post_form(&server, &"a".repeat(101)).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "data_too_large",
+    )
+    .await;
+    assert_error(
+        post_form(&server, &"é".repeat(51)).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "data_too_large",
+    )
+    .await;
+    assert_error(
+        raw("application/x-www-form-urlencoded", vec![b'a'; 1 << 20])
+            .await
+            .unwrap(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "data_too_large",
+    )
+    .await;
+    assert_eq!(
+        stream_len(&redis).await,
+        0,
+        "no bad input may reach the queue"
+    );
+    assert_eq!(
+        post_form(&server, &"a".repeat(100)).await.status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(stream_len(&redis).await, 1);
+
+    // unsupported content type -> 415
+    assert_error(
+        raw("text/plain", b"data=hello".to_vec()).await.unwrap(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    let none = client
+        .post(server.url(DATA))
+        .body("data=hello")
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        none,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+
+    // unknown routes and methods get JSON too
+    assert_error(
+        reqwest::get(server.url("/nowhere")).await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    assert_error(
+        client.get(server.url(DATA)).send().await.unwrap(),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await;
+    assert_eq!(stream_len(&redis).await, 1, "bad input changed the queue");
+}
+
+/// With MULTIVAC_API_TOKEN set, POST needs the bearer token; reads stay open.
+#[tokio::test(flavor = "multi_thread")]
+async fn post_requires_the_bearer_token_when_one_is_set() {
+    let redis = Redis::start();
+    let mongo = Mongo::start();
+    let server = Multivac::server(&redis, &mongo, &[("MULTIVAC_API_TOKEN", "s3cret-token")]);
+    let client = reqwest::Client::new();
+    let post = |auth: Option<&'static str>| {
+        let mut request = client.post(server.url(DATA)).form(&[("data", "hello")]);
+        if let Some(auth) = auth {
+            request = request.header("Authorization", auth);
+        }
+        request.send()
+    };
+    let missing = post(None).await.unwrap();
+    assert_eq!(missing.headers()["www-authenticate"], "Bearer");
+    assert_error(missing, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert_error(
+        post(Some("Bearer wrong")).await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    assert_error(
+        post(Some("Basic czNjcmV0LXRva2Vu")).await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    assert_eq!(stream_len(&redis).await, 0);
+    assert_eq!(
+        post(Some("Bearer s3cret-token")).await.unwrap().status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(stream_len(&redis).await, 1);
+    assert_eq!(
+        reqwest::get(server.url("/multivac"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+}
+
+/// Redis down: 503 with Retry-After, not ready, and nothing half-written:
+/// after Redis comes back (from its append-only file) it holds exactly the
+/// data that got a 202.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_down_gives_503_with_retry_after_and_writes_nothing() {
+    let mut redis = Redis::start_persistent();
+    let mongo = Mongo::start();
+    let server = Multivac::server(&redis, &mongo, &[("MULTIVAC_BACKEND_TIMEOUT_MS", "500")]);
+    for datum in ["first", "second"] {
+        assert_eq!(
+            post_form(&server, datum).await.status(),
+            StatusCode::ACCEPTED
+        );
+    }
+    redis.stop();
+    let refused = post_form(&server, "refused").await;
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_error(
+        refused,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "queue_unavailable",
+    )
+    .await;
+    assert_eq!(
+        reqwest::get(server.url("/readyz")).await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        reqwest::get(server.url("/healthz")).await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    redis.restart();
+    let mut conn = redis.conn().await;
+    let entries: redis::streams::StreamRangeReply = conn.xrange_all("multivac:data").await.unwrap();
+    let data: Vec<String> = entries.ids.iter().map(|e| e.get("data").unwrap()).collect();
+    assert_eq!(data, vec!["first", "second"]);
+    // and the server recovers by itself
+    eventually(Duration::from_secs(10), "POST to succeed again", || async {
+        (post_form(&server, "third").await.status() == StatusCode::ACCEPTED).then_some(())
+    })
+    .await;
+    assert_eq!(stream_len(&redis).await, 3);
+    assert_eq!(
+        reqwest::get(server.url("/readyz")).await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+/// The seed's "/zzz/ has a bug" was a route that answered only one spelling.
+#[tokio::test(flavor = "multi_thread")]
+async fn zzz_answers_with_and_without_trailing_slash() {
+    let redis = Redis::start();
+    let mongo = Mongo::start();
+    let server = Multivac::server(&redis, &mongo, &[]);
+    for path in ["/zzz", "/zzz/"] {
+        let response = reqwest::get(server.url(path)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["state"], "asleep", "GET {path}: {body}");
+    }
+}
+
+/// The same class of bug, for every other route of the server.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_server_route_answers_with_and_without_trailing_slash() {
+    let redis = Redis::start();
+    let mongo = Mongo::start();
+    let server = Multivac::server(&redis, &mongo, &[]);
+    for path in ["/multivac", "/healthz", "/readyz", "/metrics"] {
+        for spelling in [path.to_owned(), format!("{path}/")] {
+            let response = reqwest::get(server.url(&spelling)).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "GET {spelling}");
+        }
+    }
+    for spelling in [DATA.to_owned(), format!("{DATA}/")] {
+        let response = reqwest::Client::new()
+            .post(server.url(&spelling))
+            .form(&[("data", "slash")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "POST {spelling}");
+    }
+    assert_eq!(stream_len(&redis).await, 2);
+}
+
+/// The metrics count requests by route and status and expose the backlog.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_requests_and_show_the_backlog() {
+    let redis = Redis::start();
+    let mongo = Mongo::start();
+    let server = Multivac::server(&redis, &mongo, &[]);
+    for _ in 0..3 {
+        assert_eq!(
+            post_form(&server, "queued").await.status(),
+            StatusCode::ACCEPTED
+        );
+    }
+    assert_eq!(
+        post_form(&server, "").await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        server
+            .metric(
+                r#"multivac_http_requests_total{route="/multivac/data",method="POST",status="202"}"#
+            )
+            .await,
+        3.0
+    );
+    assert_eq!(
+        server
+            .metric(
+                r#"multivac_http_requests_total{route="/multivac/data",method="POST",status="400"}"#
+            )
+            .await,
+        1.0
+    );
+    assert_eq!(server.metric("multivac_backlog").await, 3.0);
+    let zzz: Value = reqwest::get(server.url("/zzz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(zzz["state"], "learning");
+    assert_eq!(zzz["backlog"], 3);
+    assert_eq!(answer_json(&server).await["backlog"], 3);
+}

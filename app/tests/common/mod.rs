@@ -1,0 +1,438 @@
+//! Real servers for the integration tests: Debian's redis-server, FerretDB
+//! (or a real mongod) and the `multivac` binary itself, each on a free
+//! loopback port and stopped when dropped. Nothing is mocked.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use multivac::queue::Queue;
+use multivac::store::Store;
+use tempfile::TempDir;
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding an ephemeral loopback port")
+}
+
+fn wait_listening(port: u16, what: &str, child: &mut Child, timeout: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited with {status} before listening on port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} did not listen on 127.0.0.1:{port} within {timeout:?}");
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A unique name for this test's database and consumers.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A redis-server of our own.
+pub struct Redis {
+    child: Child,
+    pub port: u16,
+    dir: TempDir,
+    persistent: bool,
+}
+
+impl Redis {
+    fn binary() -> PathBuf {
+        if let Some(path) = std::env::var_os("MULTIVAC_TEST_REDIS_SERVER") {
+            return PathBuf::from(path);
+        }
+        on_path("redis-server").unwrap_or_else(|| {
+            panic!(
+                "redis-server not found: run `bash hack/deps/redis.sh` (apt-get install redis-server) \
+                 or set MULTIVAC_TEST_REDIS_SERVER, or run `make test`"
+            )
+        })
+    }
+
+    fn spawn(port: u16, dir: &Path, persistent: bool) -> Child {
+        let mut cmd = Command::new(Self::binary());
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        if persistent {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            cmd.args(["--appendonly", "no"]);
+        }
+        let mut child = cmd.spawn().expect("starting redis-server");
+        wait_listening(port, "redis-server", &mut child, Duration::from_secs(10));
+        child
+    }
+
+    /// An in-memory Redis.
+    pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// A Redis that writes every command to its append-only file before
+    /// answering, so a restart shows exactly what was accepted.
+    pub fn start_persistent() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let child = Self::spawn(port, dir.path(), persistent);
+        Redis {
+            child,
+            port,
+            dir,
+            persistent,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it (the port then refuses connections).
+    pub fn stop(&mut self) {
+        kill(&mut self.child);
+    }
+
+    /// Starts it again on the same port with the same data directory.
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(self.port, self.dir.path(), self.persistent);
+    }
+
+    /// A queue handle for assertions.
+    pub fn queue(&self) -> Queue {
+        Queue::connect(&self.url(), Duration::from_secs(5)).expect("redis url")
+    }
+
+    /// A plain Redis connection for assertions about the stream itself.
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connecting to the test redis")
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+enum MongoKind {
+    External,
+    FerretDb(PathBuf),
+    Mongod(PathBuf),
+}
+
+/// A MongoDB-compatible server: MULTIVAC_TEST_MONGODB_URI when set (not
+/// stoppable), else a mongod on PATH, else FerretDB with its SQLite backend.
+pub struct Mongo {
+    kind: MongoKind,
+    child: Option<Child>,
+    port: u16,
+    dir: TempDir,
+    uri: String,
+    pub database: String,
+}
+
+impl Mongo {
+    /// A server for this test, with a database of its own.
+    pub fn start() -> Self {
+        if let Ok(uri) = std::env::var("MULTIVAC_TEST_MONGODB_URI") {
+            return Mongo {
+                kind: MongoKind::External,
+                child: None,
+                port: 0,
+                dir: tempfile::tempdir().expect("temp dir"),
+                uri,
+                database: unique("multivac_test"),
+            };
+        }
+        Self::start_owned()
+    }
+
+    /// A server this test owns and can stop and restart.
+    pub fn start_owned() -> Self {
+        let kind = match on_path("mongod") {
+            Some(mongod) => MongoKind::Mongod(mongod),
+            None => MongoKind::FerretDb(Self::ferretdb()),
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let mut mongo = Mongo {
+            kind,
+            child: None,
+            port,
+            dir,
+            uri: format!("mongodb://127.0.0.1:{port}"),
+            database: unique("multivac_test"),
+        };
+        mongo.restart();
+        mongo
+    }
+
+    fn ferretdb() -> PathBuf {
+        if let Some(path) = std::env::var_os("MULTIVAC_TEST_FERRETDB") {
+            return PathBuf::from(path);
+        }
+        let cached = std::env::var_os("MULTIVAC_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME")
+                    .map(|d| PathBuf::from(d).join("multivac"))
+                    .or_else(|| {
+                        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/multivac"))
+                    })
+            })
+            .map(|c| c.join("ferretdb/v1.24.2/bin/ferretdb"));
+        if let Some(path) = cached.filter(|p| p.is_file()) {
+            return path;
+        }
+        on_path("ferretdb").unwrap_or_else(|| {
+            panic!(
+                "no MongoDB-compatible server: run `bash hack/deps/ferretdb.sh` (builds FerretDB v1.24.2 \
+                 into the cache) and set MULTIVAC_TEST_FERRETDB to the path it prints, or run `make test`; \
+                 a `mongod` on PATH or MULTIVAC_TEST_MONGODB_URI also work"
+            )
+        })
+    }
+
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// Kills the server (connections are refused until [`Mongo::restart`]).
+    pub fn stop(&mut self) {
+        assert!(
+            !matches!(self.kind, MongoKind::External),
+            "cannot stop the server behind MULTIVAC_TEST_MONGODB_URI; use Mongo::start_owned()"
+        );
+        if let Some(mut child) = self.child.take() {
+            kill(&mut child);
+        }
+    }
+
+    /// Starts the server again on the same port with the same data.
+    pub fn restart(&mut self) {
+        let port = self.port.to_string();
+        let data = self.dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("mongo data dir");
+        let mut cmd = match &self.kind {
+            MongoKind::External => return,
+            MongoKind::FerretDb(bin) => {
+                let mut cmd = Command::new(bin);
+                cmd.arg("--handler=sqlite")
+                    .arg(format!("--sqlite-url=file:{}/", data.display()))
+                    .arg(format!("--state-dir={}", self.dir.path().display()))
+                    .arg(format!("--listen-addr=127.0.0.1:{port}"))
+                    .arg("--debug-addr=127.0.0.1:0")
+                    .arg("--telemetry=disable")
+                    .arg("--log-level=error");
+                cmd
+            }
+            MongoKind::Mongod(bin) => {
+                let mut cmd = Command::new(bin);
+                cmd.args(["--port", &port, "--bind_ip", "127.0.0.1", "--dbpath"])
+                    .arg(&data);
+                cmd
+            }
+        };
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("starting the MongoDB-compatible server");
+        wait_listening(
+            self.port,
+            "the MongoDB-compatible server",
+            &mut child,
+            Duration::from_secs(30),
+        );
+        self.child = Some(child);
+    }
+
+    /// A store handle on this test's database, for assertions.
+    pub async fn store(&self) -> Store {
+        Store::connect(&self.uri, &self.database, Duration::from_secs(5))
+            .await
+            .expect("mongodb uri")
+    }
+}
+
+impl Drop for Mongo {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill(&mut child);
+        }
+    }
+}
+
+/// A running `multivac server` or `multivac worker` process.
+pub struct Multivac {
+    child: Child,
+    /// The HTTP port (server) or the metrics port (worker).
+    pub port: u16,
+}
+
+impl Multivac {
+    fn spawn(
+        subcommand: &str,
+        redis: &str,
+        mongo: &Mongo,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_multivac"));
+        cmd.arg(subcommand)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn,multivac=info")
+            .env("MULTIVAC_REDIS_URL", redis)
+            .env("MULTIVAC_MONGODB_URI", mongo.uri())
+            .env("MULTIVAC_MONGODB_DATABASE", &mongo.database)
+            .env("MULTIVAC_BIND", format!("127.0.0.1:{port}"))
+            .env("MULTIVAC_METRICS_BIND", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null());
+        if std::env::var_os("MULTIVAC_TEST_SHOW_LOGS").is_none() {
+            cmd.stderr(Stdio::null());
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("starting the multivac binary");
+        wait_listening(
+            port,
+            &format!("multivac {subcommand}"),
+            &mut child,
+            Duration::from_secs(20),
+        );
+        Multivac { child, port }
+    }
+
+    /// `multivac server` with extra environment.
+    pub fn server(redis: &Redis, mongo: &Mongo, env: &[(&str, &str)]) -> Self {
+        Self::spawn("server", &redis.url(), mongo, free_port(), env)
+    }
+
+    /// `multivac worker` named `name` with extra environment.
+    pub fn worker(redis: &Redis, mongo: &Mongo, name: &str, env: &[(&str, &str)]) -> Self {
+        let mut all = vec![("MULTIVAC_CONSUMER_NAME", name)];
+        all.extend_from_slice(env);
+        Self::spawn("worker", &redis.url(), mongo, free_port(), &all)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill9(&mut self) {
+        kill(&mut self.child);
+    }
+
+    /// SIGTERM, then the exit status (panics after `timeout`).
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -TERM failed");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for multivac") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "multivac did not exit within {timeout:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A counter or gauge from this process's /metrics (0 when absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| {
+                let (key, value) = l.split_once(' ')?;
+                (key == name).then(|| value.trim().parse().ok()).flatten()
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Multivac {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// Polls `check` until it returns Some, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

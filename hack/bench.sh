@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# `make bench`: the app's benchmark, then the operator's when it exists.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash hack/bench/app.sh
+if [ -f hack/bench/operator.sh ]; then
+  bash hack/bench/operator.sh
+fi
