@@ -20,7 +20,8 @@ struct Redis {
 }
 
 fn redis_server_path() -> String {
-    let path = std::env::var("MULTIVAC_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+    let path =
+        std::env::var("MULTIVAC_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
     match Command::new(&path).arg("--version").output() {
         Ok(o) if o.status.success() => path,
         _ => panic!(
@@ -52,7 +53,10 @@ impl Redis {
             }
             None => {
                 let port = free_port();
-                let dir = std::env::temp_dir().join(format!("multivac-scaling-redis-{}-{port}", std::process::id()));
+                let dir = std::env::temp_dir().join(format!(
+                    "multivac-scaling-redis-{}-{port}",
+                    std::process::id()
+                ));
                 std::fs::create_dir_all(&dir).expect("create the Redis data dir");
                 (port, Some(dir))
             }
@@ -86,7 +90,10 @@ impl Redis {
             if ok.is_ok() {
                 return redis;
             }
-            assert!(Instant::now() < deadline, "redis-server on port {port} did not answer PING in 10 s");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {port} did not answer PING in 10 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -128,7 +135,12 @@ impl Drop for Redis {
 fn xadd(c: &mut redis::Connection, n: usize) {
     let mut pipe = redis::pipe();
     for i in 0..n {
-        pipe.cmd("XADD").arg(STREAM).arg("*").arg("data").arg(format!("entry {i}")).ignore();
+        pipe.cmd("XADD")
+            .arg(STREAM)
+            .arg("*")
+            .arg("data")
+            .arg(format!("entry {i}"))
+            .ignore();
     }
     pipe.query::<()>(c).expect("XADD");
 }
@@ -143,7 +155,16 @@ fn create_group(c: &mut redis::Connection) {
 /// Reads `count` entries as consumer `w1`; returns their ids (now pending).
 fn read_group(c: &mut redis::Connection, count: usize) -> Vec<String> {
     let reply: redis::Value = redis::cmd("XREADGROUP")
-        .arg(&["GROUP", GROUP, "w1", "COUNT", count.to_string().as_str(), "STREAMS", STREAM, ">"])
+        .arg(&[
+            "GROUP",
+            GROUP,
+            "w1",
+            "COUNT",
+            count.to_string().as_str(),
+            "STREAMS",
+            STREAM,
+            ">",
+        ])
         .query(c)
         .expect("XREADGROUP");
     let mut ids = Vec::new();
@@ -155,7 +176,10 @@ fn collect_ids(v: &redis::Value, ids: &mut Vec<String>) {
     // Reply: [[stream, [[id, [field, value]], ...]]] (or a RESP3 map).
     use redis::Value::*;
     match v {
-        Array(items) if items.len() == 2 && matches!(&items[1], Array(f) if f.iter().all(|x| matches!(x, BulkString(_)))) => {
+        Array(items)
+            if items.len() == 2
+                && matches!(&items[1], Array(f) if f.iter().all(|x| matches!(x, BulkString(_)))) =>
+        {
             if let BulkString(id) = &items[0] {
                 ids.push(String::from_utf8_lossy(id).into_owned());
             }
@@ -171,8 +195,15 @@ fn ack_and_delete(c: &mut redis::Connection, ids: &[String]) {
         return;
     }
     redis::pipe()
-        .cmd("XACK").arg(STREAM).arg(GROUP).arg(ids).ignore()
-        .cmd("XDEL").arg(STREAM).arg(ids).ignore()
+        .cmd("XACK")
+        .arg(STREAM)
+        .arg(GROUP)
+        .arg(ids)
+        .ignore()
+        .cmd("XDEL")
+        .arg(STREAM)
+        .arg(ids)
+        .ignore()
         .query::<()>(c)
         .expect("XACK + XDEL");
 }
@@ -217,7 +248,11 @@ async fn backlog_follows_the_stream_and_the_group() {
         collect_ids(&reply, &mut ids);
         ids
     };
-    redis::cmd("XDEL").arg(STREAM).arg(&last).query::<()>(&mut c).unwrap();
+    redis::cmd("XDEL")
+        .arg(STREAM)
+        .arg(&last)
+        .query::<()>(&mut c)
+        .unwrap();
     let b = reader.read(&url).await.unwrap();
     assert_eq!((b.entries, b.source), (20, Source::LenFallback));
 
@@ -259,7 +294,10 @@ async fn backlog_errors_are_quick_and_say_why() {
     // Wrong password: an error that does not leak the URL.
     let wrong = format!("redis://:not-the-password@127.0.0.1:{}/0", redis.port);
     let err = reader.read(&wrong).await.unwrap_err().to_string();
-    assert!(!err.contains("not-the-password"), "the error leaks the password: {err}");
+    assert!(
+        !err.contains("not-the-password"),
+        "the error leaks the password: {err}"
+    );
 
     // The right URL then works: the cached connection follows the URL.
     assert_eq!(reader.read(&redis.url()).await.unwrap().entries, 0);
@@ -274,15 +312,29 @@ async fn backlog_errors_are_quick_and_say_why() {
     for _ in 0..2 {
         let started = Instant::now();
         let err = reader.read(&url).await.unwrap_err().to_string();
-        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}: {err}", started.elapsed());
-        assert!(!err.contains(PASSWORD), "the error leaks the password: {err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}: {err}",
+            started.elapsed()
+        );
+        assert!(
+            !err.contains(PASSWORD),
+            "the error leaks the password: {err}"
+        );
     }
 
     // A black hole (nothing answers SYN within the connect timeout) is cut
     // short too: 10.255.255.1 is unroutable in test environments.
     let started = Instant::now();
-    let _ = reader.read("redis://10.255.255.1:6379/0").await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(5), "connect took {:?}", started.elapsed());
+    let _ = reader
+        .read("redis://10.255.255.1:6379/0")
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "connect took {:?}",
+        started.elapsed()
+    );
 }
 
 // ---- the whole loop on the local control plane ------------------------------
@@ -313,7 +365,9 @@ mod cluster {
 
     pub async fn client() -> Client {
         client_config();
-        Client::try_default().await.expect("build a client from KUBECONFIG")
+        Client::try_default()
+            .await
+            .expect("build a client from KUBECONFIG")
     }
 
     /// Installs the CRD the operator serves (idempotent) and waits until the
@@ -322,13 +376,25 @@ mod cluster {
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         let crd = MultiVac::crd();
         let name = crd.metadata.name.clone().unwrap();
-        crds.patch(&name, &PatchParams::apply("multivac-scaling-test").force(), &Patch::Apply(&crd))
-            .await
-            .expect("apply the MultiVac CRD");
-        wait(Duration::from_secs(30), "the CRD to be Established", || async {
-            let c = crds.get(&name).await.ok()?;
-            c.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
-        })
+        crds.patch(
+            &name,
+            &PatchParams::apply("multivac-scaling-test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("apply the MultiVac CRD");
+        wait(
+            Duration::from_secs(30),
+            "the CRD to be Established",
+            || async {
+                let c = crds.get(&name).await.ok()?;
+                c.status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
+            },
+        )
         .await;
     }
 
@@ -343,7 +409,10 @@ mod cluster {
             if let Some(v) = f().await {
                 return v;
             }
-            assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {limit:?} waiting for {what}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -359,8 +428,13 @@ mod cluster {
             let name = format!("{prefix}-{}", std::process::id());
             let api: Api<Namespace> = Api::all(client.clone());
             let ns = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-            api.create(&PostParams::default(), &ns).await.expect("create the test namespace");
-            Self { name, client: client.clone() }
+            api.create(&PostParams::default(), &ns)
+                .await
+                .expect("create the test namespace");
+            Self {
+                name,
+                client: client.clone(),
+            }
         }
     }
 
@@ -371,7 +445,9 @@ mod cluster {
             // namespace name is unique per process anyway.
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 handle.spawn(async move {
-                    let _ = Api::<Namespace>::all(client).delete(&name, &DeleteParams::default()).await;
+                    let _ = Api::<Namespace>::all(client)
+                        .delete(&name, &DeleteParams::default())
+                        .await;
                 });
             }
         }
@@ -385,7 +461,10 @@ mod cluster {
 
     impl Operator {
         pub fn spawn() -> Self {
-            let log = std::env::temp_dir().join(format!("multivac-scaling-operator-{}.log", std::process::id()));
+            let log = std::env::temp_dir().join(format!(
+                "multivac-scaling-operator-{}.log",
+                std::process::id()
+            ));
             let out = std::fs::File::create(&log).expect("create the operator log");
             let metrics_port = super::free_port();
             let child = Command::new(env!("CARGO_BIN_EXE_multivac-operator"))
@@ -411,7 +490,11 @@ mod cluster {
             let _ = self.child.kill();
             let _ = self.child.wait();
             if std::thread::panicking() {
-                eprintln!("---- operator log ({}) ----\n{}", self.log.display(), self.tail());
+                eprintln!(
+                    "---- operator log ({}) ----\n{}",
+                    self.log.display(),
+                    self.tail()
+                );
             }
         }
     }
@@ -422,18 +505,23 @@ mod cluster {
             "metadata": {"name": name}, "stringData": {key: value}
         }))
         .unwrap();
-        api.create(&PostParams::default(), &s).await.expect("create a Secret");
+        api.create(&PostParams::default(), &s)
+            .await
+            .expect("create a Secret");
     }
 
     pub async fn replicas(client: &Client, ns: &str, name: &str) -> Option<i32> {
         let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-        api.get_opt(name).await.ok()??.spec?.replicas
+        api.get_opt(name).await.ok()??.spec.replicas
     }
 
     pub async fn degraded(client: &Client, ns: &str, name: &str) -> Option<Condition> {
         let api: Api<MultiVac> = Api::namespaced(client.clone(), ns);
         let mv = api.get_opt(name).await.ok()??;
-        mv.status?.conditions.into_iter().find(|c| c.type_ == "Degraded")
+        mv.status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Degraded")
     }
 
     pub async fn events(client: &Client, ns: &str, reason: &str) -> Vec<String> {
@@ -468,7 +556,14 @@ async fn workers_follow_the_backlog_on_the_control_plane() {
     let ns = TestNamespace::create(&client, "scaling").await;
     let ns_name = ns.name.clone();
     secret(&client, &ns_name, "redis", "redis-url", &redis.url()).await;
-    secret(&client, &ns_name, "mongo", "mongodb-uri", "mongodb://u:p@127.0.0.1:9/").await;
+    secret(
+        &client,
+        &ns_name,
+        "mongo",
+        "mongodb-uri",
+        "mongodb://u:p@127.0.0.1:9/",
+    )
+    .await;
     let mvs: Api<MultiVac> = Api::namespaced(client.clone(), &ns_name);
     let mv: MultiVac = serde_json::from_value(serde_json::json!({
         "apiVersion": "multivac.io/v1alpha1", "kind": "MultiVac",
@@ -482,14 +577,18 @@ async fn workers_follow_the_backlog_on_the_control_plane() {
         }
     }))
     .unwrap();
-    mvs.create(&PostParams::default(), &mv).await.expect("create the MultiVac");
+    mvs.create(&PostParams::default(), &mv)
+        .await
+        .expect("create the MultiVac");
     let operator = Operator::spawn();
 
     // The reconciler creates the worker Deployment; the scaler reads an empty
     // Redis and reports Degraded=False.
-    wait(Duration::from_secs(60), "the worker Deployment at minReplicas", || async {
-        (replicas(&client, &ns_name, "mv-worker").await? == 1).then_some(())
-    })
+    wait(
+        Duration::from_secs(60),
+        "the worker Deployment at minReplicas",
+        || async { (replicas(&client, &ns_name, "mv-worker").await? == 1).then_some(()) },
+    )
     .await;
     wait(Duration::from_secs(30), "Degraded=False", || async {
         let c = degraded(&client, &ns_name, "mv").await?;
@@ -501,37 +600,51 @@ async fn workers_follow_the_backlog_on_the_control_plane() {
     let mut c = redis.conn();
     xadd(&mut c, 1000);
     let burst = Instant::now();
-    wait(2 * poll + Duration::from_secs(1), "10 workers after the burst", || async {
-        (replicas(&client, &ns_name, "mv-worker").await? == 10).then_some(())
-    })
+    wait(
+        2 * poll + Duration::from_secs(1),
+        "10 workers after the burst",
+        || async { (replicas(&client, &ns_name, "mv-worker").await? == 10).then_some(()) },
+    )
     .await;
     eprintln!("burst -> 10 replicas in {:?}", burst.elapsed());
-    let events = wait(Duration::from_secs(10), "a ScaledUp event", || async {
+    let up = wait(Duration::from_secs(10), "a ScaledUp event", || async {
         let e = events(&client, &ns_name, "ScaledUp").await;
         (!e.is_empty()).then_some(e)
     })
     .await;
-    assert!(events.iter().any(|n| n.contains("backlog 1000")), "{events:?}");
-    let status = wait(Duration::from_secs(10), "the status to show the backlog", || async {
-        let w = mvs.get(&"mv".to_string()).await.ok()?.status?.workers?;
-        (w.backlog == Some(1000) && w.desired == Some(10)).then_some(w)
-    })
+    assert!(up.iter().any(|n| n.contains("backlog 1000")), "{up:?}");
+    let status = wait(
+        Duration::from_secs(10),
+        "the status to show the backlog",
+        || async {
+            let w = mvs.get(&"mv".to_string()).await.ok()?.status?.workers?;
+            (w.backlog == Some(1000) && w.desired == Some(10)).then_some(w)
+        },
+    )
     .await;
     assert!(status.last_scale_time.is_some(), "{status:?}");
 
     // Redis goes away: the replicas stay, Degraded=True says why.
     let port = redis.port;
     redis.shutdown();
-    let cond = wait(4 * poll + Duration::from_secs(10), "Degraded=True", || async {
-        let c = degraded(&client, &ns_name, "mv").await?;
-        (c.status == "True").then_some(c)
-    })
+    let cond = wait(
+        4 * poll + Duration::from_secs(10),
+        "Degraded=True",
+        || async {
+            let c = degraded(&client, &ns_name, "mv").await?;
+            (c.status == "True").then_some(c)
+        },
+    )
     .await;
     assert_eq!(cond.reason, "RedisUnreachable", "{cond:?}");
     assert!(cond.message.contains("keeping 10 workers"), "{cond:?}");
     let until = Instant::now() + 2 * poll;
     while Instant::now() < until {
-        assert_eq!(replicas(&client, &ns_name, "mv-worker").await, Some(10), "replicas changed while Redis was down");
+        assert_eq!(
+            replicas(&client, &ns_name, "mv-worker").await,
+            Some(10),
+            "replicas changed while Redis was down"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -539,10 +652,14 @@ async fn workers_follow_the_backlog_on_the_control_plane() {
     // replicas do not move (the backlog is still 1,000).
     let redis = Redis::start_durable(Some(redis));
     assert_eq!(redis.port, port);
-    wait(3 * poll + Duration::from_secs(5), "Degraded=False again", || async {
-        let c = degraded(&client, &ns_name, "mv").await?;
-        (c.status == "False").then_some(())
-    })
+    wait(
+        3 * poll + Duration::from_secs(5),
+        "Degraded=False again",
+        || async {
+            let c = degraded(&client, &ns_name, "mv").await?;
+            (c.status == "False").then_some(())
+        },
+    )
     .await;
     assert_eq!(replicas(&client, &ns_name, "mv-worker").await, Some(10));
 
@@ -569,17 +686,22 @@ async fn workers_follow_the_backlog_on_the_control_plane() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    wait(window + 2 * poll, "the scale-down to minReplicas", || async {
-        (replicas(&client, &ns_name, "mv-worker").await? == 1).then_some(())
-    })
+    wait(
+        window + 2 * poll,
+        "the scale-down to minReplicas",
+        || async { (replicas(&client, &ns_name, "mv-worker").await? == 1).then_some(()) },
+    )
     .await;
-    eprintln!("drain -> 1 replica in {:?} (window {WINDOW}s)", drained.elapsed());
-    let events = wait(Duration::from_secs(10), "a ScaledDown event", || async {
+    eprintln!(
+        "drain -> 1 replica in {:?} (window {WINDOW}s)",
+        drained.elapsed()
+    );
+    let down = wait(Duration::from_secs(10), "a ScaledDown event", || async {
         let e = events(&client, &ns_name, "ScaledDown").await;
         (!e.is_empty()).then_some(e)
     })
     .await;
-    assert!(events.iter().any(|n| n.contains("backlog 0")), "{events:?}");
+    assert!(down.iter().any(|n| n.contains("backlog 0")), "{down:?}");
     drop(operator);
     drop(ns);
 }

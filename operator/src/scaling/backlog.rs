@@ -165,7 +165,9 @@ enum GroupInfo {
 /// key/value array (RESP2) or a map (RESP3).
 fn parse_groups(reply: &Value) -> Result<GroupInfo, BacklogError> {
     let Value::Array(groups) = reply else {
-        return Err(BacklogError::Reply(format!("expected an array, got {reply:?}")));
+        return Err(BacklogError::Reply(format!(
+            "expected an array, got {reply:?}"
+        )));
     };
     for group in groups {
         let fields = group

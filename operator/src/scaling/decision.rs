@@ -331,9 +331,8 @@ mod tests {
     }
 
     fn arb_params() -> impl Strategy<Value = Params> {
-        (0u32..20, 0u32..30, 1u64..500, 0u64..120).prop_map(|(min, span, target, w)| {
-            params(min, min + span, target, w)
-        })
+        (0u32..20, 0u32..30, 1u64..500, 0u64..120)
+            .prop_map(|(min, span, target, w)| params(min, min + span, target, w))
     }
 
     /// Polls: (seconds since the previous poll, backlog).

@@ -139,9 +139,14 @@ mod tests {
             .inc();
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
-        assert!(out.contains(r#"multivac_scaler_backlog{namespace="ns",name="a"} 1000"#), "{out}");
         assert!(
-            out.contains(r#"multivac_scaler_decisions_total{namespace="ns",name="a",direction="up"} 1"#),
+            out.contains(r#"multivac_scaler_backlog{namespace="ns",name="a"} 1000"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                r#"multivac_scaler_decisions_total{namespace="ns",name="a",direction="up"} 1"#
+            ),
             "{out}"
         );
         m.forget("ns", "a");

@@ -1,7 +1,115 @@
-pub async fn run(
-    ctx: std::sync::Arc<crate::context::Context>,
-    store: kube::runtime::reflector::Store<crate::crd::MultiVac>,
-) {
-    let _ = (ctx, store);
-    std::future::pending::<()>().await
+//! Operator-driven worker autoscaling: every `workers.pollIntervalSeconds`
+//! each MultiVac's Redis backlog (consumer-group lag + pending) is read and
+//! the worker Deployment's `spec.replicas` is set from it (see
+//! [`decision`] for the rule). The scaler owns only that field and its part of
+//! the status (field manager `multivac-operator-scaler`), so it never fights
+//! the reconciler or a user's edit of anything else.
+//!
+//! Each MultiVac is polled by its own task: hundreds of MultiVacs poll
+//! concurrently and one slow or unreachable Redis delays only its own.
+
+pub mod backlog;
+pub mod decision;
+pub mod metrics;
+mod poller;
+pub mod status;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::task::{AbortHandle, JoinSet};
+use tracing::{info, warn};
+
+use crate::Context;
+use crate::crd::MultiVac;
+
+pub use metrics::Metrics;
+
+/// Label selector of the worker Deployments the reconciler builds.
+const WORKER_SELECTOR: &str =
+    "app.kubernetes.io/component=worker,app.kubernetes.io/managed-by=multivac-operator";
+/// How often the set of MultiVacs is compared with the running tasks.
+const RESYNC: Duration = Duration::from_secs(1);
+
+/// Runs the scaler until the future is dropped (on shutdown or a lost lease,
+/// which aborts every polling task with it). `store` is the reconciler's
+/// reflector of MultiVacs; the worker Deployments are watched here.
+pub async fn run(ctx: Arc<Context>, store: Store<MultiVac>) {
+    let metrics = Metrics::shared(&ctx.registry);
+    let mut tasks: JoinSet<()> = JoinSet::new();
+
+    // Worker Deployments, to know the replicas in force without a GET per
+    // poll; managedFields are dropped to keep the cache small.
+    let (deployments, writer) = reflector::store::<Deployment>();
+    let api: Api<Deployment> = Api::all(ctx.client.clone());
+    let watch = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default().labels(WORKER_SELECTOR))
+            .default_backoff()
+            .modify(|d| d.metadata.managed_fields = None),
+    );
+    tasks.spawn(async move {
+        watch
+            .for_each(|event| async move {
+                if let Err(e) = event {
+                    warn!(error = %e, "watching worker Deployments failed; retrying");
+                }
+            })
+            .await;
+    });
+
+    if store.wait_until_ready().await.is_err() || deployments.wait_until_ready().await.is_err() {
+        warn!("the MultiVac or Deployment watch stopped before syncing; scaler not started");
+        return;
+    }
+    info!("scaler started");
+
+    let mut pollers: HashMap<ObjectRef<MultiVac>, AbortHandle> = HashMap::new();
+    loop {
+        let live: HashMap<ObjectRef<MultiVac>, ()> = store
+            .state()
+            .iter()
+            .filter(|mv| mv.metadata.deletion_timestamp.is_none())
+            .map(|mv| (ObjectRef::from_obj(mv.as_ref()), ()))
+            .collect();
+        pollers.retain(|key, handle| {
+            let keep = live.contains_key(key) && !handle.is_finished();
+            if !keep {
+                handle.abort();
+                if !live.contains_key(key) {
+                    metrics.forget(key.namespace.as_deref().unwrap_or_default(), &key.name);
+                }
+            }
+            keep
+        });
+        for key in live.into_keys() {
+            if pollers.contains_key(&key) {
+                continue;
+            }
+            let poller = poller::Poller::new(
+                ctx.clone(),
+                metrics.clone(),
+                store.clone(),
+                deployments.clone(),
+                key.clone(),
+            );
+            pollers.insert(key, tasks.spawn(poller.run()));
+        }
+        // Reap finished tasks so the set does not grow; a poller that ended
+        // (its MultiVac went away) is not in `pollers` any more next round.
+        while let Some(done) = tasks.try_join_next() {
+            if let Err(e) = done
+                && e.is_panic()
+            {
+                warn!(error = %e, "a scaler task panicked; it is restarted");
+            }
+        }
+        tokio::time::sleep(RESYNC).await;
+    }
 }

@@ -127,10 +127,7 @@ impl Poller {
     async fn poll(&mut self, mv: &MultiVac) {
         let ns = self.key.namespace.clone().unwrap_or_default();
         let worker = mv.worker_name();
-        let Some(dep) = self
-            .deployments
-            .get(&ObjectRef::new(&worker).within(&ns))
-        else {
+        let Some(dep) = self.deployments.get(&ObjectRef::new(&worker).within(&ns)) else {
             // The reconciler has not created it yet; nothing to size.
             debug!(multivac = %self.key, "worker Deployment not there yet");
             return;
@@ -144,7 +141,7 @@ impl Poller {
                 self.last_scale_time = w.last_scale_time.clone();
             }
         }
-        let observed = dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let observed = dep.spec.replicas.unwrap_or(1);
         let current = match self.applied {
             Some((replicas, generation)) if dep.metadata.generation.unwrap_or(0) < generation => {
                 replicas
@@ -167,7 +164,13 @@ impl Poller {
                 let entries = i64::try_from(backlog).unwrap_or(i64::MAX);
                 self.last_backlog = Some(entries);
                 self.metrics.backlog.get_or_create(&labels).set(entries);
-                let d = decision::decide(now, backlog, &params, current.max(0) as u32, &mut self.history);
+                let d = decision::decide(
+                    now,
+                    backlog,
+                    &params,
+                    current.max(0) as u32,
+                    &mut self.history,
+                );
                 (d, DegradedState::ok())
             }
             Err(e) => {
@@ -200,17 +203,17 @@ impl Poller {
             }
         };
         let desired_replicas = i32::try_from(desired.desired).unwrap_or(i32::MAX);
-        self.metrics.desired.get_or_create(&labels).set(desired_replicas as i64);
+        self.metrics
+            .desired
+            .get_or_create(&labels)
+            .set(desired_replicas as i64);
 
         if desired_replicas != current {
-            self.scale(mv, &ns, &worker, current, desired_replicas, &desired).await;
+            self.scale(mv, &ns, &worker, current, desired_replicas, &desired)
+                .await;
         }
 
-        let pods = dep
-            .status
-            .as_ref()
-            .and_then(|s| s.replicas)
-            .unwrap_or(0);
+        let pods = dep.status.as_ref().and_then(|s| s.replicas).unwrap_or(0);
         let want = ScalerStatus {
             current: pods,
             desired: desired_replicas,
@@ -231,9 +234,10 @@ impl Poller {
             return Ok(url.clone());
         }
         let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), ns);
-        let secret = secrets.get_opt(&source.name).await.map_err(|e| {
-            ReadError::Url(format!("cannot read Secret {}: {e}", source.name))
-        })?;
+        let secret = secrets
+            .get_opt(&source.name)
+            .await
+            .map_err(|e| ReadError::Url(format!("cannot read Secret {}: {e}", source.name)))?;
         let secret = secret.ok_or_else(|| {
             ReadError::Url(format!(
                 "Secret {} does not exist: create it with key {} holding the Redis URL",
@@ -320,12 +324,7 @@ impl Poller {
             action: "Scale".into(),
             secondary: None,
         };
-        if let Err(e) = self
-            .ctx
-            .recorder
-            .publish(&event, &mv.object_ref(&()))
-            .await
-        {
+        if let Err(e) = self.ctx.recorder.publish(&event, &mv.object_ref(&())).await {
             warn!(multivac = %self.key, error = %e, "cannot publish the {reason} event");
         }
     }
@@ -348,12 +347,17 @@ impl Poller {
         let body = status::status_patch(&want, &condition);
         let api: Api<MultiVac> = Api::namespaced(self.ctx.client.clone(), ns);
         let params = PatchParams::apply(SCALER_FIELD_MANAGER).force();
-        match api.patch_status(&mv.name_any(), &params, &Patch::Apply(&body)).await {
+        match api
+            .patch_status(&mv.name_any(), &params, &Patch::Apply(&body))
+            .await
+        {
             Ok(_) => {
                 self.ctx.metrics.write("scaler:MultiVac/status");
                 self.written = Some(want);
             }
-            Err(e) => warn!(multivac = %self.key, error = %e, "cannot write the scaler status; retrying next poll"),
+            Err(e) => {
+                warn!(multivac = %self.key, error = %e, "cannot write the scaler status; retrying next poll")
+            }
         }
     }
 }

@@ -175,7 +175,10 @@ mod tests {
             ..s
         };
         let body = status_patch(&fresh, &cond);
-        assert_eq!(body["status"]["workers"], json!({"current": 2, "desired": 4}));
+        assert_eq!(
+            body["status"]["workers"],
+            json!({"current": 2, "desired": 4})
+        );
     }
 
     #[test]
