@@ -6,3 +6,6 @@ bash hack/bench/app.sh
 if [ -f hack/bench/operator.sh ]; then
   bash hack/bench/operator.sh
 fi
+if [ -f hack/bench/scaling.sh ]; then
+  bash hack/bench/scaling.sh
+fi
