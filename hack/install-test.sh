@@ -184,12 +184,17 @@ done <<EOF
 watch multivacs.multivac.io --all-namespaces
 patch multivacs.multivac.io --subresource=status -n mv-helm
 patch deployments.apps -n mv-helm
+delete deployments.apps -n mv-helm
 create services -n mv-helm
+patch configmaps -n mv-helm
+patch persistentvolumeclaims -n mv-helm
+create secrets -n mv-helm
 get secrets -n mv-helm
 patch networkpolicies.networking.k8s.io -n mv-helm
-patch poddisruptionbudgets.policy -n mv-helm
+delete poddisruptionbudgets.policy -n mv-helm
 create events.events.k8s.io -n mv-helm
-patch events -n mv-helm
+patch events.events.k8s.io -n mv-helm
+create leases.coordination.k8s.io -n $helm_ns
 patch leases.coordination.k8s.io/$lease -n $helm_ns
 EOF
 while read -r args; do
@@ -202,13 +207,21 @@ list nodes
 create clusterroles.rbac.authorization.k8s.io
 create clusterrolebindings.rbac.authorization.k8s.io
 escalate clusterroles.rbac.authorization.k8s.io
+bind clusterroles.rbac.authorization.k8s.io
+create rolebindings.rbac.authorization.k8s.io -n mv-helm
 create pods -n mv-helm
 create pods/exec -n mv-helm
-delete deployments.apps -n mv-helm
-delete secrets -n mv-helm
 update multivacs.multivac.io -n mv-helm
+patch multivacs.multivac.io -n mv-helm
 delete multivacs.multivac.io -n mv-helm
+patch secrets -n mv-helm
+delete secrets -n mv-helm
+delete persistentvolumeclaims -n mv-helm
+delete configmaps -n mv-helm
+create events -n mv-helm
 delete namespaces
+create customresourcedefinitions.apiextensions.k8s.io
+create leases.coordination.k8s.io -n kube-system
 patch leases.coordination.k8s.io/kube-controller-manager -n kube-system
 patch leases.coordination.k8s.io/other-lease -n $helm_ns
 EOF
