@@ -1,5 +1,6 @@
 //! State shared by the controller, the scaler and the HTTP endpoint.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
@@ -23,8 +24,10 @@ pub struct Context {
     /// Namespace the operator runs in (`POD_NAMESPACE`): NetworkPolicies let
     /// its pods reach Redis so the scaler can read the backlog.
     pub operator_namespace: String,
-    /// Set once the controller's watches have synced; `/readyz` reports it.
+    /// Set once the process reached the API server; `/readyz` reports it.
     pub ready: AtomicBool,
+    /// Consecutive failed reconciles per `namespace/name`, for the backoff.
+    pub failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
@@ -45,6 +48,7 @@ impl Context {
             registry,
             operator_namespace,
             ready: AtomicBool::new(false),
+            failures: Mutex::new(HashMap::new()),
         }
     }
 }

@@ -366,9 +366,10 @@ pub struct SecretKeyRef {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AnswerSpec {
-    /// Concepts the processed data must contain; unset = the app's built-in list.
+    /// Distinct concepts MultiVAC must learn before its answer is meaningful; unset = the app's default (100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub required_concepts: Option<Vec<String>>,
+    #[schemars(range(min = 1, max = 1000000000))]
+    pub required_concepts: Option<i64>,
 }
 
 /// Whether the operator writes NetworkPolicies around Redis and MongoDB.
@@ -462,7 +463,10 @@ pub struct SecretSource {
 
 impl MultiVac {
     fn child(&self, suffix: &str) -> String {
-        format!("{}-{suffix}", self.metadata.name.as_deref().unwrap_or_default())
+        format!(
+            "{}-{suffix}",
+            self.metadata.name.as_deref().unwrap_or_default()
+        )
     }
     /// Name of the server Deployment and Service.
     pub fn server_name(&self) -> String {
@@ -501,7 +505,11 @@ impl MultiVac {
         match &self.spec.redis.external {
             Some(ext) => SecretSource {
                 name: ext.secret_ref.name.clone(),
-                key: ext.secret_ref.key.clone().unwrap_or_else(|| REDIS_URL_KEY.into()),
+                key: ext
+                    .secret_ref
+                    .key
+                    .clone()
+                    .unwrap_or_else(|| REDIS_URL_KEY.into()),
             },
             None => SecretSource {
                 name: self.credentials_name(),
@@ -514,7 +522,11 @@ impl MultiVac {
         match &self.spec.mongodb.external {
             Some(ext) => SecretSource {
                 name: ext.secret_ref.name.clone(),
-                key: ext.secret_ref.key.clone().unwrap_or_else(|| MONGODB_URI_KEY.into()),
+                key: ext
+                    .secret_ref
+                    .key
+                    .clone()
+                    .unwrap_or_else(|| MONGODB_URI_KEY.into()),
             },
             None => SecretSource {
                 name: self.credentials_name(),
@@ -524,10 +536,13 @@ impl MultiVac {
     }
     /// Where the app reads its API token from, when one is configured.
     pub fn api_token_source(&self) -> Option<SecretSource> {
-        self.spec.api_token_secret_ref.as_ref().map(|r| SecretSource {
-            name: r.name.clone(),
-            key: r.key.clone().unwrap_or_else(|| API_TOKEN_KEY.into()),
-        })
+        self.spec
+            .api_token_secret_ref
+            .as_ref()
+            .map(|r| SecretSource {
+                name: r.name.clone(),
+                key: r.key.clone().unwrap_or_else(|| API_TOKEN_KEY.into()),
+            })
     }
 }
 
@@ -564,14 +579,24 @@ mod tests {
             spec["properties"]["workers"]["x-kubernetes-validations"][0]["rule"],
             "self.minReplicas <= self.maxReplicas"
         );
-        assert_eq!(spec["properties"]["workers"]["properties"]["minReplicas"]["minimum"], 0);
+        assert_eq!(
+            spec["properties"]["workers"]["properties"]["minReplicas"]["minimum"].as_f64(),
+            Some(0.0)
+        );
         assert_eq!(
             spec["properties"]["redis"]["x-kubernetes-validations"][0]["rule"],
             "!(has(self.managed) && has(self.external))"
         );
-        let status = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"];
-        assert_eq!(status["properties"]["conditions"]["x-kubernetes-list-type"], "map");
-        assert_eq!(status["properties"]["conditions"]["x-kubernetes-list-map-keys"], json!(["type"]));
+        let status =
+            &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"];
+        assert_eq!(
+            status["properties"]["conditions"]["x-kubernetes-list-type"],
+            "map"
+        );
+        assert_eq!(
+            status["properties"]["conditions"]["x-kubernetes-list-map-keys"],
+            json!(["type"])
+        );
         assert_eq!(crd["spec"]["names"]["shortNames"], json!(["mv"]));
     }
 
@@ -586,8 +611,20 @@ mod tests {
         }))
         .unwrap();
         assert!(!mv.redis_managed());
-        assert_eq!(mv.redis_url_source(), SecretSource { name: "r".into(), key: "redis-url".into() });
-        assert_eq!(mv.mongodb_uri_source(), SecretSource { name: "m".into(), key: "uri".into() });
+        assert_eq!(
+            mv.redis_url_source(),
+            SecretSource {
+                name: "r".into(),
+                key: "redis-url".into()
+            }
+        );
+        assert_eq!(
+            mv.mongodb_uri_source(),
+            SecretSource {
+                name: "m".into(),
+                key: "uri".into()
+            }
+        );
         assert_eq!(mv.api_token_source().unwrap().key, "token");
         assert_eq!(mv.worker_name(), "a-worker");
     }

@@ -12,7 +12,9 @@ pub enum Error {
     InvalidSpec(String),
 
     /// A Secret named in the spec (or one of its keys) does not exist yet.
-    #[error("secret {name:?} (key {key:?}) referenced by the MultiVac is missing: create it in namespace {namespace:?}")]
+    #[error(
+        "secret {name:?} (key {key:?}) referenced by the MultiVac is missing: create it in namespace {namespace:?}"
+    )]
     MissingSecret {
         namespace: String,
         name: String,

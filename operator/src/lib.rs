@@ -2,8 +2,13 @@
 //! into a running MultiVAC and scales its workers from the Redis backlog.
 
 pub mod context;
+pub mod controller;
 pub mod crd;
 pub mod error;
+pub mod http;
+pub mod leader;
+pub mod reconcile;
+pub mod resources;
 pub mod scaling;
 pub mod telemetry;
 

@@ -1,0 +1,88 @@
+//! What the server and worker pods share: env wiring to the Secrets and the
+//! ConfigMap, the restricted security context, volumes, pod template shape.
+
+use serde_json::{Value, json};
+
+use super::{app_pod_security, container_security, pull_secrets, selector_labels};
+use crate::crd::{MultiVac, SecretSource};
+
+fn secret_env(name: &str, src: &SecretSource) -> Value {
+    json!({"name": name, "valueFrom": {"secretKeyRef": {"name": src.name, "key": src.key}}})
+}
+
+/// Environment of an app container: connection strings from Secrets (never
+/// in the pod spec itself), POD_NAME for the consumer name and logs.
+pub fn env(mv: &MultiVac, with_api_token: bool) -> Value {
+    let mut env = vec![
+        json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
+        secret_env("MULTIVAC_REDIS_URL", &mv.redis_url_source()),
+        secret_env("MULTIVAC_MONGODB_URI", &mv.mongodb_uri_source()),
+    ];
+    if with_api_token && let Some(src) = mv.api_token_source() {
+        env.push(secret_env("MULTIVAC_API_TOKEN", &src));
+    }
+    Value::Array(env)
+}
+
+/// Pod template of an app component running `multivac <command>`.
+pub fn template(
+    mv: &MultiVac,
+    component: &str,
+    container: Value,
+    termination_grace_seconds: i64,
+) -> Value {
+    json!({
+        "metadata": {
+            "labels": super::labels(mv, component),
+            "annotations": {super::CONFIG_HASH_ANNOTATION: super::config_map::hash(mv)},
+        },
+        "spec": {
+            "serviceAccountName": super::name(mv),
+            "automountServiceAccountToken": false,
+            "securityContext": app_pod_security(),
+            "imagePullSecrets": pull_secrets(mv),
+            "terminationGracePeriodSeconds": termination_grace_seconds,
+            "containers": [container],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        },
+    })
+}
+
+/// The app container: `multivac <command>`, probes on `port`.
+pub fn container(
+    mv: &MultiVac,
+    command: &str,
+    port_name: &str,
+    port: i32,
+    env: Value,
+    resources: Value,
+) -> Value {
+    let mut c = json!({
+        "name": command,
+        "image": mv.spec.image,
+        "args": [command],
+        "ports": [{"name": port_name, "containerPort": port, "protocol": "TCP"}],
+        "env": env,
+        "envFrom": [{"configMapRef": {"name": mv.config_name()}}],
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": port_name},
+            "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": port_name},
+            "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 2,
+        },
+        "resources": resources,
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    });
+    if let Some(p) = mv.spec.image_pull_policy {
+        c["imagePullPolicy"] = json!(p.as_str());
+    }
+    c
+}
+
+/// `spec.selector` of a component's Deployment.
+pub fn selector(mv: &MultiVac, component: &str) -> Value {
+    json!({"matchLabels": selector_labels(mv, component)})
+}

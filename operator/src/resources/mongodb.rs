@@ -1,0 +1,138 @@
+//! The managed MongoDB: one pod (strategy Recreate), authentication on with
+//! the root user from the generated Secret, data on the PVC.
+
+use serde_json::{Value, json};
+
+use super::{
+    MONGODB_PORT, container_security, metadata, pull_secrets, resources_or,
+    store_default_resources, store_pod_security,
+};
+use crate::crd::{MONGODB_PASSWORD_KEY, MONGODB_USERNAME_KEY, MultiVac};
+use crate::error::Result;
+
+/// Image used when `mongodb.managed.image` is unset.
+pub const DEFAULT_IMAGE: &str = "mongo:7.0";
+
+/// Deployment `<mv>-mongodb`.
+pub fn build(mv: &MultiVac) -> Result<Value> {
+    let managed = mv.spec.mongodb.managed.clone().unwrap_or_default();
+    let secret = mv.credentials_name();
+    Ok(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(mv, &mv.mongodb_name(), "mongodb")?,
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": super::app_pod::selector(mv, "mongodb"),
+            "template": {
+                "metadata": {"labels": super::labels(mv, "mongodb")},
+                "spec": {
+                    "serviceAccountName": super::name(mv),
+                    "automountServiceAccountToken": false,
+                    "securityContext": store_pod_security(),
+                    "imagePullSecrets": pull_secrets(mv),
+                    "containers": [{
+                        "name": "mongodb",
+                        "image": managed.image.as_deref().unwrap_or(DEFAULT_IMAGE),
+                        "env": [
+                            {"name": "MONGO_INITDB_ROOT_USERNAME", "valueFrom": {"secretKeyRef": {"name": secret, "key": MONGODB_USERNAME_KEY}}},
+                            {"name": "MONGO_INITDB_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": MONGODB_PASSWORD_KEY}}},
+                            // The image's user has no writable home; mongosh (init, probes) writes there.
+                            {"name": "HOME", "value": "/tmp"},
+                        ],
+                        "ports": [{"name": "mongodb", "containerPort": MONGODB_PORT, "protocol": "TCP"}],
+                        "livenessProbe": {"tcpSocket": {"port": "mongodb"}, "periodSeconds": 10, "failureThreshold": 3},
+                        "readinessProbe": {
+                            "exec": {"command": ["mongosh", "--quiet", "--eval", "db.adminCommand('ping').ok"]},
+                            "periodSeconds": 10, "timeoutSeconds": 5,
+                        },
+                        "resources": resources_or(&managed.resources, store_default_resources())?,
+                        "securityContext": container_security(),
+                        "volumeMounts": [
+                            {"name": "data", "mountPath": "/data/db"},
+                            {"name": "configdb", "mountPath": "/data/configdb"},
+                            {"name": "tmp", "mountPath": "/tmp"},
+                        ],
+                    }],
+                    "volumes": [
+                        {"name": "data", "persistentVolumeClaim": {"claimName": super::pvc::name(mv, "mongodb")}},
+                        {"name": "configdb", "emptyDir": {"sizeLimit": "16Mi"}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+                    ],
+                },
+            },
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{labels, mv, owner};
+    use super::*;
+    use crate::resources::container_security;
+
+    #[test]
+    fn mongodb_authenticates_with_the_generated_root_user() {
+        let m = mv(
+            json!({"image": "x", "mongodb": {"managed": {"image": "mongo:8.0",
+            "resources": {"requests": {"memory": "1Gi"}}}}}),
+        );
+        assert_eq!(
+            build(&m).unwrap(),
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "mv-mongodb", "namespace": "ns", "labels": labels("mongodb"), "ownerReferences": owner()},
+                "spec": {
+                    "replicas": 1,
+                    "strategy": {"type": "Recreate"},
+                    "selector": {"matchLabels": {
+                        "app.kubernetes.io/name": "multivac",
+                        "app.kubernetes.io/instance": "mv",
+                        "app.kubernetes.io/component": "mongodb",
+                    }},
+                    "template": {
+                        "metadata": {"labels": labels("mongodb")},
+                        "spec": {
+                            "serviceAccountName": "mv",
+                            "automountServiceAccountToken": false,
+                            "securityContext": {
+                                "runAsNonRoot": true, "runAsUser": 999, "runAsGroup": 999, "fsGroup": 999,
+                                "fsGroupChangePolicy": "OnRootMismatch",
+                                "seccompProfile": {"type": "RuntimeDefault"},
+                            },
+                            "imagePullSecrets": [],
+                            "containers": [{
+                                "name": "mongodb",
+                                "image": "mongo:8.0",
+                                "env": [
+                                    {"name": "MONGO_INITDB_ROOT_USERNAME", "valueFrom": {"secretKeyRef": {"name": "mv-credentials", "key": "mongodb-username"}}},
+                                    {"name": "MONGO_INITDB_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "mv-credentials", "key": "mongodb-password"}}},
+                                    {"name": "HOME", "value": "/tmp"},
+                                ],
+                                "ports": [{"name": "mongodb", "containerPort": 27017, "protocol": "TCP"}],
+                                "livenessProbe": {"tcpSocket": {"port": "mongodb"}, "periodSeconds": 10, "failureThreshold": 3},
+                                "readinessProbe": {
+                                    "exec": {"command": ["mongosh", "--quiet", "--eval", "db.adminCommand('ping').ok"]},
+                                    "periodSeconds": 10, "timeoutSeconds": 5,
+                                },
+                                "resources": {"requests": {"memory": "1Gi"}},
+                                "securityContext": container_security(),
+                                "volumeMounts": [
+                                    {"name": "data", "mountPath": "/data/db"},
+                                    {"name": "configdb", "mountPath": "/data/configdb"},
+                                    {"name": "tmp", "mountPath": "/tmp"},
+                                ],
+                            }],
+                            "volumes": [
+                                {"name": "data", "persistentVolumeClaim": {"claimName": "mv-mongodb-data"}},
+                                {"name": "configdb", "emptyDir": {"sizeLimit": "16Mi"}},
+                                {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+                            ],
+                        },
+                    },
+                },
+            })
+        );
+    }
+}

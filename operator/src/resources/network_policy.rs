@@ -1,0 +1,116 @@
+//! NetworkPolicies: Redis and MongoDB accept connections only from this
+//! MultiVac's server and worker pods (and Redis also from the operator, whose
+//! scaler reads the backlog).
+
+use serde_json::{Value, json};
+
+use super::{MONGODB_PORT, REDIS_PORT, metadata, name, selector_labels};
+use crate::crd::MultiVac;
+use crate::error::Result;
+
+fn app_peer(mv: &MultiVac) -> Value {
+    json!({"podSelector": {"matchExpressions": [
+        {"key": "app.kubernetes.io/name", "operator": "In", "values": ["multivac"]},
+        {"key": "app.kubernetes.io/instance", "operator": "In", "values": [name(mv)]},
+        {"key": "app.kubernetes.io/component", "operator": "In", "values": ["server", "worker"]},
+    ]}})
+}
+
+fn policy(
+    mv: &MultiVac,
+    component: &str,
+    policy_name: &str,
+    from: Vec<Value>,
+    port: i32,
+) -> Result<Value> {
+    Ok(json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(mv, policy_name, component)?,
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(mv, component)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": from, "ports": [{"protocol": "TCP", "port": port}]}],
+        },
+    }))
+}
+
+/// NetworkPolicy `<mv>-redis`.
+pub fn redis(mv: &MultiVac, operator_namespace: &str) -> Result<Value> {
+    let operator = json!({
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": operator_namespace}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "multivac-operator"}},
+    });
+    policy(
+        mv,
+        "redis",
+        &mv.redis_name(),
+        vec![app_peer(mv), operator],
+        REDIS_PORT,
+    )
+}
+
+/// NetworkPolicy `<mv>-mongodb`.
+pub fn mongodb(mv: &MultiVac) -> Result<Value> {
+    policy(
+        mv,
+        "mongodb",
+        &mv.mongodb_name(),
+        vec![app_peer(mv)],
+        MONGODB_PORT,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{labels, mv, owner};
+    use super::*;
+
+    #[test]
+    fn redis_admits_only_this_multivacs_app_pods_and_the_operator() {
+        assert_eq!(
+            redis(&mv(json!({"image": "x"})), "multivac-system").unwrap(),
+            json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": "mv-redis", "namespace": "ns", "labels": labels("redis"), "ownerReferences": owner()},
+                "spec": {
+                    "podSelector": {"matchLabels": {
+                        "app.kubernetes.io/name": "multivac",
+                        "app.kubernetes.io/instance": "mv",
+                        "app.kubernetes.io/component": "redis",
+                    }},
+                    "policyTypes": ["Ingress"],
+                    "ingress": [{
+                        "from": [
+                            {"podSelector": {"matchExpressions": [
+                                {"key": "app.kubernetes.io/name", "operator": "In", "values": ["multivac"]},
+                                {"key": "app.kubernetes.io/instance", "operator": "In", "values": ["mv"]},
+                                {"key": "app.kubernetes.io/component", "operator": "In", "values": ["server", "worker"]},
+                            ]}},
+                            {
+                                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "multivac-system"}},
+                                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "multivac-operator"}},
+                            },
+                        ],
+                        "ports": [{"protocol": "TCP", "port": 6379}],
+                    }],
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn mongodb_admits_only_this_multivacs_app_pods() {
+        let p = mongodb(&mv(json!({"image": "x"}))).unwrap();
+        assert_eq!(p["metadata"]["name"], "mv-mongodb");
+        assert_eq!(p["spec"]["ingress"][0]["from"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            p["spec"]["ingress"][0]["from"][0]["podSelector"]["matchExpressions"][2]["values"],
+            json!(["server", "worker"])
+        );
+        assert_eq!(
+            p["spec"]["ingress"][0]["ports"],
+            json!([{"protocol": "TCP", "port": 27017}])
+        );
+    }
+}

@@ -1,0 +1,131 @@
+//! Services: the server's (type and port from the spec) and the datastores' (ClusterIP).
+
+use serde_json::{Value, json};
+
+use super::{MONGODB_PORT, REDIS_PORT, metadata, selector_labels};
+use crate::crd::MultiVac;
+use crate::error::Result;
+
+fn service(
+    mv: &MultiVac,
+    name: &str,
+    component: &str,
+    type_: &str,
+    port_name: &str,
+    port: i32,
+) -> Result<Value> {
+    Ok(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(mv, name, component)?,
+        "spec": {
+            "type": type_,
+            "selector": selector_labels(mv, component),
+            "ports": [{"name": port_name, "port": port, "targetPort": port_name, "protocol": "TCP"}],
+        },
+    }))
+}
+
+/// Service `<mv>-server` in front of the HTTP server.
+pub fn server(mv: &MultiVac) -> Result<Value> {
+    let s = &mv.spec.server.service;
+    service(
+        mv,
+        &mv.server_name(),
+        "server",
+        s.type_.as_str(),
+        "http",
+        s.port,
+    )
+}
+
+/// Service `<mv>-redis`.
+pub fn redis(mv: &MultiVac) -> Result<Value> {
+    service(
+        mv,
+        &mv.redis_name(),
+        "redis",
+        "ClusterIP",
+        "redis",
+        REDIS_PORT,
+    )
+}
+
+/// Service `<mv>-mongodb`.
+pub fn mongodb(mv: &MultiVac) -> Result<Value> {
+    service(
+        mv,
+        &mv.mongodb_name(),
+        "mongodb",
+        "ClusterIP",
+        "mongodb",
+        MONGODB_PORT,
+    )
+}
+
+/// The in-cluster URL of the server, reported in `status.serviceUrl`.
+pub fn server_url(mv: &MultiVac) -> Option<String> {
+    let ns = mv.metadata.namespace.as_deref()?;
+    let port = mv.spec.server.service.port;
+    let host = format!("{}.{ns}.svc", mv.server_name());
+    Some(if port == 80 {
+        format!("http://{host}")
+    } else {
+        format!("http://{host}:{port}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{labels, mv, owner};
+    use super::*;
+
+    #[test]
+    fn server_service_follows_the_spec() {
+        let m =
+            mv(json!({"image": "x", "server": {"service": {"type": "NodePort", "port": 8000}}}));
+        assert_eq!(
+            server(&m).unwrap(),
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "mv-server", "namespace": "ns", "labels": labels("server"), "ownerReferences": owner()},
+                "spec": {
+                    "type": "NodePort",
+                    "selector": {
+                        "app.kubernetes.io/name": "multivac",
+                        "app.kubernetes.io/instance": "mv",
+                        "app.kubernetes.io/component": "server",
+                    },
+                    "ports": [{"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}],
+                },
+            })
+        );
+        assert_eq!(server_url(&m).unwrap(), "http://mv-server.ns.svc:8000");
+        assert_eq!(
+            server_url(&mv(json!({"image": "x"}))).unwrap(),
+            "http://mv-server.ns.svc"
+        );
+    }
+
+    #[test]
+    fn datastore_services_are_cluster_internal() {
+        let m = mv(json!({"image": "x"}));
+        assert_eq!(
+            redis(&m).unwrap(),
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "mv-redis", "namespace": "ns", "labels": labels("redis"), "ownerReferences": owner()},
+                "spec": {
+                    "type": "ClusterIP",
+                    "selector": {
+                        "app.kubernetes.io/name": "multivac",
+                        "app.kubernetes.io/instance": "mv",
+                        "app.kubernetes.io/component": "redis",
+                    },
+                    "ports": [{"name": "redis", "port": 6379, "targetPort": "redis", "protocol": "TCP"}],
+                },
+            })
+        );
+        assert_eq!(mongodb(&m).unwrap()["spec"]["ports"][0]["port"], 27017);
+    }
+}

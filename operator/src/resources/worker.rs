@@ -1,0 +1,98 @@
+//! The worker Deployment. It never sets `spec.replicas`: the scaler owns that
+//! field with its own field manager, and applying it here would fight it.
+
+use serde_json::{Value, json};
+
+use super::{WORKER_METRICS_PORT, app_default_resources, app_pod, metadata, resources_or};
+use crate::crd::MultiVac;
+use crate::error::Result;
+
+/// Long enough for a worker to finish and ack its in-flight batch on scale-down.
+pub const WORKER_TERMINATION_GRACE_SECONDS: i64 = 60;
+
+/// Deployment `<mv>-worker` running `multivac worker`, metrics on :9090.
+pub fn build(mv: &MultiVac) -> Result<Value> {
+    let container = app_pod::container(
+        mv,
+        "worker",
+        "metrics",
+        WORKER_METRICS_PORT,
+        app_pod::env(mv, false),
+        resources_or(&mv.spec.workers.resources, app_default_resources())?,
+    );
+    Ok(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(mv, &mv.worker_name(), "worker")?,
+        "spec": {
+            "selector": app_pod::selector(mv, "worker"),
+            "template": app_pod::template(mv, "worker", container, WORKER_TERMINATION_GRACE_SECONDS),
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{labels, mv, owner};
+    use super::*;
+    use crate::resources::{config_map, container_security};
+
+    #[test]
+    fn worker_deployment_leaves_replicas_to_the_scaler() {
+        let m = mv(json!({"image": "multivac:1",
+            "redis": {"external": {"secretRef": {"name": "ext", "key": "url"}}},
+            "workers": {"resources": {"limits": {"memory": "1Gi"}}},
+            "apiTokenSecretRef": {"name": "tok"}}));
+        assert_eq!(
+            build(&m).unwrap(),
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "mv-worker", "namespace": "ns", "labels": labels("worker"), "ownerReferences": owner()},
+                "spec": {
+                    "selector": {"matchLabels": {
+                        "app.kubernetes.io/name": "multivac",
+                        "app.kubernetes.io/instance": "mv",
+                        "app.kubernetes.io/component": "worker",
+                    }},
+                    "template": {
+                        "metadata": {"labels": labels("worker"), "annotations": {"multivac.io/config-hash": config_map::hash(&m)}},
+                        "spec": {
+                            "serviceAccountName": "mv",
+                            "automountServiceAccountToken": false,
+                            "securityContext": {
+                                "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
+                                "seccompProfile": {"type": "RuntimeDefault"},
+                            },
+                            "imagePullSecrets": [],
+                            "terminationGracePeriodSeconds": 60,
+                            "containers": [{
+                                "name": "worker",
+                                "image": "multivac:1",
+                                "args": ["worker"],
+                                "ports": [{"name": "metrics", "containerPort": 9090, "protocol": "TCP"}],
+                                "env": [
+                                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                                    {"name": "MULTIVAC_REDIS_URL", "valueFrom": {"secretKeyRef": {"name": "ext", "key": "url"}}},
+                                    {"name": "MULTIVAC_MONGODB_URI", "valueFrom": {"secretKeyRef": {"name": "mv-credentials", "key": "mongodb-uri"}}},
+                                ],
+                                "envFrom": [{"configMapRef": {"name": "mv-config"}}],
+                                "livenessProbe": {
+                                    "httpGet": {"path": "/healthz", "port": "metrics"},
+                                    "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3,
+                                },
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/readyz", "port": "metrics"},
+                                    "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 2,
+                                },
+                                "resources": {"limits": {"memory": "1Gi"}},
+                                "securityContext": container_security(),
+                                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                            }],
+                            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                        },
+                    },
+                },
+            })
+        );
+    }
+}
