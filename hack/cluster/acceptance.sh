@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# Acceptance tests of the local control plane (issue 3), run by hack/test.sh
+# after `hack/cluster.sh up` with KUBECONFIG set. Each test proves that one real
+# component does its job: kwok (nodes and pod lifecycle), controller-manager
+# (Deployment -> ReplicaSet -> Pods, garbage collection), scheduler (binding)
+# and the API server's Pod Security admission. Each runs in its own namespace
+# with bounded waits; the last line is `cluster: N passed, M failed`.
+set -uo pipefail
+source "$(dirname "$0")/../lib.sh"
+# shellcheck source=hack/cluster/version.sh
+source "$MULTIVAC_ROOT/hack/cluster/version.sh"
+
+KUBECTL="$(cluster_bin_dir)/kubectl"
+[ -x "$KUBECTL" ] || die "no kubectl in $(cluster_bin_dir): run \`bash hack/cluster.sh build\`"
+[ -n "${KUBECONFIG:-}" ] || die "KUBECONFIG is not set: run \`bash hack/cluster.sh up && eval \"\$(bash hack/cluster.sh env)\"\`"
+"$KUBECTL" get --raw /readyz >/dev/null 2>&1 \
+  || die "the API server in $KUBECONFIG does not answer /readyz: run \`bash hack/cluster.sh up\` (and check \`bash hack/cluster.sh status\`)"
+
+NODES=(kwok-node-0 kwok-node-1)
+WAIT=60s
+k() { "$KUBECTL" "$@"; }
+
+# fail MESSAGE: ends the current test (a subshell) with MESSAGE.
+fail() { echo "    $*" >&2; exit 1; }
+
+# until_true SECONDS WHAT COMMAND...: polls COMMAND until it succeeds or fails
+# the test after SECONDS.
+until_true() {
+  local secs="$1" what="$2"; shift 2
+  local end=$(( $(date +%s) + secs ))
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$end" ] || fail "timed out after ${secs}s waiting for $what"
+    sleep 0.3
+  done
+}
+
+# A pod spec that the restricted Pod Security level admits.
+restricted_container() {
+  cat <<'EOF'
+        image: registry.k8s.io/pause:3.10
+        securityContext:
+          allowPrivilegeEscalation: false
+          runAsNonRoot: true
+          runAsUser: 65534
+          capabilities: {drop: [ALL]}
+          seccompProfile: {type: RuntimeDefault}
+EOF
+}
+
+deployment() { # NAME REPLICAS
+  cat <<EOF
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: $1, labels: {app: $1}}
+spec:
+  replicas: $2
+  selector: {matchLabels: {app: $1}}
+  template:
+    metadata: {labels: {app: $1}}
+    spec:
+      containers:
+      - name: main
+$(restricted_container)
+EOF
+}
+
+# ---- tests ----------------------------------------------------------------------
+
+test_nodes_ready() {
+  local out n
+  out="$(k get nodes -l type=kwok)" || fail "kubectl get nodes failed"
+  echo "$out" | sed 's/^/    /'
+  for n in "${NODES[@]}"; do
+    echo "$out" | grep -qE "^$n[[:space:]]+Ready[[:space:]]" || fail "node $n is not listed as Ready"
+  done
+}
+
+test_deployment_runs() {
+  local ns="$1"
+  deployment web 2 | k -n "$ns" apply -f - >/dev/null
+  k -n "$ns" wait deployment/web --for=condition=Available --timeout=$WAIT >/dev/null \
+    || fail "Deployment web did not become Available: $(k -n "$ns" get deploy,rs,pods -o wide 2>&1)"
+  local rs owner
+  rs="$(k -n "$ns" get rs -l app=web -o jsonpath='{.items[*].metadata.name}')"
+  [ -n "$rs" ] || fail "no ReplicaSet for Deployment web (controller-manager)"
+  owner="$(k -n "$ns" get rs "$rs" -o jsonpath='{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}')"
+  [ "$owner" = Deployment/web ] || fail "ReplicaSet $rs is owned by '$owner', want Deployment/web"
+  k -n "$ns" wait pods -l app=web --for=condition=Ready --timeout=$WAIT >/dev/null \
+    || fail "the pods did not become Ready: $(k -n "$ns" get pods -o wide 2>&1)"
+  local lines
+  lines="$(k -n "$ns" get pods -l app=web -o jsonpath='{range .items[*]}{.metadata.name} {.spec.nodeName} {.status.phase} {.metadata.ownerReferences[0].name}{"\n"}{end}')"
+  echo "$lines" | sed 's/^/    /'
+  [ "$(echo "$lines" | grep -c .)" -eq 2 ] || fail "want 2 pods, got: $lines"
+  local name node phase podowner
+  while read -r name node phase podowner; do
+    [[ " ${NODES[*]} " == *" $node "* ]] || fail "pod $name is bound to '$node', not to a kwok node (scheduler)"
+    [ "$phase" = Running ] || fail "pod $name is $phase, want Running (kwok)"
+    [ "$podowner" = "$rs" ] || fail "pod $name is owned by '$podowner', want ReplicaSet $rs"
+  done <<< "$lines"
+}
+
+cm_uid() { k -n "$1" get configmap "$2" -o jsonpath='{.metadata.uid}'; }
+gone() { # NAMESPACE KIND SELECTOR-OR-NAME...: true when nothing matches
+  [ -z "$(k -n "$1" get "${@:2}" -o name --ignore-not-found 2>/dev/null)" ]
+}
+
+test_garbage_collection() {
+  local ns="$1" uid
+  # An owner ConfigMap and a dependent that names it in ownerReferences.
+  k -n "$ns" create configmap owner --from-literal=role=owner >/dev/null
+  uid="$(cm_uid "$ns" owner)"
+  k -n "$ns" apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: dependent
+  ownerReferences:
+  - {apiVersion: v1, kind: ConfigMap, name: owner, uid: $uid}
+data: {role: dependent}
+EOF
+  k -n "$ns" create configmap bystander --from-literal=role=unowned >/dev/null
+  k -n "$ns" delete configmap owner --wait=true >/dev/null
+  until_true 60 "the dependent ConfigMap to be garbage-collected" gone "$ns" configmap dependent
+  k -n "$ns" get configmap bystander >/dev/null 2>&1 || fail "the unowned ConfigMap was deleted too"
+
+  # Foreground deletion of a Deployment removes its ReplicaSet and Pods first.
+  deployment gc 2 | k -n "$ns" apply -f - >/dev/null
+  k -n "$ns" wait deployment/gc --for=condition=Available --timeout=$WAIT >/dev/null \
+    || fail "Deployment gc did not become Available"
+  k -n "$ns" delete deployment gc --cascade=foreground --timeout=$WAIT >/dev/null \
+    || fail "foreground deletion of Deployment gc did not finish"
+  until_true 60 "the ReplicaSet of Deployment gc to be garbage-collected" gone "$ns" rs -l app=gc
+  until_true 60 "the Pods of Deployment gc to be garbage-collected" gone "$ns" pods -l app=gc
+}
+
+privileged_pod() {
+  cat <<'EOF'
+apiVersion: v1
+kind: Pod
+metadata: {name: privileged}
+spec:
+  containers:
+  - name: main
+    image: registry.k8s.io/pause:3.10
+    securityContext: {privileged: true}
+EOF
+}
+
+test_pod_security() {
+  local ns="$1" open="$1-open" out
+  k label namespace "$ns" pod-security.kubernetes.io/enforce=restricted >/dev/null
+  if out="$(privileged_pod | k -n "$ns" apply -f - 2>&1)"; then
+    fail "a privileged pod was admitted into a restricted namespace: $out"
+  fi
+  echo "$out" | grep -q 'violates PodSecurity "restricted' || fail "the privileged pod was rejected, but not by Pod Security: $out"
+  echo "    rejected: $(echo "$out" | cut -c1-140)..."
+  k -n "$ns" apply -f - >/dev/null <<EOF || fail "a compliant pod was rejected from the restricted namespace"
+apiVersion: v1
+kind: Pod
+metadata: {name: compliant}
+spec:
+  containers:
+  - name: main
+$(restricted_container | sed 's/^    //')
+EOF
+  k -n "$ns" wait pod/compliant --for=condition=Ready --timeout=$WAIT >/dev/null || fail "the compliant pod did not become Ready"
+  # The same privileged pod is admitted where the namespace allows it, so the
+  # rejection above came from the namespace's label.
+  k create namespace "$open" >/dev/null
+  k label namespace "$open" pod-security.kubernetes.io/enforce=privileged >/dev/null
+  local rc=0
+  out="$(privileged_pod | k -n "$open" apply -f - 2>&1)" || rc=$?
+  k delete namespace "$open" --wait=false >/dev/null 2>&1
+  [ $rc -eq 0 ] || fail "a privileged pod was rejected even from a privileged namespace: $out"
+}
+
+# ---- runner ---------------------------------------------------------------------
+
+passed=0 failed=0
+run_test() { # NAME FUNCTION
+  local name="$1" fn="$2" ns="acc-$1-$$"
+  local t0; t0=$(date +%s)
+  echo "--- $name" >&2
+  if ! k create namespace "$ns" >/dev/null; then
+    echo "FAIL $name: could not create namespace $ns" >&2; failed=$((failed + 1)); return
+  fi
+  # errexit only works outside a condition, hence the separate status.
+  local rc=0
+  ( set -e; "$fn" "$ns" ); rc=$?
+  if [ $rc -eq 0 ]; then
+    echo "ok   $name ($(( $(date +%s) - t0 )) s)" >&2; passed=$((passed + 1))
+  else
+    echo "FAIL $name ($(( $(date +%s) - t0 )) s)" >&2; failed=$((failed + 1))
+  fi
+  k delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
+}
+
+run_test nodes-ready test_nodes_ready
+run_test deployment-runs test_deployment_runs
+run_test garbage-collection test_garbage_collection
+run_test pod-security test_pod_security
+
+echo "cluster: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
