@@ -417,7 +417,7 @@ mod cluster {
         }
     }
 
-    /// A namespace of its own, deleted on drop (best effort).
+    /// A namespace of its own.
     pub struct TestNamespace {
         pub name: String,
         client: Client,
@@ -438,18 +438,13 @@ mod cluster {
         }
     }
 
-    impl Drop for TestNamespace {
-        fn drop(&mut self) {
-            let (client, name) = (self.client.clone(), self.name.clone());
-            // Runs on the test's runtime only if it is still alive; the
-            // namespace name is unique per process anyway.
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move {
-                    let _ = Api::<Namespace>::all(client)
-                        .delete(&name, &DeleteParams::default())
-                        .await;
-                });
-            }
+    impl TestNamespace {
+        /// Deletes the namespace (and everything in it) once the test passed;
+        /// a failed test leaves it for inspection.
+        pub async fn delete(self) {
+            let _ = Api::<Namespace>::all(self.client.clone())
+                .delete(&self.name, &DeleteParams::default())
+                .await;
         }
     }
 
@@ -703,5 +698,5 @@ async fn workers_follow_the_backlog_on_the_control_plane() {
     .await;
     assert!(down.iter().any(|n| n.contains("backlog 0")), "{down:?}");
     drop(operator);
-    drop(ns);
+    ns.delete().await;
 }
