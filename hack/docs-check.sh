@@ -16,6 +16,9 @@
 #     `multivac worker --help` (and `multivac-operator --help`) lists is in the
 #     matching README table with the same default and the same subcommands, and the
 #     tables name no MULTIVAC_* variable the binaries lack.
+#  2b. RBAC: the table between <!-- rbac-reference:start/end --> lists exactly the
+#     rules of config/rbac/role.yaml (ClusterRole) and
+#     config/rbac/leader_election_role.yaml (Role).
 #  3. paths: every repository path written in backticks, code blocks or relative
 #     links in README.md and docs/*.md exists. A line that says "planned" may name
 #     paths that do not exist yet (and gets a warning once they do).
@@ -336,6 +339,50 @@ if "server" in helps or "worker" in helps:
     check_config("config-reference", ["server", "worker"])
 if helps.get("operator") or section(readme, "operator-config-reference") is not None:
     check_config("operator-config-reference", ["operator"])
+
+# ---------------------------------------------------------------- 2b. RBAC
+
+# The README's RBAC table (between rbac-reference markers) against the kustomize
+# rules (config/rbac/, which hack/lint.sh keeps equal to the chart's): one row
+# per rule, same group, resources, resource names and verbs, in both directions.
+RBAC_FILES = {"ClusterRole": "config/rbac/role.yaml", "Role": "config/rbac/leader_election_role.yaml"}
+
+def rule_key(kind, group, resources, names, verbs):
+    return (kind, group, tuple(sorted(resources)), tuple(sorted(names)), tuple(sorted(verbs)))
+
+def fmt_rule(k):
+    return "%s %s %s%s: %s" % (k[0], k[1] or "core", ",".join(k[2]), " (%s)" % ",".join(k[3]) if k[3] else "", ",".join(k[4]))
+
+block = section(readme, "rbac-reference")
+if block is not None:
+    actual = set()
+    for kind, path in RBAC_FILES.items():
+        if not ok(os.path.exists(path), "%s is missing (the README's RBAC table is checked against it)" % path):
+            continue
+        for obj in yaml.safe_load_all(read(path)):
+            if not obj or obj.get("kind") != kind:
+                continue
+            for r in obj.get("rules") or []:
+                for g in r.get("apiGroups") or [""]:
+                    actual.add(rule_key(kind, g, r.get("resources") or [], r.get("resourceNames") or [], r.get("verbs") or []))
+    documented = set()
+    for cells in table_rows(block):
+        if len(cells) < 4:
+            continue
+        kind = "Role" if "(Role)" in cells[0] else "ClusterRole"
+        groups = re.findall(r"`([^`]+)`", cells[0]) or ([""] if "core" in cells[0] else [])
+        if "core" in re.sub(r"`[^`]*`", "", cells[0]):
+            groups.append("")
+        res_part, _, names_part = cells[1].partition("(")
+        resources = re.findall(r"`([^`]+)`", res_part)
+        names = re.findall(r"`([^`]+)`", names_part)
+        verbs = [v.strip() for v in cells[2].split(",") if v.strip()]
+        for g in groups:
+            documented.add(rule_key(kind, g, resources, names, verbs))
+    for k in sorted(actual):
+        ok(k in documented, "README RBAC table lacks the rule %s (from %s)" % (fmt_rule(k), RBAC_FILES[k[0]]))
+    for k in sorted(documented - actual):
+        ok(False, "README RBAC table documents %s, which %s does not grant" % (fmt_rule(k), RBAC_FILES[k[0]]))
 
 # ---------------------------------------------------------------- 3. paths and 4. tests
 
