@@ -80,6 +80,10 @@ subjectAltName=IP:127.0.0.1,IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kube
   cert admin "/O=system:masters/CN=multivac-admin" "$client"
   cert kube-controller-manager "/CN=system:kube-controller-manager" "$client"
   cert kube-scheduler "/CN=system:kube-scheduler" "$client"
+  # The aggregation layer's client: the API server proxies to extension API
+  # servers with it, and controller-manager and scheduler find its CA in
+  # kube-system/extension-apiserver-authentication for delegated authentication.
+  cert front-proxy-client "/CN=front-proxy-client" "$client"
   # kwok stands in for every kubelet; the Node authorizer only lets a kubelet
   # touch its own node, so it acts as a cluster admin like kwokctl's does.
   cert kwok "/O=system:masters/CN=kwok" "$client"
@@ -154,6 +158,10 @@ start_kube-apiserver() {
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
+    --requestheader-client-ca-file "$pki/ca.crt" --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$pki/front-proxy-client.crt" --proxy-client-key-file "$pki/front-proxy-client.key" \
     --authorization-mode Node,RBAC \
     --enable-admission-plugins NodeRestriction,PodSecurity \
     --allow-privileged=true \
