@@ -17,7 +17,9 @@ KUBECTL="$(cluster_bin_dir)/kubectl"
   || die "the API server in $KUBECONFIG does not answer /readyz: run \`bash hack/cluster.sh up\` (and check \`bash hack/cluster.sh status\`)"
 
 NODES=(kwok-node-0 kwok-node-1)
-WAIT=60s
+# Bound of every wait, in seconds (generous for 2 shared cores).
+WAIT_S="${MULTIVAC_CLUSTER_WAIT:-60}"
+WAIT="${WAIT_S}s"
 k() { "$KUBECTL" "$@"; }
 
 # fail MESSAGE: ends the current test (a subshell) with MESSAGE.
@@ -120,7 +122,7 @@ data: {role: dependent}
 EOF
   k -n "$ns" create configmap bystander --from-literal=role=unowned >/dev/null
   k -n "$ns" delete configmap owner --wait=true >/dev/null
-  until_true 60 "the dependent ConfigMap to be garbage-collected" gone "$ns" configmap dependent
+  until_true "$WAIT_S" "the dependent ConfigMap to be garbage-collected" gone "$ns" configmap dependent
   k -n "$ns" get configmap bystander >/dev/null 2>&1 || fail "the unowned ConfigMap was deleted too"
 
   # Foreground deletion of a Deployment removes its ReplicaSet and Pods first.
@@ -129,8 +131,8 @@ EOF
     || fail "Deployment gc did not become Available"
   k -n "$ns" delete deployment gc --cascade=foreground --timeout=$WAIT >/dev/null \
     || fail "foreground deletion of Deployment gc did not finish"
-  until_true 60 "the ReplicaSet of Deployment gc to be garbage-collected" gone "$ns" rs -l app=gc
-  until_true 60 "the Pods of Deployment gc to be garbage-collected" gone "$ns" pods -l app=gc
+  until_true "$WAIT_S" "the ReplicaSet of Deployment gc to be garbage-collected" gone "$ns" rs -l app=gc
+  until_true "$WAIT_S" "the Pods of Deployment gc to be garbage-collected" gone "$ns" pods -l app=gc
 }
 
 privileged_pod() {

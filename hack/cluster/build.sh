@@ -23,6 +23,7 @@ all_there() {
 }
 
 if all_there; then
+  log "control plane binaries $K8S_VERSION (etcd $ETCD_VERSION, kwok $KWOK_VERSION) are built: $bin"
   echo "$bin"
   exit 0
 fi
@@ -30,8 +31,15 @@ fi
 command -v go >/dev/null || die "go is not installed: the control plane is built from Go modules (install Go $(sed -n 's/^go //p' "$here/go.mod") or newer)"
 mkdir -p "$bin"
 rm -f "$stamp"
-export GOFLAGS=-mod=mod CGO_ENABLED=0
+# readonly: build exactly what go.mod and go.sum pin, never edit them.
+export GOFLAGS=-mod=readonly CGO_ENABLED=0
 start=$(date +%s)
+
+# Go prints nothing while it compiles; say every minute that it is still busy,
+# so a 20-minute first build on two cores does not look hung.
+( while sleep 60; do log "still building ($(( $(date +%s) - start )) s)"; done ) &
+heartbeat=$!
+trap 'kill "$heartbeat" 2>/dev/null || true' EXIT
 
 # The version variables kubectl and the components report; without them they
 # claim v0.0.0-master and kubectl warns about version skew.
