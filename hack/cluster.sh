@@ -121,14 +121,23 @@ EOF
   chmod 600 "$file"
 }
 
-# free_ports N prints N distinct free loopback ports, one a line.
+# free_ports N prints N distinct loopback ports that nothing listens on, picked
+# at random BELOW the kernel's ephemeral range: the components bind them seconds
+# later, and meanwhile every outgoing connection takes an ephemeral port, which
+# could be one picked from that range.
 free_ports() {
   python3 -c '
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks: s.bind(("127.0.0.1", 0))
-print("\n".join(str(s.getsockname()[1]) for s in socks))
-for s in socks: s.close()' "$1"
+import random, socket, sys
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+want, got = int(sys.argv[1]), []
+while len(got) < want:
+    p = random.randrange(10000, low)
+    if p in got: continue
+    s = socket.socket()
+    try: s.bind(("127.0.0.1", p)); got.append(p)
+    except OSError: pass
+    finally: s.close()
+print("\n".join(map(str, got)))' "$1"
 }
 
 # ---- components ---------------------------------------------------------------
@@ -237,6 +246,14 @@ EOF
 # ---- waiting and failing --------------------------------------------------------
 
 fail_up() {
+  # Another process may take a picked port before the component binds it
+  # (say, a second `up` at the same moment): start once more on other ports.
+  if [ -z "${MULTIVAC_CLUSTER_RETRY:-}" ] && grep -qs 'address already in use' "$STATE"/logs/*.log; then
+    log "a picked port was taken meanwhile: starting again on other ports"
+    stop_components
+    rm -rf "$STATE"
+    MULTIVAC_CLUSTER_RETRY=1 exec bash "$MULTIVAC_ROOT/hack/cluster.sh" up
+  fi
   printf '\nerror: the control plane did not come up: %s\n' "$*" >&2
   local c
   for c in "${COMPONENTS[@]}"; do
