@@ -17,6 +17,7 @@
 # State (certificates, etcd data, kubeconfigs, logs/, pids/) lives in
 # MULTIVAC_CLUSTER_STATE (default ${TMPDIR:-/tmp}/multivac-cluster).
 set -euo pipefail
+# shellcheck source=hack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=hack/cluster/version.sh
 source "$MULTIVAC_ROOT/hack/cluster/version.sh"
@@ -341,7 +342,7 @@ stop_components() {
   local i c pid
   for (( i=${#COMPONENTS[@]}-1; i>=0; i-- )); do
     c="${COMPONENTS[$i]}"
-    alive "$c" && kill -TERM "$(pid_of "$c")" 2>/dev/null || true
+    if alive "$c"; then kill -TERM "$(pid_of "$c")" 2>/dev/null || true; fi
   done
   for (( i=${#COMPONENTS[@]}-1; i>=0; i-- )); do
     c="${COMPONENTS[$i]}"
@@ -382,6 +383,7 @@ cmd_kubeconfig() { need_kubeconfig; echo "$STATE/kubeconfig"; }
 cmd_env() {
   need_kubeconfig
   printf 'export KUBECONFIG=%q\n' "$STATE/kubeconfig"
+  # shellcheck disable=SC2016 # $PATH is for the eval-ing shell to expand
   printf 'export PATH=%q:"$PATH"\n' "$BIN"
 }
 

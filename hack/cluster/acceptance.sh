@@ -6,6 +6,7 @@
 # and the API server's Pod Security admission. Each runs in its own namespace
 # with bounded waits; the last line is `cluster: N passed, M failed`.
 set -uo pipefail
+# shellcheck source=hack/lib.sh
 source "$(dirname "$0")/../lib.sh"
 # shellcheck source=hack/cluster/version.sh
 source "$MULTIVAC_ROOT/hack/cluster/version.sh"
@@ -21,6 +22,7 @@ NODES=(kwok-node-0 kwok-node-1)
 WAIT_S="${MULTIVAC_CLUSTER_WAIT:-60}"
 WAIT="${WAIT_S}s"
 k() { "$KUBECTL" "$@"; }
+indent() { sed 's/^/    /'; }
 
 # fail MESSAGE: ends the current test (a subshell) with MESSAGE.
 fail() { echo "    $*" >&2; exit 1; }
@@ -71,27 +73,27 @@ EOF
 test_nodes_ready() {
   local out n
   out="$(k get nodes -l type=kwok)" || fail "kubectl get nodes failed"
-  echo "$out" | sed 's/^/    /'
+  echo "$out" | indent
   for n in "${NODES[@]}"; do
-    echo "$out" | grep -qE "^$n[[:space:]]+Ready[[:space:]]" || fail "node $n is not listed as Ready"
+    echo "$out" | grep -qE "^${n}[[:space:]]+Ready[[:space:]]" || fail "node $n is not listed as Ready"
   done
 }
 
 test_deployment_runs() {
   local ns="$1"
   deployment web 2 | k -n "$ns" apply -f - >/dev/null
-  k -n "$ns" wait deployment/web --for=condition=Available --timeout=$WAIT >/dev/null \
+  k -n "$ns" wait deployment/web --for=condition=Available --timeout="$WAIT" >/dev/null \
     || fail "Deployment web did not become Available: $(k -n "$ns" get deploy,rs,pods -o wide 2>&1)"
   local rs owner
   rs="$(k -n "$ns" get rs -l app=web -o jsonpath='{.items[*].metadata.name}')"
   [ -n "$rs" ] || fail "no ReplicaSet for Deployment web (controller-manager)"
   owner="$(k -n "$ns" get rs "$rs" -o jsonpath='{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}')"
   [ "$owner" = Deployment/web ] || fail "ReplicaSet $rs is owned by '$owner', want Deployment/web"
-  k -n "$ns" wait pods -l app=web --for=condition=Ready --timeout=$WAIT >/dev/null \
+  k -n "$ns" wait pods -l app=web --for=condition=Ready --timeout="$WAIT" >/dev/null \
     || fail "the pods did not become Ready: $(k -n "$ns" get pods -o wide 2>&1)"
   local lines
   lines="$(k -n "$ns" get pods -l app=web -o jsonpath='{range .items[*]}{.metadata.name} {.spec.nodeName} {.status.phase} {.metadata.ownerReferences[0].name}{"\n"}{end}')"
-  echo "$lines" | sed 's/^/    /'
+  echo "$lines" | indent
   [ "$(echo "$lines" | grep -c .)" -eq 2 ] || fail "want 2 pods, got: $lines"
   local name node phase podowner
   while read -r name node phase podowner; do
@@ -127,9 +129,9 @@ EOF
 
   # Foreground deletion of a Deployment removes its ReplicaSet and Pods first.
   deployment gc 2 | k -n "$ns" apply -f - >/dev/null
-  k -n "$ns" wait deployment/gc --for=condition=Available --timeout=$WAIT >/dev/null \
+  k -n "$ns" wait deployment/gc --for=condition=Available --timeout="$WAIT" >/dev/null \
     || fail "Deployment gc did not become Available"
-  k -n "$ns" delete deployment gc --cascade=foreground --timeout=$WAIT >/dev/null \
+  k -n "$ns" delete deployment gc --cascade=foreground --timeout="$WAIT" >/dev/null \
     || fail "foreground deletion of Deployment gc did not finish"
   until_true "$WAIT_S" "the ReplicaSet of Deployment gc to be garbage-collected" gone "$ns" rs -l app=gc
   until_true "$WAIT_S" "the Pods of Deployment gc to be garbage-collected" gone "$ns" pods -l app=gc
@@ -165,7 +167,7 @@ spec:
   - name: main
 $(restricted_container | sed 's/^    //')
 EOF
-  k -n "$ns" wait pod/compliant --for=condition=Ready --timeout=$WAIT >/dev/null || fail "the compliant pod did not become Ready"
+  k -n "$ns" wait pod/compliant --for=condition=Ready --timeout="$WAIT" >/dev/null || fail "the compliant pod did not become Ready"
   # The same privileged pod is admitted where the namespace allows it, so the
   # rejection above came from the namespace's label.
   k create namespace "$open" >/dev/null

@@ -4,6 +4,7 @@
 # the module files lets later runs reuse them. No binary is downloaded; the Go
 # module proxy serves the sources.
 set -euo pipefail
+# shellcheck source=hack/lib.sh
 source "$(dirname "$0")/../lib.sh"
 here="$MULTIVAC_ROOT/hack/cluster"
 

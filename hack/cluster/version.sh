@@ -1,10 +1,13 @@
+# shellcheck shell=bash disable=SC2034 # the variables are for the scripts that source this
 # Versions of the local control plane and where its binaries live. Sourced by
 # build.sh and hack/cluster.sh after hack/lib.sh; the versions are read from the
 # module files so they cannot drift from what is built.
 _cluster_dir="$MULTIVAC_ROOT/hack/cluster"
 K8S_VERSION="$(sed -n 's/^[[:space:]]*k8s.io\/kubernetes \(v[0-9.]*\).*/\1/p' "$_cluster_dir/go.mod" | head -1)"
-K8S_VERSION_MAJOR="$(echo "$K8S_VERSION" | sed 's/^v\([0-9]*\)\..*/\1/')"
-K8S_VERSION_MINOR="$(echo "$K8S_VERSION" | sed 's/^v[0-9]*\.\([0-9]*\)\..*/\1/')"
+_k8s_mm="${K8S_VERSION#v}"
+K8S_VERSION_MAJOR="${_k8s_mm%%.*}"
+_k8s_mm="${_k8s_mm#*.}"
+K8S_VERSION_MINOR="${_k8s_mm%%.*}"
 ETCD_VERSION="$(sed -n 's/^[[:space:]]*\(require \)\{0,1\}go.etcd.io\/etcd\/server\/v3 \(v[0-9.]*\).*/\2/p' "$_cluster_dir/go.mod" | head -1)"
 KWOK_VERSION="$(sed -n 's/^[[:space:]]*\(require \)\{0,1\}sigs.k8s.io\/kwok \(v[0-9.]*\).*/\2/p' "$_cluster_dir/kwok/go.mod" | head -1)"
 
