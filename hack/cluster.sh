@@ -271,6 +271,12 @@ fail_up() {
 }
 
 deadline=0
+start_ms=0
+# step WHAT: one line of progress with the time since `up` started.
+step() {
+  local ms=$(( $(date +%s%N) / 1000000 - start_ms ))
+  printf '    %3d.%01d s  %s\n' $((ms / 1000)) $((ms % 1000 / 100)) "$1" >&2
+}
 # wait_for WHAT COMMAND...: polls COMMAND until it succeeds, failing `up` with the
 # logs when a component died or the deadline passed.
 wait_for() {
@@ -311,7 +317,7 @@ cmd_up() {
   fi
   apt_install openssl python3
   cmd_build
-  local start_ms; start_ms=$(( $(date +%s%N) / 1000000 ))
+  start_ms=$(( $(date +%s%N) / 1000000 ))
   deadline=$(( $(date +%s) + UP_TIMEOUT ))
   mkdir -p "$STATE/logs" "$STATE/pids"
   touch "$MARKER"
@@ -324,14 +330,17 @@ cmd_up() {
   log "starting a control plane ($K8S_VERSION) in $STATE"
   start_etcd
   gen_pki
+  step "certificates"
   start_kube-apiserver
   kubeconfig "$STATE/kubeconfig" admin
   wait_for "kube-apiserver /readyz" kubectl_ get --raw /readyz
+  step "kube-apiserver ready"
   start_kube-controller-manager
   start_kube-scheduler
   start_kwok
   register_nodes
   wait_for "the kwok nodes to be Ready" nodes_ready
+  step "nodes ready"
   wait_for "the default ServiceAccount (controller-manager)" kubectl_ -n default get serviceaccount default
   local ms=$(( $(date +%s%N) / 1000000 - start_ms ))
   log "cluster up in $((ms / 1000)).$(printf '%03d' $((ms % 1000))) s: $(cat "$STATE/apiserver-url")"
