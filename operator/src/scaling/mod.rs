@@ -24,7 +24,7 @@ use kube::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::task::{AbortHandle, JoinSet};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::Context;
 use crate::crd::MultiVac;
@@ -37,6 +37,26 @@ const WORKER_SELECTOR: &str =
 /// How often the set of MultiVacs is compared with the running tasks.
 const RESYNC: Duration = Duration::from_secs(1);
 
+/// Waits until `store` holds its first full list; false if its watch ended.
+///
+/// `Store::wait_until_ready` wakes only the last task that polled it (one
+/// oneshot waker is shared by every clone), and the controller waits on the
+/// same store, so it is polled again on a short timer instead of trusted to
+/// wake this task.
+async fn synced<K>(store: &Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(done) =
+            tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await
+        {
+            return done.is_ok();
+        }
+    }
+}
+
 /// Runs the scaler until the future is dropped (on shutdown or a lost lease,
 /// which aborts every polling task with it). `store` is the reconciler's
 /// reflector of MultiVacs; the worker Deployments are watched here.
@@ -47,7 +67,12 @@ pub async fn run(ctx: Arc<Context>, store: Store<MultiVac>) {
     // Worker Deployments, to know the replicas in force without a GET per
     // poll; managedFields are dropped to keep the cache small.
     let (deployments, writer) = reflector::store::<Deployment>();
-    let api: Api<Deployment> = Api::all(ctx.client.clone());
+    // Same scope as the controller: `--watch-namespace` reaches the scaler
+    // through its environment variable (the chart sets it).
+    let api: Api<Deployment> = match std::env::var("MULTIVAC_OPERATOR_WATCH_NAMESPACE") {
+        Ok(ns) if !ns.is_empty() => Api::namespaced(ctx.client.clone(), &ns),
+        _ => Api::all(ctx.client.clone()),
+    };
     let watch = reflector::reflector(
         writer,
         watcher(api, watcher::Config::default().labels(WORKER_SELECTOR))
@@ -64,7 +89,8 @@ pub async fn run(ctx: Arc<Context>, store: Store<MultiVac>) {
             .await;
     });
 
-    if store.wait_until_ready().await.is_err() || deployments.wait_until_ready().await.is_err() {
+    debug!("scaler waiting for the MultiVac and worker Deployment caches");
+    if !synced(&store).await || !synced(&deployments).await {
         warn!("the MultiVac or Deployment watch stopped before syncing; scaler not started");
         return;
     }
