@@ -6,6 +6,9 @@
 #
 #   hack/cluster.sh build        build the binaries into the cache (once)
 #   hack/cluster.sh up           start a cluster in $MULTIVAC_CLUSTER_STATE
+#   hack/cluster.sh up --real-node
+#                                the same plus one real node (containerd, kubelet,
+#                                kube-proxy, CoreDNS): see hack/node/node.sh
 #   hack/cluster.sh down         stop exactly what `up` started, remove the state
 #   hack/cluster.sh status       which components run, and the API server URL
 #   hack/cluster.sh kubeconfig   print the admin kubeconfig's path
@@ -427,7 +430,29 @@ EOF
   echo "$file"
 }
 
+# ---- a real node (hack/node) ------------------------------------------------------
+
+# real_node up|down|attach: `up --real-node` (or MULTIVAC_REAL_NODE=1, which
+# survives the port-collision restart) adds one node that really runs
+# containers beside the kwok nodes; `down` and `status` include it when the
+# state holds one. Everything else is in hack/node/node.sh.
+real_node() {
+  # shellcheck source=hack/node/node.sh
+  source "$MULTIVAC_ROOT/hack/node/node.sh"
+  case "$1" in
+    up) node_up ;;
+    down) node_down ;;
+    attach) if [ -f "$STATE/node/.real-node" ]; then COMPONENTS+=("${NODE_COMPONENTS[@]}"); fi ;;
+  esac
+}
+
 case "${1:-}" in
-  build|up|down|status|kubeconfig|env|sa-kubeconfig) c="$1"; shift; "cmd_$c" "$@" ;;
-  *) die "usage: hack/cluster.sh build|up|down|status|kubeconfig|env|sa-kubeconfig NAMESPACE SA" ;;
+  up)
+    shift
+    if [ "${1:-}" = --real-node ]; then shift; export MULTIVAC_REAL_NODE=1; fi
+    cmd_up "$@"
+    if [ "${MULTIVAC_REAL_NODE:-}" = 1 ]; then real_node up; fi ;;
+  down|status) c="$1"; shift; real_node attach; [ "$c" = down ] && real_node down; "cmd_$c" "$@" ;;
+  build|kubeconfig|env|sa-kubeconfig) c="$1"; shift; "cmd_$c" "$@" ;;
+  *) die "usage: hack/cluster.sh build|up [--real-node]|down|status|kubeconfig|env|sa-kubeconfig NAMESPACE SA" ;;
 esac
