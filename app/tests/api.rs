@@ -574,3 +574,86 @@ async fn metrics_count_requests_and_show_the_backlog() {
     assert_eq!(zzz["backlog"], 3);
     assert_eq!(answer_json(&server).await["backlog"], 3);
 }
+
+/// A Redis URL with a password works end to end, and the password never
+/// appears in the logs, not even in the errors of a failed connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_password_in_the_url_works_and_is_never_logged() {
+    let redis = Redis::start_with_password("pw-that-must-not-leak");
+    let mongo = Mongo::start();
+    let server = Multivac::server(&redis, &mongo, &[("MULTIVAC_STATS_TTL_MS", "0")]);
+    let _worker = Multivac::worker(&redis, &mongo, "authed", &[]);
+    assert_eq!(
+        post_form(&server, "secret handshake").await.status(),
+        StatusCode::ACCEPTED
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the datum to be learned",
+        || async { (answer_json(&server).await["knowledge"]["data_processed"] == 1).then_some(()) },
+    )
+    .await;
+
+    // A server whose Redis password is wrong and whose MongoDB is not
+    // there: it logs its errors, with the credentials redacted.
+    let port = common::free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_multivac"))
+        .arg("server")
+        .env_clear()
+        .env("RUST_LOG", "debug")
+        .env("MULTIVAC_BIND", format!("127.0.0.1:{port}"))
+        .env(
+            "MULTIVAC_REDIS_URL",
+            format!("redis://:wrong-pw-must-not-leak@127.0.0.1:{}/0", redis.port),
+        )
+        .env(
+            "MULTIVAC_MONGODB_URI",
+            format!(
+                "mongodb://user:mongo-pw-must-not-leak@127.0.0.1:{}/?authSource=admin",
+                common::free_port()
+            ),
+        )
+        .env("MULTIVAC_BACKEND_TIMEOUT_MS", "300")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    eventually(Duration::from_secs(10), "the server to listen", || async {
+        reqwest::get(format!("{url}/healthz"))
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    let refused = reqwest::Client::new()
+        .post(format!("{url}/multivac/data"))
+        .form(&[("data", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        reqwest::get(format!("{url}/multivac"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let ready = reqwest::get(format!("{url}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let ready = ready.text().await.unwrap();
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        logs.contains(":***@"),
+        "expected redacted URLs in the logs:\n{logs}"
+    );
+    for text in [&*logs, &*ready] {
+        assert!(
+            !text.contains("must-not-leak"),
+            "a password leaked:\n{text}"
+        );
+    }
+}

@@ -64,6 +64,7 @@ pub struct Redis {
     pub port: u16,
     dir: TempDir,
     persistent: bool,
+    password: Option<String>,
 }
 
 impl Redis {
@@ -79,7 +80,7 @@ impl Redis {
         })
     }
 
-    fn spawn(port: u16, dir: &Path, persistent: bool) -> Child {
+    fn spawn(port: u16, dir: &Path, persistent: bool, password: Option<&str>) -> Child {
         let mut cmd = Command::new(Self::binary());
         cmd.args([
             "--port",
@@ -93,6 +94,9 @@ impl Redis {
         .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+        if let Some(password) = password {
+            cmd.args(["--requirepass", password]);
+        }
         if persistent {
             cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
@@ -114,20 +118,38 @@ impl Redis {
         Self::start_with(true)
     }
 
+    /// A Redis that requires `password` (AUTH).
+    pub fn start_with_password(password: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let child = Self::spawn(port, dir.path(), false, Some(password));
+        Redis {
+            child,
+            port,
+            dir,
+            persistent: false,
+            password: Some(password.to_owned()),
+        }
+    }
+
     fn start_with(persistent: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let child = Self::spawn(port, dir.path(), persistent);
+        let child = Self::spawn(port, dir.path(), persistent, None);
         Redis {
             child,
             port,
             dir,
             persistent,
+            password: None,
         }
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}/0", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Kills it (the port then refuses connections).
@@ -137,7 +159,12 @@ impl Redis {
 
     /// Starts it again on the same port with the same data directory.
     pub fn restart(&mut self) {
-        self.child = Self::spawn(self.port, self.dir.path(), self.persistent);
+        self.child = Self::spawn(
+            self.port,
+            self.dir.path(),
+            self.persistent,
+            self.password.as_deref(),
+        );
     }
 
     /// A queue handle for assertions.

@@ -1,0 +1,83 @@
+//! The binary's command line: every option is documented in --help with its
+//! environment variable, and bad configuration fails fast with a clear error.
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_multivac"))
+        .args(args)
+        .env_clear()
+        .output()
+        .expect("running multivac")
+}
+
+#[test]
+fn help_documents_every_option_and_its_variable() {
+    let server = String::from_utf8(run(&["server", "--help"]).stdout).unwrap();
+    for var in [
+        "MULTIVAC_REDIS_URL",
+        "MULTIVAC_MONGODB_URI",
+        "MULTIVAC_MONGODB_DATABASE",
+        "MULTIVAC_LOG_FORMAT",
+        "MULTIVAC_BIND",
+        "MULTIVAC_REQUIRED_CONCEPTS",
+        "MULTIVAC_MAX_DATA_BYTES",
+        "MULTIVAC_API_TOKEN",
+        "MULTIVAC_STATS_TTL_MS",
+        "MULTIVAC_REQUEST_TIMEOUT_MS",
+        "MULTIVAC_BACKEND_TIMEOUT_MS",
+    ] {
+        assert!(server.contains(var), "server --help lacks {var}:\n{server}");
+    }
+    let worker = String::from_utf8(run(&["worker", "--help"]).stdout).unwrap();
+    for var in [
+        "MULTIVAC_REDIS_URL",
+        "MULTIVAC_MONGODB_URI",
+        "MULTIVAC_MONGODB_DATABASE",
+        "MULTIVAC_LOG_FORMAT",
+        "MULTIVAC_METRICS_BIND",
+        "MULTIVAC_CONSUMER_NAME",
+        "MULTIVAC_BATCH_SIZE",
+        "MULTIVAC_BLOCK_MS",
+        "MULTIVAC_CLAIM_IDLE_MS",
+        "MULTIVAC_MAX_DELIVERIES",
+        "MULTIVAC_SHUTDOWN_TIMEOUT_MS",
+        "MULTIVAC_BACKEND_TIMEOUT_MS",
+    ] {
+        assert!(worker.contains(var), "worker --help lacks {var}:\n{worker}");
+    }
+}
+
+#[test]
+fn secrets_are_never_echoed_by_help() {
+    let output = Command::new(env!("CARGO_BIN_EXE_multivac"))
+        .args(["server", "--help"])
+        .env("MULTIVAC_API_TOKEN", "token-that-must-not-show")
+        .env(
+            "MULTIVAC_REDIS_URL",
+            "redis://:pw-that-must-not-show@h:6379",
+        )
+        .output()
+        .unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    assert!(!help.contains("must-not-show"), "{help}");
+}
+
+#[test]
+fn invalid_configuration_fails_with_a_clear_error() {
+    let output = run(&["server", "--bind", "not-an-address"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("--bind"), "{stderr}");
+
+    let output = run(&[
+        "worker",
+        "--redis-url",
+        "nonsense://x",
+        "--metrics-bind",
+        "127.0.0.1:0",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("MULTIVAC_REDIS_URL"), "{stderr}");
+}
