@@ -26,12 +26,13 @@
 #     exists (`fn test_name` in that file, or anywhere under app/ and operator/);
 #     docs/debugging.md cites at least one regression test.
 set -euo pipefail
+# shellcheck source=hack/lib.sh
 source "$(dirname "$0")/lib.sh"
 cd "$MULTIVAC_ROOT"
 
-mode=check
+mode="check"
 case "${1:-}" in
-  --write) mode=write ;;
+  --write) mode="write" ;;
   "") ;;
   *) die "usage: hack/docs-check.sh [--write]" ;;
 esac
