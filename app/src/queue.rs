@@ -521,6 +521,35 @@ impl Consumer {
             .map_err(|e| self.err(e))
     }
 
+    /// Removes this consumer from the group when it holds no entries, so
+    /// pods that scaled away do not pile up in XINFO CONSUMERS. Returns
+    /// whether it left. (DELCONSUMER drops a consumer's pending entries,
+    /// hence the check; a stopped worker reads nothing new meanwhile.)
+    pub async fn leave_group_if_idle(&mut self) -> Result<bool, QueueError> {
+        let pending: StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg(STREAM)
+            .arg(GROUP)
+            .arg("-")
+            .arg("+")
+            .arg(1)
+            .arg(&self.name)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        if !pending.ids.is_empty() {
+            return Ok(false);
+        }
+        redis::cmd("XGROUP")
+            .arg("DELCONSUMER")
+            .arg(STREAM)
+            .arg(GROUP)
+            .arg(&self.name)
+            .query_async::<u64>(&mut self.conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(true)
+    }
+
     /// Moves an entry to the dead-letter stream, atomically with its ack, so
     /// it is neither lost nor both dead and pending.
     pub async fn dead_letter(

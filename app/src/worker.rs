@@ -197,6 +197,13 @@ impl Worker {
                 }
             }
         }
+        match self.consumer.leave_group_if_idle().await {
+            Ok(true) => tracing::debug!("left the consumer group"),
+            Ok(false) => tracing::info!(
+                "stopping with entries still pending; other workers will reclaim them"
+            ),
+            Err(e) => tracing::debug!(error = %e, "could not leave the consumer group"),
+        }
         tracing::info!(consumer = self.consumer.name(), "worker stopped");
     }
 
