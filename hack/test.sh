@@ -35,4 +35,7 @@ cargo test --workspace --locked
 log "install paths on the control plane"
 bash hack/install-test.sh
 
+log "documentation in sync with the code"
+bash hack/docs-check.sh
+
 log "all tests passed in $(( $(date +%s) - start )) s"
