@@ -23,28 +23,28 @@ use crate::reconcile::{error_policy, reconcile};
 /// Label selector of every child the operator creates.
 pub const CHILD_SELECTOR: &str = "app.kubernetes.io/managed-by=multivac-operator";
 
-/// Runs the controller and the scaler until `shutdown` resolves.
+/// Runs the controller and the scaler until `shutdown` resolves. With
+/// `namespace`, only MultiVacs (and children) of that namespace are watched.
 pub async fn run(
     ctx: Arc<Context>,
+    namespace: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let client = ctx.client.clone();
+    let client = &ctx.client;
+    let ns = &namespace;
     let children = watcher::Config::default().labels(CHILD_SELECTOR);
     let controller = Controller::new(
-        Api::<MultiVac>::all(client.clone()),
+        api::<MultiVac>(client, ns),
         watcher::Config::default().any_semantic(),
     )
-    .owns(Api::<Deployment>::all(client.clone()), children.clone())
-    .owns(Api::<Service>::all(client.clone()), children.clone())
-    .owns(Api::<ConfigMap>::all(client.clone()), children.clone())
-    .owns(Api::<Secret>::all(client.clone()), children.clone())
-    .owns(Api::<ServiceAccount>::all(client.clone()), children.clone())
-    .owns(
-        Api::<PersistentVolumeClaim>::all(client.clone()),
-        children.clone(),
-    )
-    .owns(Api::<NetworkPolicy>::all(client.clone()), children.clone())
-    .owns(Api::<PodDisruptionBudget>::all(client.clone()), children)
+    .owns(api::<Deployment>(client, ns), children.clone())
+    .owns(api::<Service>(client, ns), children.clone())
+    .owns(api::<ConfigMap>(client, ns), children.clone())
+    .owns(api::<Secret>(client, ns), children.clone())
+    .owns(api::<ServiceAccount>(client, ns), children.clone())
+    .owns(api::<PersistentVolumeClaim>(client, ns), children.clone())
+    .owns(api::<NetworkPolicy>(client, ns), children.clone())
+    .owns(api::<PodDisruptionBudget>(client, ns), children)
     .graceful_shutdown_on(shutdown);
     let scaler = tokio::spawn(crate::scaling::run(ctx.clone(), controller.store()));
     info!("controller started");
@@ -59,4 +59,15 @@ pub async fn run(
         .await;
     scaler.abort();
     info!("controller stopped");
+}
+
+fn api<K>(client: &kube::Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }

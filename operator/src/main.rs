@@ -46,6 +46,9 @@ struct Args {
     /// Namespace of the leader Lease; also where the operator's pods run.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "MULTIVAC_OPERATOR_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
 }
 
 #[tokio::main]
@@ -72,7 +75,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(args.metrics_bind)
         .await
         .map_err(|e| format!("cannot listen on --metrics-bind {}: {e}", args.metrics_bind))?;
-    info!(addr = %args.metrics_bind, "serving /metrics, /healthz, /readyz");
+    let addr = listener.local_addr().unwrap_or(args.metrics_bind);
+    info!(%addr, "serving /metrics, /healthz, /readyz");
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut http_stop = stop_rx.clone();
     let http = tokio::spawn(
@@ -101,7 +105,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             None => 0,
             Some(mut leadership) => {
                 ctx.metrics.leader.set(1);
-                let (ctl_stop, ctl) = spawn_controller(ctx.clone());
+                let (ctl_stop, ctl) = spawn_controller(ctx.clone(), args.watch_namespace.clone());
                 let mut stop = stop_rx.clone();
                 let lost = tokio::select! {
                     _ = leadership.lost() => true,
@@ -122,7 +126,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         info!("leader election disabled: running the controller");
         ctx.metrics.leader.set(1);
-        let (ctl_stop, ctl) = spawn_controller(ctx.clone());
+        let (ctl_stop, ctl) = spawn_controller(ctx.clone(), args.watch_namespace.clone());
         let mut stop = stop_rx.clone();
         let _ = stop.wait_for(|s| *s).await;
         let _ = ctl_stop.send(());
@@ -137,11 +141,18 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn spawn_controller(ctx: Arc<Context>) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+fn spawn_controller(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(multivac_operator::controller::run(ctx, async move {
-        let _ = rx.await;
-    }));
+    let handle = tokio::spawn(multivac_operator::controller::run(
+        ctx,
+        namespace,
+        async move {
+            let _ = rx.await;
+        },
+    ));
     (tx, handle)
 }
 

@@ -237,7 +237,7 @@ mod tests {
         let done = Rollout::from_live("server", &deployment(1, 1, 2));
         let mut waiting = Rollout::from_live("redis", &deployment(1, 0, 2));
         waiting.name = "mv-redis".into();
-        let c = conditions_from_rollouts(&[done.clone()]);
+        let c = conditions_from_rollouts(std::slice::from_ref(&done));
         assert!(c[0].status && c[0].type_ == READY && !c[1].status);
         let c = conditions_from_rollouts(&[done, waiting]);
         assert!(!c[0].status);
