@@ -559,22 +559,37 @@ async fn workers_follow_the_backlog_on_the_control_plane() {
         "mongodb://u:p@127.0.0.1:9/",
     )
     .await;
+    // A "Redis" that accepts connections and never answers: its MultiVac's
+    // polls hang until the timeouts, and must not delay the other one.
+    let black_hole = TcpListener::bind("127.0.0.1:0").expect("bind a black-hole port");
+    let black_hole_url = format!("redis://:{PASSWORD}@{}/0", black_hole.local_addr().unwrap());
+    secret(
+        &client,
+        &ns_name,
+        "redis-stuck",
+        "redis-url",
+        &black_hole_url,
+    )
+    .await;
     let mvs: Api<MultiVac> = Api::namespaced(client.clone(), &ns_name);
-    let mv: MultiVac = serde_json::from_value(serde_json::json!({
-        "apiVersion": "multivac.io/v1alpha1", "kind": "MultiVac",
-        "metadata": {"name": "mv", "namespace": ns_name},
-        "spec": {
-            "image": "multivac:test",
-            "workers": {"minReplicas": 1, "maxReplicas": 10, "targetBacklogPerWorker": 100,
-                        "pollIntervalSeconds": POLL, "scaleDownStabilizationSeconds": WINDOW},
-            "redis": {"external": {"secretRef": {"name": "redis"}}},
-            "mongodb": {"external": {"secretRef": {"name": "mongo"}}}
-        }
-    }))
-    .unwrap();
-    mvs.create(&PostParams::default(), &mv)
-        .await
-        .expect("create the MultiVac");
+    for (name, redis_secret) in [("stuck", "redis-stuck"), ("mv", "redis")] {
+        let mv: MultiVac = serde_json::from_value(serde_json::json!({
+            "apiVersion": "multivac.io/v1alpha1", "kind": "MultiVac",
+            "metadata": {"name": name, "namespace": ns_name},
+            "spec": {
+                "image": "multivac:test",
+                "networkPolicy": {"enabled": false},
+                "workers": {"minReplicas": 1, "maxReplicas": 10, "targetBacklogPerWorker": 100,
+                            "pollIntervalSeconds": POLL, "scaleDownStabilizationSeconds": WINDOW},
+                "redis": {"external": {"secretRef": {"name": redis_secret}}},
+                "mongodb": {"external": {"secretRef": {"name": "mongo"}}}
+            }
+        }))
+        .unwrap();
+        mvs.create(&PostParams::default(), &mv)
+            .await
+            .expect("create the MultiVac");
+    }
     let operator = Operator::spawn();
 
     // The reconciler creates the worker Deployment; the scaler reads an empty
@@ -591,7 +606,21 @@ async fn workers_follow_the_backlog_on_the_control_plane() {
     })
     .await;
 
-    // 1,000 entries, 100 per worker -> 10 workers within two poll intervals.
+    // The stuck one is reported, with its replicas kept.
+    let stuck = wait(
+        Duration::from_secs(30),
+        "Degraded=True on the stuck MultiVac",
+        || async {
+            let c = degraded(&client, &ns_name, "stuck").await?;
+            (c.status == "True").then_some(c)
+        },
+    )
+    .await;
+    assert_eq!(stuck.reason, "RedisUnreachable", "{stuck:?}");
+    assert_eq!(replicas(&client, &ns_name, "stuck-worker").await, Some(1));
+
+    // 1,000 entries, 100 per worker -> 10 workers within two poll intervals,
+    // while the stuck MultiVac's polls keep hanging.
     let mut c = redis.conn();
     xadd(&mut c, 1000);
     let burst = Instant::now();
@@ -698,5 +727,6 @@ async fn workers_follow_the_backlog_on_the_control_plane() {
     .await;
     assert!(down.iter().any(|n| n.contains("backlog 0")), "{down:?}");
     drop(operator);
+    drop(black_hole);
     ns.delete().await;
 }
