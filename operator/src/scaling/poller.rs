@@ -193,11 +193,12 @@ impl Poller {
                         ),
                     }
                 } else {
-                    // Not yet an outage: keep whatever the condition says.
-                    self.written
-                        .as_ref()
-                        .map(|w| w.degraded.clone())
-                        .unwrap_or_else(DegradedState::ok)
+                    // Not yet an outage: keep whatever the condition says
+                    // (nothing at all before the first good read).
+                    match self.written.as_ref() {
+                        Some(w) => w.degraded.clone(),
+                        None => return,
+                    }
                 };
                 (keep, state)
             }
