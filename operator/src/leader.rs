@@ -103,12 +103,16 @@ impl Leadership {
     /// without waiting for expiry.
     pub async fn release(self) {
         drop(self.state);
-        match self.task.await {
-            Ok(Ok(_)) => info!(identity = %self.identity, "released the leader lease"),
-            Ok(Err(e)) => {
+        // Bounded: if the API server is gone, the lease simply expires.
+        match tokio::time::timeout(std::time::Duration::from_secs(5), self.task).await {
+            Ok(Ok(Ok(_))) => info!(identity = %self.identity, "released the leader lease"),
+            Ok(Ok(Err(e))) => {
                 warn!(identity = %self.identity, error = %e, "could not release the leader lease")
             }
-            Err(e) => warn!(identity = %self.identity, error = %e, "lease task failed"),
+            Ok(Err(e)) => warn!(identity = %self.identity, error = %e, "lease task failed"),
+            Err(_) => {
+                warn!(identity = %self.identity, "releasing the lease timed out; it will expire")
+            }
         }
     }
 }

@@ -113,7 +113,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 };
                 ctx.metrics.leader.set(0);
                 let _ = ctl_stop.send(());
-                let _ = ctl.await;
+                stop_controller(ctl).await;
                 if lost {
                     error!("lost the leader lease: exiting so this replica restarts as a standby");
                     1
@@ -130,7 +130,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let mut stop = stop_rx.clone();
         let _ = stop.wait_for(|s| *s).await;
         let _ = ctl_stop.send(());
-        let _ = ctl.await;
+        stop_controller(ctl).await;
         0
     };
     let _ = http.await;
@@ -139,6 +139,19 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         std::process::exit(code);
     }
     Ok(())
+}
+
+/// Waits for the controller's graceful shutdown (in-flight reconciles finish),
+/// bounded: a controller still waiting for its first list would never end.
+async fn stop_controller(ctl: tokio::task::JoinHandle<()>) {
+    let abort = ctl.abort_handle();
+    if tokio::time::timeout(std::time::Duration::from_secs(20), ctl)
+        .await
+        .is_err()
+    {
+        tracing::warn!("controller did not stop within 20 s; aborting it");
+        abort.abort();
+    }
 }
 
 fn spawn_controller(
