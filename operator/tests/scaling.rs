@@ -641,7 +641,7 @@ async fn workers_follow_the_backlog_on_the_control_plane() {
         Duration::from_secs(10),
         "the status to show the backlog",
         || async {
-            let w = mvs.get(&"mv".to_string()).await.ok()?.status?.workers?;
+            let w = mvs.get("mv").await.ok()?.status?.workers?;
             (w.backlog == Some(1000) && w.desired == Some(10)).then_some(w)
         },
     )
