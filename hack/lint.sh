@@ -64,6 +64,7 @@ fails "values schema refuses an unknown key" render --set replicas=2
 fails "values schema refuses replicaCount 0" render --set replicaCount=0
 fails "values schema refuses logFormat xml" render --set logFormat=xml
 fails "values schema refuses a bad memory quantity" render --set resources.limits.memory=lots
+fails "values schema refuses a bad watchNamespace" render --set watchNamespace=Team_A
 fails "chart refuses 2 replicas without leader election" render --set leaderElection.enabled=false
 
 # --- kustomize --------------------------------------------------------------------
@@ -102,6 +103,27 @@ print(json.dumps(helm, indent=1))
 PY
 }
 check "RBAC rules: chart == kustomize, no wildcards" compare_rbac
+
+# compare_rbac_namespaced: with watchNamespace the chart grants the same rules
+# as a Role in that namespace and nothing cluster-wide.
+compare_rbac_namespaced() {
+  render --set watchNamespace=team-a > "$work/helm-ns.yaml"
+  "$py" - "$work/helm.yaml" "$work/helm-ns.yaml" <<'PY'
+import sys, yaml
+docs = lambda p: [d for d in yaml.safe_load_all(open(p)) if d]
+cluster = [d for d in docs(sys.argv[1]) if d["kind"] == "ClusterRole"][0]["rules"]
+ns = docs(sys.argv[2])
+if any(d["kind"].startswith("Cluster") for d in ns):
+    sys.exit("watchNamespace still renders cluster-scoped RBAC")
+roles = [d for d in ns if d["kind"] == "Role" and d["metadata"]["namespace"] == "team-a"]
+if len(roles) != 1 or roles[0]["rules"] != cluster:
+    sys.exit(f"expected one Role in team-a with the ClusterRole's rules, got {roles}")
+binds = [d for d in ns if d["kind"] == "RoleBinding" and d["metadata"]["namespace"] == "team-a"]
+if len(binds) != 1 or binds[0]["roleRef"]["name"] != roles[0]["metadata"]["name"]:
+    sys.exit(f"expected one RoleBinding in team-a to that Role, got {binds}")
+PY
+}
+check "RBAC with watchNamespace: a Role there, nothing cluster-wide" compare_rbac_namespaced
 
 # compare_pod: the operator container of both install paths runs the same way
 # (args, env, probes, security) so the two paths cannot drift.

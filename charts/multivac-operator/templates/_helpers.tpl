@@ -42,3 +42,49 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 {{- end }}
+
+{{/*
+The operator's rules, shared by the ClusterRole (all namespaces) and the Role
+(watchNamespace mode). Keep equal to config/rbac/role.yaml: hack/lint.sh
+compares the rendered rules.
+*/}}
+{{- define "multivac-operator.rules" -}}
+# The MultiVacs it reconciles: watched, never written...
+- apiGroups: ["multivac.io"]
+  resources: ["multivacs"]
+  verbs: ["get", "list", "watch"]
+# ...except their status, by server-side apply (reconciler and scaler).
+- apiGroups: ["multivac.io"]
+  resources: ["multivacs/status"]
+  verbs: ["patch"]
+# Children written by server-side apply (patch, and create when new), watched
+# through .owns(); Deployments, Services, NetworkPolicies and the PDB are
+# deleted when the spec no longer wants them (external store, 1 server
+# replica). The scaler applies the worker Deployment's spec.replicas.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Never deleted: PVCs keep the data when a store becomes external.
+- apiGroups: [""]
+  resources: ["configmaps", "persistentvolumeclaims", "serviceaccounts"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# The generated credentials Secret is created once and never changed; the
+# reconciler checks referenced Secrets exist, the scaler reads the Redis URL.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create"]
+# kube-runtime's Recorder (events.k8s.io/v1) creates events and patches
+# repeated ones.
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
