@@ -726,6 +726,36 @@ async fn workers_follow_the_backlog_on_the_control_plane() {
     })
     .await;
     assert!(down.iter().any(|n| n.contains("backlog 0")), "{down:?}");
+
+    // minReplicas 0: to zero once the stream stayed empty for a whole window,
+    // and back to one worker on a single entry within two poll intervals.
+    let zero = serde_json::json!({"spec": {"workers": {"minReplicas": 0}}});
+    mvs.patch(
+        "mv",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&zero),
+    )
+    .await
+    .expect("set minReplicas to 0");
+    let lowered = Instant::now();
+    wait(window + 3 * poll, "the scale to zero", || async {
+        (replicas(&client, &ns_name, "mv-worker").await? == 0).then_some(())
+    })
+    .await;
+    assert!(
+        lowered.elapsed() >= window - poll,
+        "scaled to zero {:?} after minReplicas 0, inside the {WINDOW}s window",
+        lowered.elapsed()
+    );
+    xadd(&mut c, 1);
+    let one = Instant::now();
+    wait(
+        2 * poll + Duration::from_secs(1),
+        "one worker for one entry",
+        || async { (replicas(&client, &ns_name, "mv-worker").await? == 1).then_some(()) },
+    )
+    .await;
+    eprintln!("1 entry -> woke from zero in {:?}", one.elapsed());
     drop(operator);
     drop(black_hole);
     ns.delete().await;
