@@ -56,7 +56,8 @@ cleanup() {
   "$helm" uninstall "$helm_release" -n "$helm_ns" >/dev/null 2>&1 || true
   k delete -k config/rbac --ignore-not-found --wait=false >/dev/null 2>&1 || true
   k delete pv -l multivac.io/install-test=true --wait=false >/dev/null 2>&1 || true
-  k delete namespace mv-helm mv-kustomize mv-leader "$helm_ns" "$kust_ns" \
+  "$helm" uninstall mvs -n multivac-scoped-op >/dev/null 2>&1 || true
+  k delete namespace mv-helm mv-kustomize mv-leader mv-scoped multivac-scoped-op "$helm_ns" "$kust_ns" \
     --ignore-not-found --wait=false >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -97,14 +98,15 @@ EOF
   chmod 600 "$file"
 }
 
-# start_operator NAME KUBECONFIG LEASE_NS: runs the operator on this host as
-# POD_NAME=NAME with leader election on the Lease in LEASE_NS; sets $port.
+# start_operator NAME KUBECONFIG LEASE_NS [WATCH_NS]: runs the operator on this
+# host as POD_NAME=NAME with leader election on the Lease in LEASE_NS (and, like
+# the chart's watchNamespace mode, only watching WATCH_NS).
 declare -A op_pid op_port
 start_operator() {
-  local name="$1" kubeconfig="$2" lease_ns="$3" port
+  local name="$1" kubeconfig="$2" lease_ns="$3" watch_ns="${4:-}" port
   port="$(free_port)"
   KUBECONFIG="$kubeconfig" POD_NAME="$name" POD_NAMESPACE="$lease_ns" RUST_LOG=info \
-    "$operator" --leader-election=true --lease-name="$lease" \
+    env ${watch_ns:+MULTIVAC_OPERATOR_WATCH_NAMESPACE="$watch_ns"} "$operator" --leader-election=true --lease-name="$lease" \
       --metrics-bind="127.0.0.1:$port" --log-format=text >"$work/$name.log" 2>&1 &
   op_pid[$name]=$!
   op_port[$name]=$port
@@ -179,9 +181,10 @@ restricted_ns() {
 
 # Leftovers of an interrupted earlier run (cluster-scoped RBAC survives namespaces).
 "$helm" uninstall "$helm_release" -n "$helm_ns" >/dev/null 2>&1 || true
+"$helm" uninstall mvs -n multivac-scoped-op >/dev/null 2>&1 || true
 k delete -k config/rbac --ignore-not-found >/dev/null 2>&1 || true
 k delete pv -l multivac.io/install-test=true --ignore-not-found >/dev/null 2>&1 || true
-k delete namespace mv-helm mv-kustomize mv-leader "$helm_ns" "$kust_ns" --ignore-not-found --timeout=120s >/dev/null \
+k delete namespace mv-helm mv-kustomize mv-leader mv-scoped multivac-scoped-op "$helm_ns" "$kust_ns" --ignore-not-found --timeout=120s >/dev/null \
   || die "namespaces of an earlier run are still terminating; try again in a minute"
 
 # --- a. Helm ------------------------------------------------------------------------
@@ -262,6 +265,26 @@ stop_operator helm-op
 check "helm uninstall" "$helm" uninstall "$helm_release" -n "$helm_ns" --wait
 check "the uninstalled ServiceAccount's token is refused" \
   refused env KUBECONFIG="$sa" "$kubectl" get multivacs -A
+
+# --- a2. Helm, namespaced mode ---------------------------------------------------------
+scoped_op_ns=multivac-scoped-op
+scoped_ns=mv-scoped
+log "a2. helm install --set watchNamespace=$scoped_ns (rights only there)"
+restricted_ns "$scoped_op_ns"
+k create namespace "$scoped_ns" --dry-run=client -o yaml | k apply -f - >/dev/null
+check "helm install with watchNamespace" \
+  "$helm" install mvs "$chart" -n "$scoped_op_ns" --set watchNamespace="$scoped_ns" --wait --timeout 3m
+sa_kubeconfig "$scoped_op_ns" mvs-multivac-operator "$work/scoped-sa.kubeconfig"
+start_operator scoped-op "$work/scoped-sa.kubeconfig" "$scoped_op_ns" "$scoped_ns"
+apply_sample "$scoped_ns" "$mv_name" >/dev/null
+check "sample MultiVac Ready (namespaced operator, Role-only token)" ready "$scoped_ns" "$mv_name"
+sa="$work/scoped-sa.kubeconfig"
+check "namespaced: can    patch deployments.apps -n $scoped_ns" can patch deployments.apps -n "$scoped_ns"
+check "namespaced: cannot get secrets -n mv-helm (no MultiVac of its there)" cannot get secrets -n mv-helm
+check "namespaced: cannot list secrets --all-namespaces" cannot list secrets --all-namespaces
+check "namespaced: cannot watch multivacs.multivac.io --all-namespaces" cannot watch multivacs.multivac.io --all-namespaces
+stop_operator scoped-op
+check "helm uninstall the namespaced release" "$helm" uninstall mvs -n "$scoped_op_ns" --wait
 
 # --- c. kustomize -------------------------------------------------------------------
 log "c. kubectl apply -k config/default"
