@@ -156,6 +156,10 @@ gitlab_ci() {
   git -C "$repo" init -q
   git -C "$repo" add .gitlab-ci.yml
   git -C "$repo" -c user.name=lint -c user.email=lint@localhost commit -qm pipeline
+  # The project's remote (never contacted), so the CI_PROJECT_* variables are real.
+  git -C "$repo" remote add origin https://gitlab.com/multivac/multivac.git
+  git -C "$repo" update-ref refs/remotes/origin/main HEAD
+  git -C "$repo" symbolic-ref refs/remotes/origin/HEAD refs/remotes/origin/main
   # Setting CI_* variables by hand is the point here, not a mistake.
   (cd "$repo" && gitlab-ci-local --ignore-predefined-vars CI_PIPELINE_SOURCE,CI_COMMIT_TAG "$@")
 }
