@@ -134,18 +134,28 @@ async fn sigkill_mid_batch_under_10000_data_learns_each_exactly_once() {
     ];
     let mut victim = Multivac::worker(&redis, &mongo, "victim", &claim);
     let survivor = Multivac::worker(&redis, &mongo, "survivor", &claim);
-    // Kill the victim while it holds delivered, unacknowledged entries.
-    eventually(
+    // Kill the victim while it holds delivered, unacknowledged entries:
+    // freeze it, check that it holds some, and only then SIGKILL it.
+    let orphaned = eventually(
         Duration::from_secs(60),
         "the victim to hold a batch after some progress",
         || async {
             let progress = store.knowledge().await.ok()?.data_processed;
-            (progress > 500 && pending_of(&redis, "victim").await > 0).then_some(())
+            if progress < 500 {
+                return None;
+            }
+            victim.freeze();
+            let held = pending_of(&redis, "victim").await;
+            if held == 0 {
+                victim.thaw();
+                return None;
+            }
+            Some(held)
         },
     )
     .await;
     victim.kill9();
-    let orphaned = pending_of(&redis, "victim").await;
+    assert_eq!(pending_of(&redis, "victim").await, orphaned);
     assert!(orphaned > 0, "the victim died holding no batch");
 
     let knowledge = wait_all_learned(&queue, &store, N, Duration::from_secs(180)).await;

@@ -104,6 +104,26 @@ impl Redis {
         }
         let mut child = cmd.spawn().expect("starting redis-server");
         wait_listening(port, "redis-server", &mut child, Duration::from_secs(10));
+        // Listening is not ready: while it loads its append-only file Redis
+        // answers LOADING. Wait for a PING to succeed.
+        let url = match password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{port}"),
+            None => format!("redis://127.0.0.1:{port}"),
+        };
+        let client = redis::Client::open(url).expect("redis url");
+        let start = Instant::now();
+        loop {
+            let pong = client
+                .get_connection()
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            match pong {
+                Ok(_) => break,
+                Err(e) if start.elapsed() > Duration::from_secs(20) => {
+                    panic!("redis-server on port {port} is not ready: {e}")
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
         child
     }
 
@@ -394,6 +414,24 @@ impl Multivac {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGSTOP: frozen in place, holding whatever it holds.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Multivac::freeze`].
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill {signal} failed");
     }
 
     /// SIGKILL: no chance to finish anything.
