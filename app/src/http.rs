@@ -625,7 +625,8 @@ pub async fn run(
             addr: args.bind,
             source,
         })?;
-    tracing::info!(addr = %args.bind, "serving HTTP");
+    let addr = listener.local_addr().unwrap_or(args.bind);
+    tracing::info!(%addr, "serving HTTP");
     let mut shutdown = shutdown;
     axum::serve(
         listener,

@@ -406,7 +406,8 @@ pub async fn run(args: WorkerArgs, shutdown: Shutdown) -> Result<(), Error> {
             addr: args.metrics_bind,
             source,
         })?;
-    tracing::info!(addr = %args.metrics_bind, "serving /metrics, /healthz and /readyz");
+    let addr = listener.local_addr().unwrap_or(args.metrics_bind);
+    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     let probes =
         NormalizePathLayer::trim_trailing_slash().layer(probe_router(Arc::new(ProbeState {
             queue: queue.clone(),
