@@ -31,11 +31,13 @@ cleanup() {
   if [ -z "$CLUSTER_STARTED" ] && [ -n "${KUBECONFIG:-}" ]; then
     kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1
     kubectl delete pv -l "multivac-bench=$NS" --wait=false >/dev/null 2>&1
+    kubectl delete node -l "multivac-bench=$NS" --wait=false >/dev/null 2>&1
   fi
   [ -n "$CLUSTER_STARTED" ] && bash hack/cluster.sh down >/dev/null 2>&1
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 log "building the operator ($PROFILE profile)"
 if [ "$PROFILE" = release ]; then
@@ -59,6 +61,25 @@ fi
 kubectl apply --server-side --force-conflicts --field-manager=bench -f crds/multivacs.multivac.io.yaml >/dev/null
 kubectl wait --for=condition=Established crd/multivacs.multivac.io --timeout=60s >/dev/null
 kubectl create namespace "$NS" >/dev/null
+
+# Each MultiVac runs 4 pods; the cluster's two kwok nodes hold 110 pods each,
+# so add simulated nodes (kwok manages every node labelled type=kwok).
+NODES=$(( ((MULTIVACS + 2) * 4 + 249) / 250 ))
+for i in $(seq 1 "$NODES"); do
+  cat <<EOF
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: $NS-node-$i
+  annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}
+  labels: {type: kwok, multivac-bench: $NS, kubernetes.io/hostname: $NS-node-$i, kubernetes.io/os: linux, kubernetes.io/arch: amd64}
+status:
+  allocatable: {cpu: "64", memory: 256Gi, pods: "250", ephemeral-storage: 100Gi}
+  capacity: {cpu: "64", memory: 256Gi, pods: "250", ephemeral-storage: 100Gi}
+EOF
+done | kubectl apply -f - >/dev/null
+log "added $NODES simulated nodes for $((MULTIVACS + 2)) MultiVacs"
 
 # Binds pending PVCs of $NS to hostPath PVs, in one apply per round.
 provide_volumes() {
@@ -112,6 +133,15 @@ kubectl -n "$NS" wait --for=condition=Ready mv/single --timeout=180s >/dev/null
 ONE="$(secs "$t0" "$(now)")"
 echo "apply -> Ready, one MultiVac: ${ONE} s"
 
+log "1b. one MultiVac with external Redis/MongoDB (no PVCs: operator + kwok only)"
+kubectl -n "$NS" create secret generic ext --from-literal=redis-url=redis://:x@127.0.0.1:9/0 \
+  --from-literal=mongodb-uri=mongodb://u:p@127.0.0.1:9/ >/dev/null
+t0="$(now)"
+printf 'apiVersion: multivac.io/v1alpha1\nkind: MultiVac\nmetadata: {name: external, namespace: %s}\nspec: {image: "multivac:bench", redis: {external: {secretRef: {name: ext}}}, mongodb: {external: {secretRef: {name: ext}}}}\n' "$NS" \
+  | kubectl apply -f - >/dev/null
+kubectl -n "$NS" wait --for=condition=Ready mv/external --timeout=180s >/dev/null
+echo "apply -> Ready, one MultiVac with external datastores: $(secs "$t0" "$(now)") s"
+
 log "2. $MULTIVACS MultiVacs applied at once -> all Ready"
 for i in $(seq -w 1 "$MULTIVACS"); do multivac "mv$i"; done > "$WORK/fleet.yaml"
 t0="$(now)"
@@ -119,8 +149,11 @@ kubectl apply -f "$WORK/fleet.yaml" >/dev/null
 kubectl -n "$NS" wait --for=condition=Ready mv --all --timeout=900s >/dev/null
 FLEET="$(secs "$t0" "$(now)")"
 echo "apply -> all Ready, $MULTIVACS MultiVacs: ${FLEET} s"
+sum="$(op_counter multivac_operator_reconcile_duration_seconds_sum)"
+cnt="$(op_counter multivac_operator_reconcile_duration_seconds_count)"
+echo "reconciliations so far: $cnt, mean reconcile duration: $(python3 -c "print(f'{1000 * $sum / max($cnt, 1):.1f}')") ms"
 
-log "3. API writes while $((MULTIVACS + 1)) healthy MultiVacs sit unchanged"
+log "3. API writes while $((MULTIVACS + 2)) healthy MultiVacs sit unchanged"
 sleep 10
 op0="$(op_counter multivac_operator_api_writes_total)"
 api0="$(apiserver_writes)"
@@ -139,4 +172,4 @@ curl -sf "127.0.0.1:$METRICS_PORT/metrics" | grep '^multivac_operator_api_writes
 
 log "4. operator memory"
 RSS_KB="$(awk '/^VmRSS/ { print $2 }' "/proc/$OPERATOR_PID/status")"
-echo "operator VmRSS with $((MULTIVACS + 1)) MultiVacs: $((RSS_KB / 1024)) MiB (${RSS_KB} kB)"
+echo "operator VmRSS with $((MULTIVACS + 2)) MultiVacs: $((RSS_KB / 1024)) MiB (${RSS_KB} kB)"
