@@ -20,7 +20,8 @@
 #     rules of config/rbac/role.yaml (ClusterRole) and
 #     config/rbac/leader_election_role.yaml (Role).
 #  3. paths: every repository path written in backticks, code blocks or relative
-#     links in README.md and docs/*.md exists. A line that says "planned" may name
+#     links in README.md and docs/*.md exists and is tracked by git (what a fresh
+#     clone has). A line that says "planned" may name
 #     paths that do not exist yet (and gets a warning once they do).
 #  4. tests: every test cited as `path/to/file.rs::test_name` or `fn test_name`
 #     exists (`fn test_name` in that file, or anywhere under app/ and operator/);
@@ -413,6 +414,38 @@ def normalize(word):
         word = word[2:]
     return word
 
+def tracked_paths():
+    """Files git tracks, and their folders: what a fresh clone (CI) has. None
+    outside a git work tree, where the file system is all there is."""
+    import subprocess
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    paths = set()
+    for f in out.decode().split("\0"):
+        if not f:
+            continue
+        parts = f.split("/")
+        for i in range(1, len(parts) + 1):
+            paths.add("/".join(parts[:i]))
+    return paths
+
+TRACKED = tracked_paths()
+
+def path_exists(p):
+    p = p.rstrip("/")
+    if TRACKED is None:
+        return bool(glob.glob(p)) if any(c in p for c in "*?[") else os.path.exists(p)
+    if any(c in p for c in "*?["):
+        import fnmatch
+        return any(fnmatch.fnmatchcase(t, p) for t in TRACKED)
+    return p in TRACKED
+
+def untracked_note(p):
+    return " (it exists here but git does not track it: commit it, or a fresh clone will not have it)" \
+        if TRACKED is not None and os.path.exists(p.rstrip("/")) else ""
+
 tests_cited = {}
 for doc in DOCS:
     in_fence = False
@@ -426,12 +459,12 @@ for doc in DOCS:
             p = normalize(w)
             if p.split("/")[0] not in ROOTS or "$" in p or "<" in p:
                 continue
-            exists = bool(glob.glob(p)) if any(c in p for c in "*?[") else os.path.exists(p)
+            exists = path_exists(p)
             if planned and not exists:
                 continue
             if planned and exists and p not in ("README.md",):
                 warnings.append("%s:%d: `%s` exists now but the line says planned" % (doc, n, p))
-            ok(exists, "%s:%d: `%s` does not exist" % (doc, n, p))
+            ok(exists, "%s:%d: `%s` is not in the repository%s" % (doc, n, p, untracked_note(p)))
         for span in ([] if in_fence else re.findall(r"`([^`]+)`", line)):
             m = re.fullmatch(r"([\w./-]+\.rs)::(\w+)", span.strip()) or re.fullmatch(r"fn (\w+)", span.strip())
             if m:
@@ -441,14 +474,15 @@ def rust_files():
     for top in ("app", "operator"):
         for dirpath, _, files in os.walk(top):
             for f in files:
-                if f.endswith(".rs"):
-                    yield os.path.join(dirpath, f)
+                path = os.path.join(dirpath, f)
+                if f.endswith(".rs") and path_exists(path):
+                    yield path
 
 for doc, cites in sorted(tests_cited.items()):
     for n, groups in cites:
         if len(groups) == 2:
             path, name = groups
-            files = [path] if os.path.exists(path) else []
+            files = [path] if path_exists(path) else []
         else:
             path, name = "app/ or operator/", groups[0]
             files = list(rust_files())
