@@ -13,7 +13,7 @@
 # PVC to a hostPath PV made for it (that time is inside the figures).
 # Uses the cluster of $KUBECONFIG when it answers, else starts one with
 # `hack/cluster.sh up` in a temporary state dir and stops it afterwards.
-#   MULTIVACS=100 PROFILE=release|dev bash hack/bench/operator.sh
+#   MULTIVACS=100 PROFILE=release|dev [OPERATOR=path/to/binary] bash hack/bench/operator.sh
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 cd "$MULTIVAC_ROOT"
@@ -39,15 +39,17 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log "building the operator ($PROFILE profile)"
-if [ "$PROFILE" = release ]; then
+if [ -n "${OPERATOR:-}" ]; then
+  log "using the operator binary $OPERATOR"
+elif [ "$PROFILE" = release ]; then
+  log "building the operator (release profile)"
   cargo build -q --release -p multivac-operator --bins
-  BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
+  OPERATOR="${CARGO_TARGET_DIR:-target}/release/multivac-operator"
 else
+  log "building the operator (dev profile)"
   cargo build -q -p multivac-operator --bins
-  BIN_DIR="${CARGO_TARGET_DIR:-target}/debug"
+  OPERATOR="${CARGO_TARGET_DIR:-target}/debug/multivac-operator"
 fi
-OPERATOR="$BIN_DIR/multivac-operator"
 
 if [ -z "${KUBECONFIG:-}" ] || ! kubectl get --raw /readyz >/dev/null 2>&1; then
   log "starting a local control plane"
