@@ -1,5 +1,5 @@
 # The two commands the README promises, plus the benchmarks.
-.PHONY: demo test bench fmt
+.PHONY: demo test bench fmt e2e
 
 demo: ## Run MultiVAC locally: Redis, the MongoDB-compatible server, one server and two workers
 	bash hack/demo.sh
@@ -12,3 +12,6 @@ bench: ## Print the benchmark figures
 
 fmt:
 	cargo fmt --all
+
+e2e: ## End-to-end on a real node (root): operator from its chart, a MultiVac on local images, HTTP through its Service
+	bash hack/e2e.sh

@@ -202,7 +202,8 @@ rust_image() {
     labels+=(-l "$kv")
   done < <(dockerfile_final "$df" LABEL | grep -o '[a-z.]*="[^"]*"' | sed 's/="\(.*\)"$/=\1/')
   local pargs=() p
-  for p in $ports; do pargs+=(--exposed-ports "$p"); done
+  # As docker build records them: a port without a protocol is TCP.
+  for p in $ports; do [[ "$p" == */* ]] || p="$p/tcp"; pargs+=(--exposed-ports "$p"); done
   local eargs=() e
   while read -r e; do eargs+=(--entrypoint "$e"); done < <(python3 -c 'import json,sys; [print(x) for x in json.loads(sys.argv[1])]' "$entry")
   assemble "$name" --user "$user" "${eargs[@]}" "${pargs[@]}" "${labels[@]}" --workdir / \

@@ -37,7 +37,7 @@ node_ip() { ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*
 node_preflight() {
   [ "$(id -u)" -eq 0 ] || die "a real node needs root (containers, cgroups, iptables, network namespaces)"
   [ -d /sys/fs/cgroup ] || die "no /sys/fs/cgroup: cgroups are not mounted"
-  if [ -f "$NODE_LOCK" ]; then
+  if [ -f "$NODE_LOCK" ] && [ "$(cat "$NODE_LOCK")" != "$STATE" ]; then
     local other; other="$(cat "$NODE_LOCK")"
     if [ -f "$other/pids/kubelet.pid" ] && kill -0 "$(cat "$other/pids/kubelet.pid")" 2>/dev/null; then
       die "a real node already runs for the cluster in $other (one per machine): MULTIVAC_CLUSTER_STATE=$other bash hack/cluster.sh down"
@@ -310,6 +310,7 @@ node_up() {
   touch "$d/.real-node"
   echo "$STATE" > "$NODE_LOCK"
   COMPONENTS+=("${NODE_COMPONENTS[@]}")
+  deadline=$(( $(date +%s) + ${MULTIVAC_NODE_TIMEOUT:-120} ))
   log "starting a real node $NODE_NAME (containerd, kubelet, kube-proxy, CoreDNS) in $d"
   node_network
   node_credentials
@@ -318,11 +319,10 @@ node_up() {
   wait_for "containerd" env NODE_STATE="$d" bash -c "source '$MULTIVAC_ROOT/hack/node/containerd.sh'; nctr version"
   bash "$MULTIVAC_ROOT/hack/images/build.sh" import "$d" pause >/dev/null
   node_apiserver_relay
-  [ "${MULTIVAC_NODE_NO_DNS_TMP:-}" = 1 ] || node_coredns
+  node_coredns
   node_hosts_entry
   node_kubelet
   node_kube_proxy
-  deadline=$(( $(date +%s) + ${MULTIVAC_NODE_TIMEOUT:-120} ))
   wait_for "the real node $NODE_NAME to be Ready" node_ready
   local n
   for n in "${NODES[@]}"; do
