@@ -338,6 +338,11 @@ node_down() {
   local d; d="$(node_dir)"
   [ -f "$d/.real-node" ] || return 0
   local i c pid
+  # The machine-wide pieces (hosts line, iptables chains, bridge) belong to
+  # the state named in the lock; a stale state must not take them from a
+  # newer node.
+  local owner=1
+  [ -f "$NODE_LOCK" ] && [ "$(cat "$NODE_LOCK")" != "$STATE" ] && owner=0
   for c in kube-proxy kubelet coredns apiserver-relay; do
     alive "$c" && kill -TERM "$(pid_of "$c")" 2>/dev/null || true
   done
@@ -360,14 +365,16 @@ node_down() {
   fi
   # Shims whose task could not be deleted still name the state folder.
   for pid in $(pgrep -f "containerd-shim.*$d/containerd" || true); do kill -KILL "$pid" 2>/dev/null || true; done
-  [ -x "$BIN/kube-proxy" ] && "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
-  node_hosts_remove
-  node_iptables_cleanup
+  if [ "$owner" = 1 ] && [ -x "$BIN/kube-proxy" ]; then "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
+  if [ "$owner" = 1 ]; then
+    node_hosts_remove
+    node_iptables_cleanup
+  fi
   # Deepest mounts first (secrets, projected tokens, rootfs, network namespaces).
   awk -v p="$d/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
     umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
   done
-  ip link del "$NODE_BRIDGE" 2>/dev/null || true
+  if [ "$owner" = 1 ]; then ip link del "$NODE_BRIDGE" 2>/dev/null || true; fi
   # Pod cgroups the kubelet left behind are empty once the tasks are gone.
   find /sys/fs/cgroup/*/kubepods* -depth -type d -exec rmdir {} + 2>/dev/null || true
   [ "$(cat "$NODE_LOCK" 2>/dev/null)" = "$STATE" ] && rm -f "$NODE_LOCK"
@@ -383,7 +390,7 @@ node_iptables_cleanup() {
   for ipt in iptables ip6tables; do
     command -v "$ipt" >/dev/null || continue
     for t in filter nat mangle; do
-      "$ipt-save" -t "$t" 2>/dev/null | grep -E '^-A [A-Z-]+ .*-j KUBE-' | grep -vE '^-A KUBE-' | while read -r rule; do
+      { "$ipt-save" -t "$t" 2>/dev/null | grep -E '^-A [A-Z-]+ .*-j KUBE-' | grep -vE '^-A KUBE-' || true; } | while read -r rule; do
         eval "$ipt -w -t $t ${rule/-A/-D}" 2>/dev/null || true
       done
       for c in $("$ipt-save" -t "$t" 2>/dev/null | sed -n 's/^:\(KUBE-[A-Z0-9-]*\) .*/\1/p'); do
