@@ -121,8 +121,9 @@ multivac() {
 }
 now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
-op_counter() { # sum of an operator metric family
-  curl -sf "127.0.0.1:$METRICS_PORT/metrics" | awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { print s + 0 }'
+op_counter() { # sum of an operator metric family (lines starting with $1, without $2 if given)
+  curl -sf "127.0.0.1:$METRICS_PORT/metrics" \
+    | awk -v m="$1" -v x="${2:-}" 'index($0, m) == 1 && (x == "" || index($0, x) == 0) { s += $NF } END { print s + 0 }'
 }
 apiserver_writes() {
   kubectl get --raw /metrics | awk '/^apiserver_request_total\{/ && /verb="(POST|PUT|PATCH|DELETE|APPLY)"/ { s += $NF } END { printf "%d\n", s }'
@@ -158,18 +159,22 @@ echo "reconciliations so far: $cnt, mean reconcile duration: $(python3 -c "print
 log "3. API writes while $((MULTIVACS + 2)) healthy MultiVacs sit unchanged"
 sleep 10
 op0="$(op_counter multivac_operator_api_writes_total)"
+re0="$(op_counter multivac_operator_api_writes_total scaler:)"
 api0="$(apiserver_writes)"
 sleep 60
 op1="$(op_counter multivac_operator_api_writes_total)"
+re1="$(op_counter multivac_operator_api_writes_total scaler:)"
 api1="$(apiserver_writes)"
-echo "operator API writes in 60 s idle (reconciler + scaler): $(python3 -c "print(int($op1 - $op0))")"
+echo "operator API writes in 60 s idle: reconciler $(python3 -c "print(int($re1 - $re0))"), reconciler + scaler $(python3 -c "print(int($op1 - $op0))")"
 echo "API server writes in 60 s idle, all clients (kwok heartbeats, controllers, operator): $((api1 - api0))"
 rec0="$(op_counter multivac_operator_reconciliations_total)"
+re1="$(op_counter multivac_operator_api_writes_total scaler:)"
 kubectl -n "$NS" annotate mv --all "bench-poke=$(date +%s)" --overwrite >/dev/null
 sleep 60
 op2="$(op_counter multivac_operator_api_writes_total)"
+re2="$(op_counter multivac_operator_api_writes_total scaler:)"
 rec1="$(op_counter multivac_operator_reconciliations_total)"
-echo "every MultiVac reconciled again (annotation poke): $(python3 -c "print(int($rec1 - $rec0))") reconciliations, operator API writes in the next 60 s: $(python3 -c "print(int($op2 - $op1))")"
+echo "every MultiVac reconciled again (annotation poke): $(python3 -c "print(int($rec1 - $rec0))") reconciliations; API writes in the next 60 s: reconciler $(python3 -c "print(int($re2 - $re1))"), reconciler + scaler $(python3 -c "print(int($op2 - $op1))")"
 curl -sf "127.0.0.1:$METRICS_PORT/metrics" | grep '^multivac_operator_api_writes_total' | sed 's/^/  since start: /' || true
 
 log "4. operator memory"
