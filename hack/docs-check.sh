@@ -23,6 +23,8 @@
 #     links in README.md and docs/*.md exists and is tracked by git (what a fresh
 #     clone has). A line that says "planned" may name
 #     paths that do not exist yet (and gets a warning once they do).
+#  3b. anchors: a link to `#heading` (in the same or another document) names a
+#     heading that exists.
 #  4. tests: every test cited as `path/to/file.rs::test_name` or `fn test_name`
 #     exists (`fn test_name` in that file, or anywhere under app/ and operator/);
 #     docs/debugging.md cites at least one regression test.
@@ -488,6 +490,29 @@ for doc, cites in sorted(tests_cited.items()):
             files = list(rust_files())
         found = any(re.search(r"\bfn\s+%s\b" % re.escape(name), read(f)) for f in files)
         ok(found, "%s:%d: test `%s` is not defined in %s" % (doc, n, name, path))
+
+# In-page links (#anchor) and links to another document's heading
+# (docs/x.md#anchor) must name a heading that exists (GitHub/GitLab slugs).
+def slugs(path):
+    out, in_fence = set(), False
+    for line in read(path).splitlines():
+        if line.lstrip().startswith("```"):
+            in_fence = not in_fence
+        elif not in_fence and line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            slug = re.sub(r"[^\w\- ]", "", title).replace(" ", "-")
+            out.add(slug)
+    return out
+
+for doc in DOCS:
+    base = os.path.dirname(doc)
+    for n, line in enumerate(read(doc).splitlines(), 1):
+        for target, frag in re.findall(r"\]\(([^)#\s]*)#([^)\s]+)\)", line):
+            if re.match(r"\w+:", target):
+                continue
+            page = os.path.normpath(os.path.join(base, target)) if target else doc
+            if ok(path_exists(page), "%s:%d: link to %s, which is not in the repository" % (doc, n, page)):
+                ok(frag in slugs(page), "%s:%d: no heading for #%s in %s" % (doc, n, frag, page))
 
 if os.path.exists("docs/debugging.md"):
     ok(tests_cited.get("docs/debugging.md"),
