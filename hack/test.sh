@@ -30,7 +30,7 @@ export KUBECONFIG
 bash hack/cluster/acceptance.sh
 
 log "cargo test"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 log "install paths on the control plane"
 bash hack/install-test.sh
