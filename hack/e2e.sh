@@ -82,9 +82,7 @@ step binaries
 bash "$MULTIVAC_ROOT/hack/node/build.sh" >/dev/null
 # Builds the app and operator images and checks them against their Dockerfiles.
 bash "$MULTIVAC_ROOT/hack/images/test.sh" || fail "the images differ from Dockerfile.app / Dockerfile.operator"
-for i in redis ferretdb pause; do
-  [ -s "$MULTIVAC_CACHE/images/$i.tar" ] || bash "$MULTIVAC_ROOT/hack/images/build.sh" "$i" >/dev/null
-done
+bash "$MULTIVAC_ROOT/hack/images/build.sh" ensure redis ferretdb pause >/dev/null
 step images
 
 # ---- 2. cluster with a real node -------------------------------------------------------
@@ -255,8 +253,10 @@ while :; do
   [ "$(date +%s)" -lt "$until_t" ] || fail "no worker started processing the data within 180 s"
   sleep 0.2
 done
-victims="$(k -n "$NS" get pods -l app.kubernetes.io/component=worker -o jsonpath='{.items[*].metadata.name}')"
-k -n "$NS" delete pod $victims --grace-period=0 --force >/dev/null 2>&1
+mapfile -t victim_list < <(k -n "$NS" get pods -l app.kubernetes.io/component=worker -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}')
+victims="${victim_list[*]}"
+[ -n "$victims" ] || fail "no worker pod to kill although data are being processed"
+k -n "$NS" delete pod "${victim_list[@]}" --grace-period=0 --force >/dev/null 2>&1
 pending="$(echo "$z" | field pending)"
 done_at_kill=$((p - base))
 log "killed worker pod(s) $victims after $done_at_kill of $BURST were processed (pending then: $pending)"

@@ -5,6 +5,7 @@
 #   hack/images/build.sh IMAGE...           build into $MULTIVAC_CACHE/images/<name>.tar
 #   hack/images/build.sh import NODEDIR IMAGE...
 #                                           build if needed, then `ctr images import`
+#   hack/images/build.sh ensure IMAGE...    build only those missing or older than their inputs
 #   hack/images/build.sh name IMAGE         print the image reference
 #
 # IMAGE is one of: pause, multivac, multivac-operator, redis, ferretdb.
@@ -55,7 +56,7 @@ registry_start() {
 }
 
 cleanup() {
-  [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null || true
+  if [ -n "$REG_PID" ]; then kill "$REG_PID" 2>/dev/null || true; fi
   [ -n "${WORK:-}" ] && rm -rf "$WORK"
 }
 
@@ -183,10 +184,11 @@ rust_image() {
   entry="$(dockerfile_final "$df" ENTRYPOINT)"
   ports="$(dockerfile_final "$df" EXPOSE)"
   dest="$(dockerfile_final "$df" COPY | awk '{print $NF}')"
-  [ -n "$user" ] && [ -n "$entry" ] && [ -n "$dest" ] || die "could not read USER/ENTRYPOINT/COPY from $df"
+  if [ -z "$user" ] || [ -z "$entry" ] || [ -z "$dest" ]; then die "could not read USER/ENTRYPOINT/COPY from $df"; fi
   uid="${user%%:*}"
   local root="$WORK/$name-root"
-  deb_extract "$root" $(lib_packages "$bin")
+  local pkgs; mapfile -t pkgs < <(lib_packages "$bin")
+  deb_extract "$root" "${pkgs[@]}"
   base_files "$root" "$uid" nonroot
   install -D -m 0555 "$bin" "$root$dest"
   layer "$root" "$WORK/$name.tar"
@@ -227,7 +229,8 @@ build_pause() {
 build_redis() {
   apt_install redis-server redis-tools
   local root="$WORK/redis-root"
-  deb_extract "$root" redis-tools $(lib_packages /usr/bin/redis-check-rdb /usr/bin/redis-cli)
+  local pkgs; mapfile -t pkgs < <(lib_packages /usr/bin/redis-check-rdb /usr/bin/redis-cli)
+  deb_extract "$root" redis-tools "${pkgs[@]}"
   ln -sf redis-check-rdb "$root/usr/bin/redis-server"
   busybox_into "$root" sh grep cat ls
   base_files "$root" 999 redis
@@ -244,7 +247,8 @@ build_redis() {
 build_ferretdb() {
   local fdb; fdb="$(bash "$MULTIVAC_ROOT/hack/deps/ferretdb.sh")"
   local root="$WORK/ferretdb-root"
-  deb_extract "$root" $(lib_packages "$fdb")
+  local pkgs; mapfile -t pkgs < <(lib_packages "$fdb")
+  deb_extract "$root" "${pkgs[@]}"
   install -D -m 0555 "$fdb" "$root/usr/local/bin/ferretdb"
   install -D -m 0555 "$MULTIVAC_ROOT/hack/images/ferretdb/docker-entrypoint.sh" "$root/usr/local/bin/docker-entrypoint.sh"
   install -D -m 0555 "$MULTIVAC_ROOT/hack/images/ferretdb/mongosh" "$root/usr/local/bin/mongosh"
@@ -268,6 +272,19 @@ build() {
   esac
 }
 
+# fresh NAME: the tarball exists and is newer than everything it is made of.
+fresh() {
+  local tar="$OUT/$1.tar" inputs=("$MULTIVAC_ROOT/hack/images/build.sh")
+  [ -s "$tar" ] || return 1
+  case "$1" in
+    multivac) inputs+=("$RELEASE_TARGET/release/multivac" "$MULTIVAC_ROOT/Dockerfile.app") ;;
+    multivac-operator) inputs+=("$RELEASE_TARGET/release/multivac-operator" "$MULTIVAC_ROOT/Dockerfile.operator") ;;
+    ferretdb) inputs+=("$MULTIVAC_ROOT"/hack/images/ferretdb/*) ;;
+  esac
+  local f
+  for f in "${inputs[@]}"; do [ "$f" -ot "$tar" ] || return 1; done
+}
+
 [ -x "$BIN/crane" ] || bash "$MULTIVAC_ROOT/hack/node/build.sh" >/dev/null
 WORK="$(mktemp -d)"
 trap cleanup EXIT
@@ -279,11 +296,12 @@ case "${1:-}" in
     # shellcheck source=hack/node/containerd.sh
     source "$MULTIVAC_ROOT/hack/node/containerd.sh"
     for i in "$@"; do
-      [ -s "$OUT/$i.tar" ] || build "$i"
+      fresh "$i" || build "$i"
       NODE_STATE="$node" nctr images import "$OUT/$i.tar" >/dev/null \
         || die "ctr images import $OUT/$i.tar failed"
-      echo "$(image_ref "$i")"
+      image_ref "$i"
     done ;;
+  ensure) shift; for i in "$@"; do fresh "$i" || build "$i"; image_ref "$i"; done ;;
   ""|-h|--help) sed -n '2,20p' "$0"; exit 2 ;;
-  *) for i in "$@"; do build "$i"; echo "$(image_ref "$i")"; done ;;
+  *) for i in "$@"; do build "$i"; image_ref "$i"; done ;;
 esac

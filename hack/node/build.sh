@@ -45,10 +45,10 @@ log "building kubelet and kube-proxy $K8S_VERSION into $bin"
 log "building crane $CRANE_VERSION"
 # go install with a version builds exactly that release's go.mod/go.sum
 # (checked against the Go checksum database), outside this module.
-GOFLAGS= GOBIN="$bin" nice -n 19 go install -trimpath -ldflags="-s -w" \
+GOFLAGS="" GOBIN="$bin" nice -n 19 go install -trimpath -ldflags="-s -w" \
   "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
 log "building CoreDNS $COREDNS_VERSION (the first build takes a while)"
-GOFLAGS= GOBIN="$bin" nice -n 19 go install -trimpath -ldflags="-s -w" \
+GOFLAGS="" GOBIN="$bin" nice -n 19 go install -trimpath -ldflags="-s -w" \
   "github.com/coredns/coredns@$COREDNS_VERSION"
 echo "$want" > "$stamp"
 log "node binaries ready in $(( $(date +%s) - start )) s: $bin"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # containerd for the real node: its own config, socket, root and state under
 # the node's state folder, so it never touches a system containerd. Sourced by
 # hack/node/node.sh.

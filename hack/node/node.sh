@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # A real node beside the kwok nodes: containerd + runc from Debian, a bridge
 # CNI with host-local IPAM, kubelet and kube-proxy (iptables mode) built from
 # the control plane's pinned k8s.io/kubernetes, CoreDNS for `<svc>.<ns>.svc`
@@ -310,6 +311,7 @@ node_up() {
   touch "$d/.real-node"
   echo "$STATE" > "$NODE_LOCK"
   COMPONENTS+=("${NODE_COMPONENTS[@]}")
+  # shellcheck disable=SC2034 # read by cluster.sh's wait_for
   deadline=$(( $(date +%s) + ${MULTIVAC_NODE_TIMEOUT:-120} ))
   log "starting a real node $NODE_NAME (containerd, kubelet, kube-proxy, CoreDNS) in $d"
   node_network
@@ -344,11 +346,11 @@ node_down() {
   local owner=1
   [ -f "$NODE_LOCK" ] && [ "$(cat "$NODE_LOCK")" != "$STATE" ] && owner=0
   for c in kube-proxy kubelet coredns apiserver-relay; do
-    alive "$c" && kill -TERM "$(pid_of "$c")" 2>/dev/null || true
+    if alive "$c"; then kill -TERM "$(pid_of "$c")" 2>/dev/null || true; fi
   done
   for c in kube-proxy kubelet coredns apiserver-relay; do
     for i in $(seq 1 50); do alive "$c" || break; sleep 0.1; done
-    alive "$c" && kill -KILL "$(pid_of "$c")" 2>/dev/null || true
+    if alive "$c"; then kill -KILL "$(pid_of "$c")" 2>/dev/null || true; fi
   done
   if alive containerd; then
     local ids
@@ -361,7 +363,7 @@ node_down() {
     done
     kill -TERM "$(pid_of containerd)" 2>/dev/null || true
     for i in $(seq 1 50); do alive containerd || break; sleep 0.1; done
-    alive containerd && kill -KILL "$(pid_of containerd)" 2>/dev/null || true
+    if alive containerd; then kill -KILL "$(pid_of containerd)" 2>/dev/null || true; fi
   fi
   # Shims whose task could not be deleted still name the state folder.
   for pid in $(pgrep -f "containerd-shim.*$d/containerd" || true); do kill -KILL "$pid" 2>/dev/null || true; done
