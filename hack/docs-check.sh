@@ -287,9 +287,12 @@ def help_options(text):
     opts = {}
     blocks = re.split(r"\n(?=\s{0,6}(?:-\w, )?--[\w-]+)", text)
     for b in blocks:
-        for m in re.finditer(r"\[env: ([A-Z0-9_]+)=?[^\]]*\]", b):
-            d = re.search(r"\[default: ([^\]]*)\]", b)
-            opts[m.group(1)] = d.group(1) if d else None
+        # clap wraps long help lines anywhere, even inside [env: ...] and
+        # [default: ...]: read each option's text as one line.
+        b = " ".join(b.split())
+        for m in re.finditer(r"\[env: ?([A-Z0-9_]+)=?[^\]]*\]", b):
+            d = re.search(r"\[default: ?([^\]]*)\]", b)
+            opts[m.group(1)] = d.group(1).strip() if d else None
     return opts
 
 helps = {}
