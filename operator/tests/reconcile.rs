@@ -115,10 +115,11 @@ impl Operator {
     }
 
     /// Sum of a counter family from /metrics (plain HTTP over a TcpStream: no client crate needed).
+    /// The scaler's writes (`kind="scaler:..."`) are not the reconciler's and are left out.
     async fn counter(&self, name: &str) -> f64 {
         let body = http_get(&self.metrics).await;
         body.lines()
-            .filter(|l| l.starts_with(name))
+            .filter(|l| l.starts_with(name) && !l.contains("scaler:"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
