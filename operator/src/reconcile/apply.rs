@@ -77,10 +77,10 @@ pub async fn ensure(
     let api = api(ctx, &desired.resource, namespace);
     let object = with_hash(desired.object.clone());
     let live = api.get_opt(&desired.name).await?;
-    if let Some(live) = &live {
-        if is_subset(&object, &serde_json::to_value(live)?) {
-            return Ok((Outcome::Unchanged, live.clone()));
-        }
+    if let Some(live) = &live
+        && is_subset(&object, &serde_json::to_value(live)?)
+    {
+        return Ok((Outcome::Unchanged, live.clone()));
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let applied = api
