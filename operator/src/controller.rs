@@ -46,7 +46,11 @@ pub async fn run(
     .owns(api::<NetworkPolicy>(client, ns), children.clone())
     .owns(api::<PodDisruptionBudget>(client, ns), children)
     .graceful_shutdown_on(shutdown);
-    let scaler = tokio::spawn(crate::scaling::run(ctx.clone(), controller.store()));
+    let scaler = tokio::spawn(crate::scaling::run(
+        ctx.clone(),
+        controller.store(),
+        namespace.clone(),
+    ));
     info!("controller started");
     controller
         .run(reconcile, error_policy, ctx)

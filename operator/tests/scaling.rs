@@ -272,10 +272,10 @@ async fn backlog_follows_the_stream_and_the_group() {
         let mut out = Vec::new();
         if let redis::Value::Array(items) = reply {
             for i in items {
-                if let redis::Value::Array(f) = i {
-                    if let Some(redis::Value::BulkString(id)) = f.first() {
-                        out.push(String::from_utf8_lossy(id).into_owned());
-                    }
+                if let redis::Value::Array(f) = i
+                    && let Some(redis::Value::BulkString(id)) = f.first()
+                {
+                    out.push(String::from_utf8_lossy(id).into_owned());
                 }
             }
         }

@@ -59,18 +59,17 @@ where
 
 /// Runs the scaler until the future is dropped (on shutdown or a lost lease,
 /// which aborts every polling task with it). `store` is the reconciler's
-/// reflector of MultiVacs; the worker Deployments are watched here.
-pub async fn run(ctx: Arc<Context>, store: Store<MultiVac>) {
+/// reflector of MultiVacs; the worker Deployments are watched here, in the
+/// same scope as the controller (`namespace`, from `--watch-namespace`).
+pub async fn run(ctx: Arc<Context>, store: Store<MultiVac>, namespace: Option<String>) {
     let metrics = Metrics::shared(&ctx.registry);
     let mut tasks: JoinSet<()> = JoinSet::new();
 
     // Worker Deployments, to know the replicas in force without a GET per
     // poll; managedFields are dropped to keep the cache small.
     let (deployments, writer) = reflector::store::<Deployment>();
-    // Same scope as the controller: `--watch-namespace` reaches the scaler
-    // through its environment variable (the chart sets it).
-    let api: Api<Deployment> = match std::env::var("MULTIVAC_OPERATOR_WATCH_NAMESPACE") {
-        Ok(ns) if !ns.is_empty() => Api::namespaced(ctx.client.clone(), &ns),
+    let api: Api<Deployment> = match namespace.as_deref() {
+        Some(ns) if !ns.is_empty() => Api::namespaced(ctx.client.clone(), ns),
         _ => Api::all(ctx.client.clone()),
     };
     let watch = reflector::reflector(
