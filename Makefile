@@ -1,8 +1,10 @@
 # The two commands the README promises, plus the benchmarks.
 .PHONY: demo test bench fmt e2e
 
+# `make demo CLUSTER=1` runs the same MultiVAC as the operator provisions it on a
+# real local Kubernetes node (root; it stays up and prints how to curl it).
 demo: ## Run MultiVAC locally: Redis, the MongoDB-compatible server, one server and two workers
-	bash hack/demo.sh
+	@if [ -n "$(CLUSTER)" ]; then MULTIVAC_E2E_KEEP=1 bash hack/e2e.sh; else bash hack/demo.sh; fi
 
 test: ## Run every test, installing what is missing (what CI runs)
 	bash hack/test.sh

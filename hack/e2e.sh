@@ -61,6 +61,10 @@ cleanup() {
   jobs -p | xargs -r kill 2>/dev/null || true
   if [ "$KEEP" = 1 ]; then
     log "left running (MULTIVAC_E2E_KEEP=1): export KUBECONFIG=$MULTIVAC_CLUSTER_STATE/kubeconfig; stop it with MULTIVAC_CLUSTER_STATE=$MULTIVAC_CLUSTER_STATE bash hack/cluster.sh down"
+    if [ -n "${URL:-}" ]; then
+      log "the MultiVac's Service answers on the host (kube-proxy routes its ClusterIP):"
+      printf '  curl %s/multivac\n  curl -F data="entropy can be reversed" %s/multivac/data\n  curl %s/zzz/\n' "$URL" "$URL" "$URL"
+    fi
   else
     bash "$MULTIVAC_ROOT/hack/cluster.sh" down >/dev/null 2>&1 || true
     rmdir "$MULTIVAC_CLUSTER_STATE" 2>/dev/null || true
