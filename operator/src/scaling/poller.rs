@@ -185,12 +185,22 @@ impl Poller {
                     reason: decision::Reason::Steady,
                 };
                 let state = if self.failures >= FAILURES_BEFORE_DEGRADED {
-                    DegradedState {
-                        status: true,
-                        reason: e.reason().into(),
-                        message: format!(
-                            "cannot read the backlog of multivac:data: {e}; keeping {current} workers and retrying every poll"
-                        ),
+                    match self.written.as_ref() {
+                        // Same outage, same reason: keep the message already
+                        // written. The error text varies from read to read
+                        // (timeouts, resolver answers), and rewriting status
+                        // for it would be a write every poll for as long as
+                        // Redis stays away.
+                        Some(w) if w.degraded.status && w.degraded.reason == e.reason() => {
+                            w.degraded.clone()
+                        }
+                        _ => DegradedState {
+                            status: true,
+                            reason: e.reason().into(),
+                            message: format!(
+                                "cannot read the backlog of multivac:data: {e}; keeping {current} workers and retrying every poll"
+                            ),
+                        },
                     }
                 } else {
                     // Not yet an outage: keep whatever the condition says
