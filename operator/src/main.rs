@@ -51,28 +51,11 @@ struct Args {
     watch_namespace: Option<String>,
 }
 
-/// Threads tokio may start for blocking work. In this process that is almost
-/// only `getaddrinfo` (the scaler connects to every MultiVac's Redis by host
-/// name each poll, and the API client resolves too); tokio's default of 512
-/// lets a fleet of unresolvable or slow-to-resolve hosts grow the pool to
-/// hundreds of threads, each with its own stack and glibc malloc arena, which
-/// is most of the resident memory. A few threads are enough: lookups queue.
-const MAX_BLOCKING_THREADS: usize = 8;
-/// How long an idle blocking thread lives (tokio's default is 10 s, shorter
-/// than twice the scaler's poll period, so threads were torn down and started
-/// again every poll).
-const BLOCKING_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(60);
-
-fn main() {
+#[tokio::main]
+async fn main() {
     let args = Args::parse();
     telemetry::init_logging(args.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .max_blocking_threads(MAX_BLOCKING_THREADS)
-        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
-        .build()
-        .expect("build the tokio runtime");
-    if let Err(e) = runtime.block_on(run(args)) {
+    if let Err(e) = run(args).await {
         error!(error = %e, "operator failed");
         std::process::exit(1);
     }
