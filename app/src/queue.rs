@@ -118,6 +118,30 @@ pub struct Heartbeat {
     pub processed: u64,
 }
 
+/// The reconnecting connection both the producer and the consumer use, and
+/// the URL with its password redacted for logs and errors. It connects
+/// lazily, so a process starts (and reports not ready) while Redis is down.
+fn lazy_connection(
+    url: &str,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+) -> Result<(ConnectionManager, String), QueueError> {
+    let redacted = redact_url(url);
+    let invalid = |source| QueueError::Url {
+        url: redacted.clone(),
+        source,
+    };
+    let client = redis::Client::open(url).map_err(invalid)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(Some(response_timeout))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(500));
+    let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(invalid)?;
+    Ok((conn, redacted))
+}
+
 /// A connection to the queue, shared by all tasks of a process.
 ///
 /// Built on `ConnectionManager`, which multiplexes (and so pipelines) every
@@ -132,27 +156,8 @@ pub struct Queue {
 impl Queue {
     /// A lazily connected queue; `timeout` bounds every command and connect.
     pub fn connect(url: &str, timeout: Duration) -> Result<Self, QueueError> {
-        let redacted = redact_url(url);
-        let client = redis::Client::open(url).map_err(|source| QueueError::Url {
-            url: redacted.clone(),
-            source,
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|source| {
-            QueueError::Url {
-                url: redacted.clone(),
-                source,
-            }
-        })?;
-        Ok(Queue {
-            conn,
-            url: redacted,
-        })
+        let (conn, url) = lazy_connection(url, timeout, timeout)?;
+        Ok(Queue { conn, url })
     }
 
     fn err(&self, source: redis::RedisError) -> QueueError {
@@ -332,26 +337,10 @@ impl Consumer {
         timeout: Duration,
         block: Duration,
     ) -> Result<Self, QueueError> {
-        let redacted = redact_url(url);
-        let client = redis::Client::open(url).map_err(|source| QueueError::Url {
-            url: redacted.clone(),
-            source,
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout + block))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|source| {
-            QueueError::Url {
-                url: redacted.clone(),
-                source,
-            }
-        })?;
+        let (conn, url) = lazy_connection(url, timeout, timeout + block)?;
         Ok(Consumer {
             conn,
-            url: redacted,
+            url,
             name: name.to_owned(),
             claim_cursor: "0-0".to_owned(),
         })
