@@ -163,8 +163,8 @@ impl Child {
     }
 }
 
-/// Everything one MultiVac consists of, and what it no longer wants.
-#[derive(Clone, Debug)]
+/// Everything one MultiVac consists of, and what it no longer wants. Not
+/// `Debug`: a new credentials Secret holds generated passwords, never logged.
 pub(crate) struct Children {
     /// The generated credentials Secret, only when it must be created: it is
     /// created once and never rewritten, so the passwords stay those the
