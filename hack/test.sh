@@ -30,7 +30,7 @@ export KUBECONFIG
 bash hack/cluster/acceptance.sh
 
 log "cargo test"
-cargo test --workspace --locked --no-fail-fast
+cargo test --workspace --locked --no-fail-fast --features multivac-operator/integration
 
 log "install paths on the control plane"
 bash hack/install-test.sh

@@ -10,12 +10,11 @@
 use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::{CustomResource, KubeSchema};
+use kube::{CustomResource, KubeSchema, Resource};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
-/// API group of the MultiVac resource.
-pub const GROUP: &str = "multivac.io";
 /// Field manager of the reconciler for every server-side apply it sends.
 pub const FIELD_MANAGER: &str = "multivac-operator";
 /// Field manager of the scaler (it owns only worker `spec.replicas`,
@@ -102,7 +101,7 @@ pub enum ImagePullPolicy {
 
 impl ImagePullPolicy {
     /// The string the Pod API expects.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Always => "Always",
             Self::IfNotPresent => "IfNotPresent",
@@ -178,7 +177,7 @@ pub enum ServiceType {
 
 impl ServiceType {
     /// The string the Service API expects.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::ClusterIP => "ClusterIP",
             Self::NodePort => "NodePort",
@@ -423,6 +422,26 @@ pub struct MultiVacStatus {
     pub service_url: Option<String>,
 }
 
+impl MultiVacStatus {
+    /// The server-side apply body that sets these status fields. Each field
+    /// manager sends only its own fields: what it sent before and leaves out
+    /// is removed, what the other manager owns is kept.
+    pub(crate) fn apply_body(&self) -> Value {
+        json!({
+            "apiVersion": MultiVac::api_version(&()),
+            "kind": MultiVac::kind(&()),
+            "status": self,
+        })
+    }
+}
+
+/// Now, in whole seconds: what the API server stores in a `Time`, so a time
+/// read back compares equal to the one written.
+pub(crate) fn now_seconds() -> Time {
+    let now = jiff::Timestamp::now();
+    Time(jiff::Timestamp::from_second(now.as_second()).unwrap_or(now))
+}
+
 /// Replica counts of one Deployment.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -456,9 +475,9 @@ pub struct WorkersStatus {
 
 /// Where a connection string comes from: a Secret and a key in it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SecretSource {
-    pub name: String,
-    pub key: String,
+pub(crate) struct SecretSource {
+    pub(crate) name: String,
+    pub(crate) key: String,
 }
 
 impl MultiVac {
@@ -469,39 +488,39 @@ impl MultiVac {
         )
     }
     /// Name of the server Deployment and Service.
-    pub fn server_name(&self) -> String {
+    pub(crate) fn server_name(&self) -> String {
         self.child("server")
     }
     /// Name of the worker Deployment (the scaler patches its `spec.replicas`).
-    pub fn worker_name(&self) -> String {
+    pub(crate) fn worker_name(&self) -> String {
         self.child("worker")
     }
     /// Name of the managed Redis Deployment and Service.
-    pub fn redis_name(&self) -> String {
+    pub(crate) fn redis_name(&self) -> String {
         self.child("redis")
     }
     /// Name of the managed MongoDB Deployment and Service.
-    pub fn mongodb_name(&self) -> String {
+    pub(crate) fn mongodb_name(&self) -> String {
         self.child("mongodb")
     }
     /// Name of the generated credentials Secret.
-    pub fn credentials_name(&self) -> String {
+    pub(crate) fn credentials_name(&self) -> String {
         self.child("credentials")
     }
     /// Name of the ConfigMap with the app's non-secret settings.
-    pub fn config_name(&self) -> String {
+    pub(crate) fn config_name(&self) -> String {
         self.child("config")
     }
     /// Whether the operator runs Redis itself.
-    pub fn redis_managed(&self) -> bool {
+    pub(crate) fn redis_managed(&self) -> bool {
         self.spec.redis.external.is_none()
     }
     /// Whether the operator runs MongoDB itself.
-    pub fn mongodb_managed(&self) -> bool {
+    pub(crate) fn mongodb_managed(&self) -> bool {
         self.spec.mongodb.external.is_none()
     }
     /// Where the app (and the scaler) read the Redis URL from.
-    pub fn redis_url_source(&self) -> SecretSource {
+    pub(crate) fn redis_url_source(&self) -> SecretSource {
         match &self.spec.redis.external {
             Some(ext) => SecretSource {
                 name: ext.secret_ref.name.clone(),
@@ -518,7 +537,7 @@ impl MultiVac {
         }
     }
     /// Where the app reads the MongoDB URI from.
-    pub fn mongodb_uri_source(&self) -> SecretSource {
+    pub(crate) fn mongodb_uri_source(&self) -> SecretSource {
         match &self.spec.mongodb.external {
             Some(ext) => SecretSource {
                 name: ext.secret_ref.name.clone(),
@@ -535,7 +554,7 @@ impl MultiVac {
         }
     }
     /// Where the app reads its API token from, when one is configured.
-    pub fn api_token_source(&self) -> Option<SecretSource> {
+    pub(crate) fn api_token_source(&self) -> Option<SecretSource> {
         self.spec
             .api_token_secret_ref
             .as_ref()

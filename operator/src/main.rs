@@ -7,9 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use clap::Parser;
-use multivac_operator::context::Context;
-use multivac_operator::leader::{self, LeaderConfig};
-use multivac_operator::telemetry::{self, LogFormat};
+use multivac_operator::{Context, LeaderConfig, LogFormat};
 use prometheus_client::registry::Registry;
 use tokio::sync::{oneshot, watch};
 use tracing::{error, info};
@@ -54,7 +52,7 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    telemetry::init_logging(args.log_format);
+    multivac_operator::init_logging(args.log_format);
     if let Err(e) = run(args).await {
         error!(error = %e, "operator failed");
         std::process::exit(1);
@@ -80,7 +78,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut http_stop = stop_rx.clone();
     let http = tokio::spawn(
-        axum::serve(listener, multivac_operator::http::router(ctx.clone()))
+        axum::serve(listener, multivac_operator::router(ctx.clone()))
             .with_graceful_shutdown(async move {
                 let _ = http_stop.wait_for(|s| *s).await;
             })
@@ -95,13 +93,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     ctx.ready.store(true, Ordering::Relaxed);
 
     let code = if args.leader_election {
-        let config = LeaderConfig {
-            lease_name: args.lease_name,
-            namespace: args.lease_namespace,
-            identity: leader::default_identity(),
-        };
+        let config = LeaderConfig::new(args.lease_name, args.lease_namespace);
         let mut stop = stop_rx.clone();
-        match leader::acquire(client, &config, &mut stop).await? {
+        match config.acquire(client, &mut stop).await? {
             None => 0,
             Some(mut leadership) => {
                 ctx.metrics.leader.set(1);
@@ -159,13 +153,9 @@ fn spawn_controller(
     namespace: Option<String>,
 ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(multivac_operator::controller::run(
-        ctx,
-        namespace,
-        async move {
-            let _ = rx.await;
-        },
-    ));
+    let handle = tokio::spawn(multivac_operator::run(ctx, namespace, async move {
+        let _ = rx.await;
+    }));
     (tx, handle)
 }
 

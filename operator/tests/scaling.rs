@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use multivac_operator::scaling::backlog::{BacklogReader, GROUP, STREAM, Source};
+use multivac_operator::{BacklogReader, GROUP, STREAM, Source};
 
 const PASSWORD: &str = "scaling-test-password";
 

@@ -4,7 +4,8 @@
 use serde_json::{Value, json};
 
 use super::{app_pod_security, container_security, pull_secrets, selector_labels};
-use crate::crd::{MultiVac, SecretSource};
+use crate::crd::SecretSource;
+use crate::reconcile::Validated;
 
 fn secret_env(name: &str, src: &SecretSource) -> Value {
     json!({"name": name, "valueFrom": {"secretKeyRef": {"name": src.name, "key": src.key}}})
@@ -12,7 +13,7 @@ fn secret_env(name: &str, src: &SecretSource) -> Value {
 
 /// Environment of an app container: connection strings from Secrets (never
 /// in the pod spec itself), POD_NAME for the consumer name and logs.
-pub fn env(mv: &MultiVac, with_api_token: bool) -> Value {
+pub fn env(mv: &Validated, with_api_token: bool) -> Value {
     let mut env = vec![
         json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
         secret_env("MULTIVAC_REDIS_URL", &mv.redis_url_source()),
@@ -26,7 +27,7 @@ pub fn env(mv: &MultiVac, with_api_token: bool) -> Value {
 
 /// Pod template of an app component running `multivac <command>`.
 pub fn template(
-    mv: &MultiVac,
+    mv: &Validated,
     component: &str,
     container: Value,
     termination_grace_seconds: i64,
@@ -37,7 +38,7 @@ pub fn template(
             "annotations": {super::CONFIG_HASH_ANNOTATION: super::config_map::hash(mv)},
         },
         "spec": {
-            "serviceAccountName": super::name(mv),
+            "serviceAccountName": mv.name,
             "automountServiceAccountToken": false,
             "securityContext": app_pod_security(),
             "imagePullSecrets": pull_secrets(mv),
@@ -50,7 +51,7 @@ pub fn template(
 
 /// The app container: `multivac <command>`, probes on `port`.
 pub fn container(
-    mv: &MultiVac,
+    mv: &Validated,
     command: &str,
     port_name: &str,
     port: i32,
@@ -83,6 +84,6 @@ pub fn container(
 }
 
 /// `spec.selector` of a component's Deployment.
-pub fn selector(mv: &MultiVac, component: &str) -> Value {
+pub fn selector(mv: &Validated, component: &str) -> Value {
     json!({"matchLabels": selector_labels(mv, component)})
 }

@@ -31,7 +31,7 @@ pub enum BacklogError {
     Reply(String),
 }
 
-/// What was read and how; `round_trips` feeds the benchmark and the logs.
+/// What was read and how (the source is logged at debug level).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backlog {
     pub entries: u64,

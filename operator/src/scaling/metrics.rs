@@ -12,33 +12,33 @@ use prometheus_client::registry::Registry;
 
 /// Identifies a MultiVac in the metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct MultiVacLabels {
-    pub namespace: String,
-    pub name: String,
+pub(crate) struct MultiVacLabels {
+    pub(crate) namespace: String,
+    pub(crate) name: String,
 }
 
 /// A scaling decision that changed the replica count.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DecisionLabels {
-    pub namespace: String,
-    pub name: String,
+pub(crate) struct DecisionLabels {
+    pub(crate) namespace: String,
+    pub(crate) name: String,
     /// `up` or `down`.
-    pub direction: &'static str,
+    pub(crate) direction: &'static str,
 }
 
 /// The scaler's metrics.
 #[derive(Clone)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// `multivac_scaler_backlog{namespace,name}`: entries waiting (lag + pending).
-    pub backlog: Family<MultiVacLabels, Gauge>,
+    pub(crate) backlog: Family<MultiVacLabels, Gauge>,
     /// `multivac_scaler_desired_replicas{namespace,name}`.
-    pub desired: Family<MultiVacLabels, Gauge>,
+    pub(crate) desired: Family<MultiVacLabels, Gauge>,
     /// `multivac_scaler_decisions_total{namespace,name,direction}`.
-    pub decisions: Family<DecisionLabels, Counter>,
+    pub(crate) decisions: Family<DecisionLabels, Counter>,
     /// `multivac_scaler_backlog_read_errors_total{namespace,name}`.
-    pub read_errors: Family<MultiVacLabels, Counter>,
+    pub(crate) read_errors: Family<MultiVacLabels, Counter>,
     /// `multivac_scaler_poll_duration_seconds`: one poll (read + decide + writes).
-    pub poll_duration: Histogram,
+    pub(crate) poll_duration: Histogram,
 }
 
 impl Metrics {
@@ -53,7 +53,7 @@ impl Metrics {
     }
 
     /// Registers the metrics in `registry` under `multivac_scaler`.
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         let m = Self::new();
         let r = registry.sub_registry_with_prefix("multivac_scaler");
         r.register(
@@ -87,7 +87,7 @@ impl Metrics {
     /// The metrics registered in the operator's registry. The scaler may be
     /// started again after a lost and regained lease; registering twice would
     /// export every series twice, so the first registration is kept.
-    pub fn shared(registry: &Mutex<Registry>) -> Self {
+    pub(crate) fn shared(registry: &Mutex<Registry>) -> Self {
         static METRICS: OnceLock<Metrics> = OnceLock::new();
         METRICS
             .get_or_init(|| {
@@ -99,7 +99,7 @@ impl Metrics {
 
     /// Drops the series of a MultiVac that is gone, so deleted MultiVacs do
     /// not linger in `/metrics`.
-    pub fn forget(&self, namespace: &str, name: &str) {
+    pub(crate) fn forget(&self, namespace: &str, name: &str) {
         let l = MultiVacLabels {
             namespace: namespace.into(),
             name: name.into(),
