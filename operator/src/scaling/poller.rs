@@ -157,6 +157,10 @@ impl Poller {
         };
         let now = Instant::now();
         let labels = self.labels();
+        self.metrics
+            .max_replicas
+            .get_or_create(&labels)
+            .set(i64::from(params.max_replicas));
 
         let (desired, degraded) = match self.read(mv).await {
             Ok(backlog) => {
@@ -224,6 +228,10 @@ impl Poller {
                 .await;
         }
 
+        self.metrics
+            .degraded
+            .get_or_create(&labels)
+            .set(i64::from(degraded.status));
         let pods = dep.status.as_ref().and_then(|s| s.replicas).unwrap_or(0);
         let want = ScalerStatus {
             current: pods,
