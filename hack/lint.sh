@@ -66,7 +66,7 @@ check "helm lint --strict with the whole monitoring kit" "$helm" lint --strict "
 check "helm lint --strict with the kit, tuned" "$helm" lint --strict "$chart" "${kit[@]}" \
   --set watchNamespace=team-a --set prometheusRule.disabled.MultiVacRedisMemoryHigh=true \
   --set prometheusRule.alertLabels.team=data --set prometheusRule.runbookBaseURL=https://wiki.example/multivac \
-  --set prometheusRule.backlogGrowingFor=30m --set prometheusRule.redisMemoryRatio=0.9 \
+  --set prometheusRule.backlogGrowingFor=30m --set-json prometheusRule.redisMemoryRatio=0.9 \
   --set grafanaDashboard.namespace=monitoring --set grafanaDashboard.annotations.grafana_folder=MultiVAC \
   --set 'podMonitor.labels.release=kube-prometheus-stack'
 check "helm lint --strict with appImage pinned by digest" "$helm" lint --strict "$chart" \
@@ -82,7 +82,7 @@ fails "values schema refuses a bad memory quantity" render --set resources.limit
 fails "values schema refuses a bad watchNamespace" render --set watchNamespace=Team_A
 fails "chart refuses 2 replicas without leader election" render --set leaderElection.enabled=false
 fails "values schema refuses an alert name it does not know" render --set prometheusRule.disabled.MultiVacTypo=true
-fails "values schema refuses redisMemoryRatio 1.5" render --set prometheusRule.redisMemoryRatio=1.5
+fails "values schema refuses redisMemoryRatio 1.5" render --set-json prometheusRule.redisMemoryRatio=1.5
 fails "values schema refuses a runbookBaseURL with a #fragment" render --set prometheusRule.runbookBaseURL=https://x.example/a#b
 fails "values schema refuses a bad podMonitor namespace" render --set 'podMonitor.namespaces[0]=Team_A'
 fails "values schema refuses an appImage digest that is not sha256" render --set appImage.digest=latest

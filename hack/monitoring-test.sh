@@ -39,11 +39,20 @@ cluster_metrics=(
   kube_pod_container_resource_limits   # kube-state-metrics
 )
 
-log "building multivac and multivac-operator"
-cargo build -q --locked -p multivac -p multivac-operator
-target="${CARGO_TARGET_DIR:-$MULTIVAC_ROOT/target}/debug"
-
 work="$(mktemp -d /tmp/multivac-monitoring.XXXXXX)"
+# MULTIVAC_TEST_BIN_DIR: test the multivac and multivac-operator binaries
+# there (e.g. a release build) instead of building debug ones. A target folder
+# shared by several checkouts holds in debug/ whichever checkout linked last.
+target="$work/bin"
+mkdir -p "$target"
+if [ -n "${MULTIVAC_TEST_BIN_DIR:-}" ]; then
+  cp "$MULTIVAC_TEST_BIN_DIR"/{multivac,multivac-operator} "$target/"
+else
+  log "building multivac and multivac-operator"
+  cargo build -q --locked -p multivac -p multivac-operator
+  cp "${CARGO_TARGET_DIR:-$MULTIVAC_ROOT/target}"/debug/{multivac,multivac-operator} "$target/"
+fi
+
 pids=()
 passed=0 failed=0
 ns=multivac-monitoring-test
@@ -108,11 +117,34 @@ pids+=($!)
 MULTIVAC_REDIS_URL="$redis_url" MULTIVAC_MONGODB_URI="$mongodb_uri" MULTIVAC_METRICS_BIND="127.0.0.1:$worker_port" \
   MULTIVAC_CONSUMER_NAME=monitoring-test "$target/multivac" worker >"$work/worker.log" 2>&1 &
 pids+=($!)
-# The operator reconciles one MultiVac (its scaler then exports that
-# MultiVac's series); the CRD may already be there from the install test.
+# The operator reconciles three MultiVacs, so every series it can export
+# shows up: `reachable` uses the Redis above as its external Redis (the
+# scaler reads its backlog), `multivac` (the sample) has a managed Redis with
+# no pod behind it here (the scaler cannot read it: Degraded), and `broken`
+# names an API-token Secret that does not exist (a reconcile error).
 "$kubectl" apply --server-side --force-conflicts -f crds/multivacs.multivac.io.yaml >/dev/null
 "$kubectl" create namespace "$ns" --dry-run=client -o yaml | "$kubectl" apply -f - >/dev/null
+"$kubectl" -n "$ns" create secret generic external-redis --from-literal=url="$redis_url" >/dev/null
 "$kubectl" -n "$ns" apply -f config/samples/multivac.yaml >/dev/null
+"$kubectl" -n "$ns" apply -f - >/dev/null <<YAML
+apiVersion: multivac.io/v1alpha1
+kind: MultiVac
+metadata:
+  name: reachable
+spec:
+  image: multivac:test
+  redis:
+    external:
+      secretRef: {name: external-redis, key: url}
+---
+apiVersion: multivac.io/v1alpha1
+kind: MultiVac
+metadata:
+  name: broken
+spec:
+  image: multivac:test
+  apiTokenSecretRef: {name: no-such-secret, key: token}
+YAML
 POD_NAME=monitoring-test POD_NAMESPACE="$ns" MULTIVAC_OPERATOR_WATCH_NAMESPACE="$ns" RUST_LOG=info \
   "$target/multivac-operator" --leader-election=false --metrics-bind="127.0.0.1:$operator_port" --log-format=text \
   >"$work/operator.log" 2>&1 &
@@ -125,21 +157,70 @@ for i in 1 2 3 4 5; do
   curl -fsS -o /dev/null -d "data=monitoring datum $i" "http://127.0.0.1:$server_port/multivac/data"
 done
 curl -fsS -o /dev/null "http://127.0.0.1:$server_port/multivac"
-curl -fsS -o /dev/null "http://127.0.0.1:$server_port/nothing-here" || true
+curl -s -o /dev/null "http://127.0.0.1:$server_port/nothing-here"
 processed() {
   curl -fsS "http://127.0.0.1:$worker_port/metrics" | awk '$1 == "multivac_worker_processed_total" { print $2 }'
 }
-scaler_series() { curl -fsS "http://127.0.0.1:$operator_port/metrics" | grep -q '^multivac_scaler_max_replicas{'; }
-for i in $(seq 1 100); do [ "$(processed)" = 5 ] && break; sleep 0.3; done
-for i in $(seq 1 100); do scaler_series && break; sleep 0.3; done
+# operator_has PATTERN: a line of the operator's /metrics matches PATTERN.
+operator_has() { curl -fsS "http://127.0.0.1:$operator_port/metrics" | grep -q "$1"; }
+wait_for() { # wait_for SECONDS CMD...
+  local deadline=$(( $(date +%s) + $1 )); shift
+  until "$@" >/dev/null 2>&1; do [ "$(date +%s)" -lt "$deadline" ] || return 1; sleep 0.5; done
+}
+learned_all() { [ "$(processed)" = 5 ]; }
+scaler_read_reachable() { operator_has "^multivac_scaler_backlog{namespace=\"$ns\",name=\"reachable\"}"; }
+sample_degraded() { operator_has "^multivac_scaler_degraded{namespace=\"$ns\",name=\"multivac\"} 1"; }
+broken_counted() { operator_has '^multivac_operator_reconcile_errors_total{error="missing_secret"}'; }
+wait_for 30 learned_all || true
+wait_for 60 scaler_read_reachable || true
+wait_for 60 sample_degraded || true
+wait_for 30 broken_counted || true
 
 for p in server:$server_port worker:$worker_port operator:$operator_port; do
   curl -fsS "http://127.0.0.1:${p#*:}/metrics" > "$work/${p%%:*}.metrics"
 done
-check "the worker learned the 5 data (its metrics count them)" bash -c '[ "$1" = 5 ]' _ "$(processed)"
-check "the operator's scaler exports its per-MultiVac series" grep -q '^multivac_scaler_max_replicas{' "$work/operator.metrics"
+check "the worker learned the 5 data (its metrics count them)" learned_all
+check "the scaler read the backlog of $ns/reachable (external Redis)" \
+  grep -q "^multivac_scaler_backlog{namespace=\"$ns\",name=\"reachable\"} 0" "$work/operator.metrics"
+check "the scaler exports maxReplicas of $ns/reachable (10, the default)" \
+  grep -q "^multivac_scaler_max_replicas{namespace=\"$ns\",name=\"reachable\"} 10" "$work/operator.metrics"
+degraded_condition() { "$kubectl" -n "$ns" get multivac "$1" -o jsonpath='{.status.conditions[?(@.type=="Degraded")].status}'; }
+check "$ns/multivac (no Redis pod here) is Degraded: gauge 1" \
+  grep -q "^multivac_scaler_degraded{namespace=\"$ns\",name=\"multivac\"} 1" "$work/operator.metrics"
+check "$ns/multivac's condition Degraded is True" bash -c '[ "$1" = True ]' _ "$(degraded_condition multivac)"
+check "$ns/reachable is not Degraded (gauge 0)" \
+  grep -q "^multivac_scaler_degraded{namespace=\"$ns\",name=\"reachable\"} 0" "$work/operator.metrics"
+check "$ns/broken's missing Secret is counted as a reconcile error" \
+  grep -q '^multivac_operator_reconcile_errors_total{error="missing_secret"} [1-9]' "$work/operator.metrics"
+
+# promtool check metrics reads the classic text format; the programs serve
+# OpenMetrics, where a counter's HELP and TYPE name the family (`foo`), its
+# samples are `foo_total` and `foo_created`, and the page ends with `# EOF`.
+# classic rewrites that as the classic format says the same thing (HELP and
+# TYPE on `foo_total`, no `_created`, no `# EOF`), so the linter sees every
+# name, type and help text as served.
+classic() {
+  "$py" - "$1" <<'PY'
+import re, sys
+lines = open(sys.argv[1]).read().splitlines()
+counters = {m.group(1) for m in (re.match(r"# TYPE (\S+) counter$", l) for l in lines) if m}
+for l in lines:
+    if l == "# EOF" or l.startswith("# UNIT "):
+        continue
+    m = re.match(r"# (HELP|TYPE) (\S+)( .*)?$", l)
+    if m and m.group(2) in counters:
+        print(f"# {m.group(1)} {m.group(2)}_total{m.group(3) or ''}")
+        continue
+    name = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", l)
+    if name and name.group(0).endswith("_created") and name.group(0)[:-len("_created")] in counters:
+        continue
+    print(l)
+PY
+}
 for p in server worker operator; do
-  check "promtool check metrics: $p /metrics" bash -c '"$1" check metrics < "$2"' _ "$promtool" "$work/$p.metrics"
+  check "the $p serves OpenMetrics (its page ends with # EOF)" bash -c '[ "$(tail -n 1 "$1")" = "# EOF" ]' _ "$work/$p.metrics"
+  classic "$work/$p.metrics" > "$work/$p.prom"
+  check "promtool check metrics: $p /metrics" bash -c '"$1" check metrics < "$2"' _ "$promtool" "$work/$p.prom"
 done
 
 # --- 3. the metrics the rules and the dashboard name exist ------------------------------------
