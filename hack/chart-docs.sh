@@ -8,6 +8,7 @@
 #                                     table is not what values.yaml generates
 #                                     (hack/lint.sh runs this)
 set -euo pipefail
+# shellcheck source=hack/lib.sh
 source "$(dirname "$0")/lib.sh"
 cd "$MULTIVAC_ROOT"
 

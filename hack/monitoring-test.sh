@@ -14,6 +14,7 @@
 # Every check runs even when an earlier one fails; the last line says how many
 # passed, and the exit status is non-zero on any failure.
 set -euo pipefail
+# shellcheck source=hack/lib.sh
 source "$(dirname "$0")/lib.sh"
 # shellcheck source=hack/cluster/version.sh
 source "$MULTIVAC_ROOT/hack/cluster/version.sh"

@@ -10,6 +10,7 @@
 # (a third of the build). A stamp of the version, the tags and the Go toolchain
 # makes a change of any of them rebuild.
 set -euo pipefail
+# shellcheck source=hack/lib.sh
 source "$(dirname "$0")/../lib.sh"
 
 # Prometheus v3.x is published to the Go module proxy as v0.3xx.y.

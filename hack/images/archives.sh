@@ -16,6 +16,7 @@
 #    --tarball`), and the image what its Dockerfile describes
 #    (hack/images/compare.py, as hack/images/test.sh does).
 set -euo pipefail
+# shellcheck source=hack/lib.sh
 source "$(dirname "$0")/../lib.sh"
 # shellcheck source=hack/cluster/version.sh
 source "$MULTIVAC_ROOT/hack/cluster/version.sh"
