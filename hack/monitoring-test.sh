@@ -7,6 +7,9 @@
 #      hack/deps, fed a few data) and the operator (on the control plane, with
 #      a MultiVac to scale) run on this host, and each one's /metrics passes
 #      `promtool check metrics`;
+#   2b. the chart's ServiceMonitor, PodMonitor and PrometheusRule are accepted
+#      by the API server under the prometheus-operator's own CRDs (taken from
+#      its pinned Go module), in a server-side dry run;
 #   3. names: every metric the rules and the dashboard's panels name is one of
 #      those the three programs exported in step 2 (read from their /metrics,
 #      so a metric added to the code counts at once), or one of the cluster
@@ -223,6 +226,27 @@ for p in server worker operator; do
   classic "$work/$p.metrics" > "$work/$p.prom"
   check "promtool check metrics: $p /metrics" bash -c '"$1" check metrics < "$2"' _ "$promtool" "$work/$p.prom"
 done
+
+# --- 2b. the monitors and rules under the prometheus-operator's CRDs ----------------------------
+log "2b. the kit's objects under the prometheus-operator's CRDs (server-side dry run)"
+PROMETHEUS_OPERATOR_VERSION=v0.85.0
+po_dir="$(cd "$work" && GOFLAGS=-mod=mod go mod download -json \
+  "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" \
+  | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+[ -d "$po_dir/example/prometheus-operator-crd" ] \
+  || die "go mod download github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION gave no CRDs"
+for crd in servicemonitors podmonitors prometheusrules; do
+  "$kubectl" apply --server-side --force-conflicts \
+    -f "$po_dir/example/prometheus-operator-crd/monitoring.coreos.com_$crd.yaml" >/dev/null
+done
+"$kubectl" wait --for=condition=Established --timeout=60s \
+  crd/servicemonitors.monitoring.coreos.com crd/podmonitors.monitoring.coreos.com crd/prometheusrules.monitoring.coreos.com >/dev/null
+"$helm" template multivac-operator charts/multivac-operator --namespace "$ns" \
+  --set serviceMonitor.enabled=true --set podMonitor.enabled=true --set prometheusRule.enabled=true \
+  --show-only templates/servicemonitor.yaml --show-only templates/podmonitor.yaml \
+  --show-only templates/prometheusrule.yaml > "$work/monitors.yaml"
+check "ServiceMonitor, PodMonitor and PrometheusRule accepted (prometheus-operator $PROMETHEUS_OPERATOR_VERSION CRDs)" \
+  "$kubectl" apply --dry-run=server -f "$work/monitors.yaml"
 
 # --- 3. the metrics the rules and the dashboard name exist ------------------------------------
 log "3. every metric the rules and the dashboard name is exported"
