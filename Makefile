@@ -1,5 +1,5 @@
 # The two commands the README promises, plus the benchmarks.
-.PHONY: demo test bench fmt e2e
+.PHONY: demo test bench fmt e2e images
 
 # `make demo CLUSTER=1` runs the same MultiVAC as the operator provisions it on a
 # real local Kubernetes node (root; it stays up and prints how to curl it).
@@ -17,3 +17,6 @@ fmt:
 
 e2e: ## End-to-end on a real node (root): operator from its chart, a MultiVac on local images, HTTP through its Service
 	bash hack/e2e.sh
+
+images: ## The app and operator images as OCI archives in dist/images (for kind/k3d: docs/install.md)
+	bash hack/images/archives.sh

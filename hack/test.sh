@@ -14,6 +14,7 @@ MULTIVAC_TEST_FERRETDB="$(bash hack/deps/ferretdb.sh)"
 export MULTIVAC_TEST_REDIS_SERVER MULTIVAC_TEST_FERRETDB
 bash hack/cluster.sh build
 bash hack/deps/tools.sh
+bash hack/deps/promtool.sh >/dev/null
 
 log "formatting and lints"
 cargo fmt --all -- --check
@@ -34,6 +35,9 @@ cargo test --workspace --locked --no-fail-fast --features multivac-operator/inte
 
 log "install paths on the control plane"
 bash hack/install-test.sh
+
+log "monitoring kit: promtool on the rules and on the programs' /metrics"
+bash hack/monitoring-test.sh
 
 log "documentation in sync with the code"
 bash hack/docs-check.sh

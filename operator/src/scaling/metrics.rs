@@ -33,6 +33,12 @@ pub(crate) struct Metrics {
     pub(crate) backlog: Family<MultiVacLabels, Gauge>,
     /// `multivac_scaler_desired_replicas{namespace,name}`.
     pub(crate) desired: Family<MultiVacLabels, Gauge>,
+    /// `multivac_scaler_max_replicas{namespace,name}`: `spec.workers.maxReplicas`,
+    /// so an alert can tell the workers are pinned at the ceiling.
+    pub(crate) max_replicas: Family<MultiVacLabels, Gauge>,
+    /// `multivac_scaler_degraded{namespace,name}`: 1 while the scaler holds the
+    /// MultiVac's `Degraded` condition True (the backlog cannot be read).
+    pub(crate) degraded: Family<MultiVacLabels, Gauge>,
     /// `multivac_scaler_decisions_total{namespace,name,direction}`.
     pub(crate) decisions: Family<DecisionLabels, Counter>,
     /// `multivac_scaler_backlog_read_errors_total{namespace,name}`.
@@ -46,6 +52,8 @@ impl Metrics {
         Self {
             backlog: Family::default(),
             desired: Family::default(),
+            max_replicas: Family::default(),
+            degraded: Family::default(),
             decisions: Family::default(),
             read_errors: Family::default(),
             poll_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
@@ -65,6 +73,16 @@ impl Metrics {
             "desired_replicas",
             "Worker replicas the scaler wants",
             m.desired.clone(),
+        );
+        r.register(
+            "max_replicas",
+            "The MultiVac's spec.workers.maxReplicas",
+            m.max_replicas.clone(),
+        );
+        r.register(
+            "degraded",
+            "1 while the MultiVac's Degraded condition is True (backlog unreadable)",
+            m.degraded.clone(),
         );
         r.register(
             "decisions",
@@ -106,6 +124,8 @@ impl Metrics {
         };
         self.backlog.remove(&l);
         self.desired.remove(&l);
+        self.max_replicas.remove(&l);
+        self.degraded.remove(&l);
         self.read_errors.remove(&l);
         for direction in ["up", "down"] {
             self.decisions.remove(&DecisionLabels {
@@ -130,6 +150,8 @@ mod tests {
             name: "a".into(),
         };
         m.backlog.get_or_create(&l).set(1000);
+        m.max_replicas.get_or_create(&l).set(10);
+        m.degraded.get_or_create(&l).set(1);
         m.decisions
             .get_or_create(&DecisionLabels {
                 namespace: "ns".into(),
@@ -141,6 +163,14 @@ mod tests {
         prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
         assert!(
             out.contains(r#"multivac_scaler_backlog{namespace="ns",name="a"} 1000"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"multivac_scaler_max_replicas{namespace="ns",name="a"} 10"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"multivac_scaler_degraded{namespace="ns",name="a"} 1"#),
             "{out}"
         );
         assert!(

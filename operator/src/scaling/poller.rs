@@ -144,6 +144,11 @@ impl Poller {
             return;
         };
         self.resume_from(mv);
+        let labels = self.labels();
+        self.metrics
+            .max_replicas
+            .get_or_create(&labels)
+            .set(i64::from(mv.spec.workers.max_replicas));
         let current = self.replicas_in_force(&dep);
         let Some((decision, degraded)) = self.decide(mv, current).await else {
             return;
@@ -151,8 +156,12 @@ impl Poller {
         let desired = i32::try_from(decision.desired).unwrap_or(i32::MAX);
         self.metrics
             .desired
-            .get_or_create(&self.labels())
+            .get_or_create(&labels)
             .set(desired as i64);
+        self.metrics
+            .degraded
+            .get_or_create(&labels)
+            .set(i64::from(degraded.status));
         if desired != current && self.scale(&ns, &worker, desired).await {
             self.announce(mv, current, desired, &decision).await;
         }
