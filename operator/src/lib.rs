@@ -1,6 +1,7 @@
 //! MultiVAC operator: reconciles `MultiVac` resources (multivac.io/v1alpha1)
 //! into a running MultiVAC and scales its workers from the Redis backlog.
 
+mod cli;
 pub mod context;
 pub mod controller;
 pub mod crd;
@@ -12,6 +13,7 @@ pub mod resources;
 pub mod scaling;
 pub mod telemetry;
 
+pub use cli::Cli;
 pub use context::Context;
 pub use crd::{MultiVac, MultiVacSpec, MultiVacStatus};
 pub use error::{Error, Result};
