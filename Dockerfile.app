@@ -12,11 +12,12 @@ ARG RUST_VERSION=1.95
 
 FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
-# Only what cargo needs: both workspace members must exist for --locked to
+# Only what cargo needs: every workspace member must exist for --locked to
 # resolve the workspace, but only the app is compiled.
 COPY Cargo.toml Cargo.lock ./
 COPY app ./app
 COPY operator ./operator
+COPY xtask ./xtask
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \

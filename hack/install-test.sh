@@ -45,7 +45,8 @@ ready_timeout=180s
 
 work="$(mktemp -d /tmp/multivac-install.XXXXXX)"
 pids=()
-passed=0 failed=0
+# A failing check shows the last 40 lines of its output (hack/lib.sh).
+CHECK_TAIL=40
 
 k() { "$kubectl" "$@"; }
 
@@ -62,17 +63,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-# check NAME CMD...: runs CMD with its output in a file, shown only on failure.
-check() {
-  local name="$1"; shift
-  if "$@" >"$work/out" 2>&1; then
-    passed=$((passed + 1)); printf 'ok    %s\n' "$name" >&2
-  else
-    failed=$((failed + 1)); printf 'FAIL  %s\n' "$name" >&2; sed 's/^/      /' "$work/out" | tail -40 >&2
-  fi
-}
-refused() { ! "$@"; }
 
 # sa_kubeconfig NS SA FILE: a kubeconfig for the same API server that
 # authenticates with a fresh token of ServiceAccount NS/SA, nothing else.
@@ -330,5 +320,4 @@ apply_sample mv-leader second >/dev/null
 check "MultiVac created after the takeover is Ready" ready mv-leader second
 check "the new leader reconciled it" bash -c '[ "$1" -gt 0 ]' _ "$(reconciles_of "$standby")"
 
-echo "install: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check_summary install

@@ -1,16 +1,50 @@
 #!/usr/bin/env bash
-# Delivery lints (run by hack/test.sh after clippy, before the control plane
-# starts): the Dockerfiles, the Helm chart and its values schema (with the
-# monitoring kit on), the three copies of the CRD against crdgen, the chart's
-# RBAC against kustomize's, one version everywhere, the chart's README, and
-# the GitLab pipeline file. Every check runs even when an earlier one fails;
-# the last line says how many passed, and the exit status is non-zero on any
-# failure. Needs `bash hack/cluster.sh build` and `bash hack/deps/tools.sh`.
+# Every lint (`make lint`; hack/test.sh runs it before the control plane
+# starts). Every check runs even when an earlier one fails; the last line says
+# how many passed, and the exit status is non-zero on any failure.
+#
+#   bash hack/lint.sh [GROUP...]   GROUP: fmt, clippy, files (default: all three)
+#
+#   fmt     cargo fmt --check
+#   clippy  cargo clippy on every target, warnings denied
+#   files   shellcheck on every script, the generated files current (`cargo
+#           xtask generate` changes nothing), hadolint on the Dockerfiles, the
+#           Helm chart and its values schema (with the monitoring kit on),
+#           the chart's RBAC against kustomize's, one version everywhere, the
+#           chart's README, and the GitLab pipeline file. Needs `bash hack/cluster.sh
+#           build` and `bash hack/deps/tools.sh`.
+#
+# The pipeline runs each group in its own job (.gitlab-ci.yml), once.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 # shellcheck source=hack/cluster/version.sh
 source "$MULTIVAC_ROOT/hack/cluster/version.sh"
 cd "$MULTIVAC_ROOT"
+
+groups=("$@")
+[ ${#groups[@]} -gt 0 ] || groups=(fmt clippy files)
+for g in "${groups[@]}"; do
+  case "$g" in
+    fmt | clippy | files) ;;
+    *) die "unknown lint group '$g': use fmt, clippy or files" ;;
+  esac
+done
+wants() { [[ " ${groups[*]} " == *" $1 "* ]]; }
+
+work="$(mktemp -d /tmp/multivac-lint.XXXXXX)"
+trap 'rm -rf "$work"' EXIT
+
+# --- Rust -----------------------------------------------------------------------
+if wants fmt; then
+  check "cargo fmt --check" cargo fmt --all -- --check
+fi
+if wants clippy; then
+  check "cargo clippy -D warnings" cargo clippy --workspace --all-targets --locked -- -D warnings
+fi
+if ! wants files; then
+  check_summary lint
+  exit
+fi
 
 eval "$(bash hack/deps/tools.sh env)"
 bin="$(cluster_bin_dir)"
@@ -18,41 +52,52 @@ kubectl="${KUBECTL:-$bin/kubectl}"
 helm="$bin/helm"
 py="$MULTIVAC_CACHE/tools/hadolint-venv/bin/python"
 [ -x "$kubectl" ] || die "$kubectl is missing: run \`bash hack/cluster.sh build\` (or \`make test\`)"
-for t in "$helm" hadolint gitlab-ci-local "$py"; do
+for t in "$helm" hadolint gitlab-ci-local shellcheck "$py"; do
   command -v "$t" >/dev/null || die "$t is missing: run \`bash hack/deps/tools.sh\` (or \`make test\`)"
 done
 
 chart=charts/multivac-operator
-crd=crds/multivacs.multivac.io.yaml
-work="$(mktemp -d /tmp/multivac-lint.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
-passed=0 failed=0
 
-# check NAME CMD...: runs CMD with its output in a file, shown only on failure.
-check() {
-  local name="$1"; shift
-  if "$@" >"$work/out" 2>&1; then
-    passed=$((passed + 1)); printf 'ok    %s\n' "$name" >&2
-  else
-    failed=$((failed + 1)); printf 'FAIL  %s\n' "$name" >&2; sed 's/^/      /' "$work/out" >&2
-  fi
+# --- Shell scripts ----------------------------------------------------------------
+# Every script under hack/ (and CI's entry point): *.sh, and the files whose
+# first line names a shell. Sourced files are followed from their own folder.
+shell_scripts() {
+  git ls-files .ci hack | while read -r f; do
+    case "$f" in
+      *.sh) echo "$f" ;;
+      *) if head -n 1 "$f" | grep -qE '^#!.*[/ ](ba)?sh$'; then echo "$f"; fi ;;
+    esac
+  done
 }
-# fails NAME CMD...: the check passes when CMD fails (bad input must be refused).
-fails() { local name="$1"; shift; check "$name" refused "$@"; }
-refused() { ! "$@"; }
+mapfile -t scripts < <(shell_scripts)
+check "shellcheck (${#scripts[@]} scripts, warnings and errors)" \
+  shellcheck --external-sources --source-path=SCRIPTDIR --severity=warning "${scripts[@]}"
 
-same_file() { diff -u "$1" "$2"; }
+# --- Generated files ----------------------------------------------------------------
+# `cargo xtask generate` must change nothing: on a clean tree that is "generate,
+# then git diff --exit-code"; with uncommitted edits, the generated files' diff
+# must be the same before and after.
+generated_current() {
+  local files
+  mapfile -t files < <(cargo xtask generate --list)
+  [ ${#files[@]} -gt 0 ] || { echo "cargo xtask generate --list printed nothing"; return 1; }
+  git diff -- "${files[@]}" > "$work/generated.before"
+  cargo xtask generate || return 1
+  git diff -- "${files[@]}" > "$work/generated.after"
+  if ! cmp -s "$work/generated.before" "$work/generated.after"; then
+    git diff --stat -- "${files[@]}"
+    diff "$work/generated.before" "$work/generated.after" | head -n 60
+    echo "the generated files were stale (now rewritten): run \`make generate\` and commit the result"
+    return 1
+  fi
+  git ls-files --error-unmatch -- "${files[@]}" >/dev/null \
+    || { echo "a generated file is not tracked by git: run \`make generate\` and commit it"; return 1; }
+}
+check "generated files current (cargo xtask generate, then git diff)" generated_current
 
 # --- Dockerfiles ---------------------------------------------------------------
 check "hadolint Dockerfile.app" hadolint Dockerfile.app
 check "hadolint Dockerfile.operator" hadolint Dockerfile.operator
-
-# --- CRD: crdgen -> crds/ -> chart and kustomize copies --------------------------
-crdgen() { cargo run -q --locked -p multivac-operator --bin crdgen > "$work/crdgen.yaml"; }
-check "crdgen runs" crdgen
-check "$crd matches crdgen" same_file "$work/crdgen.yaml" "$crd"
-check "$chart/$crd is a copy of $crd" same_file "$crd" "$chart/$crd"
-check "config/crd/multivacs.multivac.io.yaml is a copy of $crd" same_file "$crd" config/crd/multivacs.multivac.io.yaml
 
 # --- Helm chart -------------------------------------------------------------------
 check "helm lint --strict" "$helm" lint --strict "$chart"
@@ -329,5 +374,4 @@ check "gitlab-ci-local: merge request pipeline" pipeline_jobs "clippy fmt image:
 check "gitlab-ci-local: tag pipeline adds the release" pipeline_jobs "clippy fmt image:app image:operator lint release:chart release:images sbom:app sbom:operator test " --variable CI_COMMIT_TAG=v0.1.0
 check "gitlab-ci-local: needs chain valid on tags" gitlab_ci --validate-dependency-chain --variable CI_COMMIT_TAG=v0.1.0
 
-echo "lint: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check_summary lint

@@ -58,7 +58,6 @@ else
 fi
 
 pids=()
-passed=0 failed=0
 ns=multivac-monitoring-test
 cleanup() {
   local p
@@ -69,15 +68,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# check NAME CMD...: runs CMD with its output in a file, shown only on failure.
-check() {
-  local name="$1"; shift
-  if "$@" >"$work/out" 2>&1; then
-    passed=$((passed + 1)); printf 'ok    %s\n' "$name" >&2
-  else
-    failed=$((failed + 1)); printf 'FAIL  %s\n' "$name" >&2; sed 's/^/      /' "$work/out" | tail -40 >&2
-  fi
-}
+CHECK_TAIL=40
 
 wait_http() { # wait_http URL: up to 30 s for an answer
   local i
@@ -336,5 +327,4 @@ PY
 check "every metric named by the rules and the dashboard is exported (or a cluster metric)" check_names
 check "every dashboard expression parses (promtool check rules)" "$promtool" check rules "$work/dashboard-rules.yaml"
 
-echo "monitoring: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check_summary monitoring

@@ -17,6 +17,8 @@ pub mod store;
 pub mod telemetry;
 pub mod worker;
 
+pub use config::Cli;
+
 /// The only question MultiVAC answers.
 pub const QUESTION: &str = "How can the entropy of the universe be reversed?";
 /// The answer until enough concepts have been learned.

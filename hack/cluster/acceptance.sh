@@ -180,29 +180,20 @@ EOF
 
 # ---- runner ---------------------------------------------------------------------
 
-passed=0 failed=0
-run_test() { # NAME FUNCTION
-  local name="$1" fn="$2" ns="acc-$1-$$"
-  local t0; t0=$(date +%s)
-  echo "--- $name" >&2
-  if ! k create namespace "$ns" >/dev/null; then
-    echo "FAIL $name: could not create namespace $ns" >&2; failed=$((failed + 1)); return
-  fi
-  # errexit only works outside a condition, hence the separate status.
-  local rc=0
-  ( set -e; "$fn" "$ns" ); rc=$?
-  if [ $rc -eq 0 ]; then
-    echo "ok   $name ($(( $(date +%s) - t0 )) s)" >&2; passed=$((passed + 1))
-  else
-    echo "FAIL $name ($(( $(date +%s) - t0 )) s)" >&2; failed=$((failed + 1))
-  fi
+# in_namespace FUNCTION NAMESPACE: runs one test in a namespace of its own,
+# stopping at its first failing command (errexit works in the subshell because
+# check runs it outside any condition), then removes the namespace.
+in_namespace() {
+  local fn="$1" ns="$2" rc
+  k create namespace "$ns" >/dev/null || { echo "could not create namespace $ns"; return 1; }
+  ( set -e; "$fn" "$ns" )
+  rc=$?
   k delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
+  return "$rc"
 }
 
-run_test nodes-ready test_nodes_ready
-run_test deployment-runs test_deployment_runs
-run_test garbage-collection test_garbage_collection
-run_test pod-security test_pod_security
+for t in nodes-ready deployment-runs garbage-collection pod-security; do
+  check "$t" in_namespace "test_${t//-/_}" "acc-$t-$$"
+done
 
-echo "cluster: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check_summary cluster

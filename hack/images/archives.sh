@@ -38,15 +38,6 @@ bash hack/images/build.sh multivac multivac-operator >/dev/null
 
 work="$(mktemp -d /tmp/multivac-archives.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
-passed=0 failed=0
-check() {
-  local name="$1"; shift
-  if "$@" >"$work/out" 2>&1; then
-    passed=$((passed + 1)); printf 'ok    %s\n' "$name" >&2; sed 's/^/      /' "$work/out" >&2
-  else
-    failed=$((failed + 1)); printf 'FAIL  %s\n' "$name" >&2; sed 's/^/      /' "$work/out" >&2
-  fi
-}
 
 # oci_layout TAR REF: skopeo reads the archive as an OCI layout, copies the
 # image out of it (every blob read and its digest checked) and finds REF's
@@ -79,5 +70,4 @@ check "multivac-operator.tar matches Dockerfile.operator" python3 hack/images/co
   Dockerfile.operator "$MULTIVAC_IMAGE_OUT/multivac-operator.tar" "$MULTIVAC_RELEASE_TARGET/release/multivac-operator"
 
 ls -l "$MULTIVAC_IMAGE_OUT"/multivac.tar "$MULTIVAC_IMAGE_OUT"/multivac-operator.tar >&2
-echo "images: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check_summary images

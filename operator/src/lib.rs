@@ -2,8 +2,9 @@
 //! into a running MultiVAC and scales its workers from the Redis backlog.
 //!
 //! Every module is private; the crate root exports what the
-//! `multivac-operator` and `crdgen` binaries and the integration tests use.
+//! `multivac-operator` binary, `cargo xtask` and the integration tests use.
 
+mod cli;
 mod context;
 mod controller;
 mod crd;
@@ -17,11 +18,13 @@ mod resources;
 mod scaling;
 mod telemetry;
 
+/// The command line of `multivac-operator` (read by `cargo xtask generate` for the docs).
+pub use cli::Cli;
 /// Shared by the controller, the scaler and the HTTP endpoint; `main` builds it.
 pub use context::Context;
 /// Runs the controller and the scaler (after leader election, if any).
 pub use controller::run;
-/// The custom resource: `MultiVac::crd()` is the CRD that `crdgen` prints.
+/// The custom resource: `MultiVac::crd()` is the CRD that `cargo xtask generate` writes.
 pub use crd::{MultiVac, MultiVacSpec, MultiVacStatus};
 pub use error::{Error, Result};
 /// `/metrics`, `/healthz` and `/readyz`.

@@ -2,56 +2,18 @@
 //! /readyz, optionally waits for the leader lease, then runs the controller
 //! and the scaler until SIGTERM (or until it loses the lease).
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use clap::Parser;
-use multivac_operator::{Context, LeaderConfig, LogFormat};
+use multivac_operator::{Cli, Context, LeaderConfig};
 use prometheus_client::registry::Registry;
 use tokio::sync::{oneshot, watch};
 use tracing::{error, info};
 
-/// Reconciles MultiVac resources (multivac.io/v1alpha1) into running MultiVACs.
-#[derive(Debug, Parser)]
-#[command(name = "multivac-operator", version, about)]
-struct Args {
-    /// Address of /metrics, /healthz and /readyz.
-    #[arg(
-        long,
-        env = "MULTIVAC_OPERATOR_METRICS_BIND",
-        default_value = "0.0.0.0:8080"
-    )]
-    metrics_bind: SocketAddr,
-    /// Log line format.
-    #[arg(
-        long,
-        env = "MULTIVAC_OPERATOR_LOG_FORMAT",
-        value_enum,
-        default_value = "text"
-    )]
-    log_format: LogFormat,
-    /// Run only while holding the leader Lease (needed with more than one replica).
-    #[arg(long, env = "MULTIVAC_OPERATOR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    leader_election: bool,
-    /// Name of the leader Lease.
-    #[arg(
-        long,
-        env = "MULTIVAC_OPERATOR_LEASE_NAME",
-        default_value = "multivac-operator"
-    )]
-    lease_name: String,
-    /// Namespace of the leader Lease; also where the operator's pods run.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-    lease_namespace: String,
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "MULTIVAC_OPERATOR_WATCH_NAMESPACE")]
-    watch_namespace: Option<String>,
-}
-
 #[tokio::main]
 async fn main() {
-    let args = Args::parse();
+    let args = Cli::parse();
     multivac_operator::init_logging(args.log_format);
     if let Err(e) = run(args).await {
         error!(error = %e, "operator failed");
@@ -59,7 +21,7 @@ async fn main() {
     }
 }
 
-async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(args: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let client = kube::Client::try_default().await.map_err(|e| {
         format!("no Kubernetes client configuration (in-cluster or KUBECONFIG): {e}")
     })?;
