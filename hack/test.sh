@@ -17,7 +17,7 @@ bash hack/deps/tools.sh
 
 log "formatting and lints"
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --features multivac/integration -- -D warnings
 bash hack/lint.sh
 
 log "local control plane"
@@ -30,7 +30,7 @@ export KUBECONFIG
 bash hack/cluster/acceptance.sh
 
 log "cargo test"
-cargo test --workspace --locked --no-fail-fast
+cargo test --workspace --locked --no-fail-fast --features multivac/integration
 
 log "install paths on the control plane"
 bash hack/install-test.sh
