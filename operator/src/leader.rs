@@ -5,6 +5,7 @@
 
 use kube::Client;
 use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
+use multivac_contract::Shutdown;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -46,7 +47,7 @@ pub struct Leadership {
 pub async fn acquire(
     client: Client,
     config: &LeaderConfig,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &mut Shutdown,
 ) -> Result<Option<Leadership>> {
     let manager = LeaseManagerBuilder::new(client, &config.lease_name)
         .with_namespace(&config.namespace)
@@ -75,7 +76,7 @@ pub async fn acquire(
                     return Err(Error::Leader(format!("lease manager stopped: {:?}", task.await)));
                 }
             }
-            _ = shutdown.wait_for(|stop| *stop) => {
+            _ = shutdown.wait() => {
                 drop(state);
                 let _ = task.await;
                 return Ok(None);

@@ -7,11 +7,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use clap::Parser;
+use multivac_contract::{LogFormat, init_logging, on_signals};
 use multivac_operator::context::Context;
 use multivac_operator::leader::{self, LeaderConfig};
-use multivac_operator::telemetry::{self, LogFormat};
 use prometheus_client::registry::Registry;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tracing::{error, info};
 
 /// Reconciles MultiVac resources (multivac.io/v1alpha1) into running MultiVACs.
@@ -54,7 +54,7 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    telemetry::init_logging(args.log_format);
+    init_logging(args.log_format, "info,kube_lease_manager=warn");
     if let Err(e) = run(args).await {
         error!(error = %e, "operator failed");
         std::process::exit(1);
@@ -77,16 +77,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot listen on --metrics-bind {}: {e}", args.metrics_bind))?;
     let addr = listener.local_addr().unwrap_or(args.metrics_bind);
     info!(%addr, "serving /metrics, /healthz, /readyz");
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut http_stop = stop_rx.clone();
-    let http = tokio::spawn(
-        axum::serve(listener, multivac_operator::http::router(ctx.clone()))
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            })
-            .into_future(),
-    );
-    tokio::spawn(signal(stop_tx));
+    let shutdown = on_signals();
+    let http = tokio::spawn(multivac_contract::serve(
+        listener,
+        multivac_operator::http::router(ctx.clone()),
+        shutdown.clone(),
+    ));
 
     client
         .apiserver_version()
@@ -100,16 +96,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             namespace: args.lease_namespace,
             identity: leader::default_identity(),
         };
-        let mut stop = stop_rx.clone();
+        let mut stop = shutdown.clone();
         match leader::acquire(client, &config, &mut stop).await? {
             None => 0,
             Some(mut leadership) => {
                 ctx.metrics.leader.set(1);
                 let (ctl_stop, ctl) = spawn_controller(ctx.clone(), args.watch_namespace.clone());
-                let mut stop = stop_rx.clone();
+                let mut stop = shutdown.clone();
                 let lost = tokio::select! {
                     _ = leadership.lost() => true,
-                    _ = stop.wait_for(|s| *s) => false,
+                    _ = stop.wait() => false,
                 };
                 ctx.metrics.leader.set(0);
                 let _ = ctl_stop.send(());
@@ -127,8 +123,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         info!("leader election disabled: running the controller");
         ctx.metrics.leader.set(1);
         let (ctl_stop, ctl) = spawn_controller(ctx.clone(), args.watch_namespace.clone());
-        let mut stop = stop_rx.clone();
-        let _ = stop.wait_for(|s| *s).await;
+        shutdown.clone().wait().await;
         let _ = ctl_stop.send(());
         stop_controller(ctl).await;
         0
@@ -167,15 +162,4 @@ fn spawn_controller(
         },
     ));
     (tx, handle)
-}
-
-/// Flips `stop` on SIGTERM (kubelet) or SIGINT (terminal).
-async fn signal(stop: watch::Sender<bool>) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("install the SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
-    }
-    let _ = stop.send(true);
 }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use multivac_contract::{LogFormat, env};
 use serde_json::{Value, json};
 
 use super::metadata;
@@ -12,13 +13,16 @@ use crate::error::Result;
 pub fn data(mv: &MultiVac) -> BTreeMap<String, String> {
     let mut d = BTreeMap::from([
         (
-            "MULTIVAC_MONGODB_DATABASE".to_string(),
+            env::MONGODB_DATABASE.to_string(),
             mv.spec.mongodb.database.clone(),
         ),
-        ("MULTIVAC_LOG_FORMAT".to_string(), "json".to_string()),
+        (
+            env::LOG_FORMAT.to_string(),
+            LogFormat::Json.as_str().to_string(),
+        ),
     ]);
     if let Some(n) = mv.spec.answer.required_concepts {
-        d.insert("MULTIVAC_REQUIRED_CONCEPTS".into(), n.to_string());
+        d.insert(env::REQUIRED_CONCEPTS.into(), n.to_string());
     }
     d
 }

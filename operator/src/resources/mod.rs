@@ -28,10 +28,6 @@ pub mod service;
 pub mod service_account;
 pub mod worker;
 
-/// Port the app's HTTP server listens on.
-pub const SERVER_PORT: i32 = 8080;
-/// Port of the worker's /metrics, /healthz and /readyz.
-pub const WORKER_METRICS_PORT: i32 = 9090;
 /// Redis port.
 pub const REDIS_PORT: i32 = 6379;
 /// MongoDB port.

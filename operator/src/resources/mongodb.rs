@@ -7,7 +7,9 @@ use super::{
     MONGODB_PORT, container_security, metadata, pull_secrets, resources_or,
     store_default_resources, store_pod_security,
 };
-use crate::crd::{MONGODB_PASSWORD_KEY, MONGODB_USERNAME_KEY, MultiVac};
+use multivac_contract::secret_key;
+
+use crate::crd::MultiVac;
 use crate::error::Result;
 
 /// Image used when `mongodb.managed.image` is unset.
@@ -36,8 +38,8 @@ pub fn build(mv: &MultiVac) -> Result<Value> {
                         "name": "mongodb",
                         "image": managed.image.as_deref().unwrap_or(DEFAULT_IMAGE),
                         "env": [
-                            {"name": "MONGO_INITDB_ROOT_USERNAME", "valueFrom": {"secretKeyRef": {"name": secret, "key": MONGODB_USERNAME_KEY}}},
-                            {"name": "MONGO_INITDB_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": MONGODB_PASSWORD_KEY}}},
+                            {"name": "MONGO_INITDB_ROOT_USERNAME", "valueFrom": {"secretKeyRef": {"name": secret, "key": secret_key::MONGODB_USERNAME}}},
+                            {"name": "MONGO_INITDB_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": secret_key::MONGODB_PASSWORD}}},
                             // The image's user has no writable home; mongosh (init, probes) writes there.
                             {"name": "HOME", "value": "/tmp"},
                         ],

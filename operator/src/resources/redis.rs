@@ -7,7 +7,9 @@ use super::{
     REDIS_PORT, container_security, metadata, pull_secrets, resources_or, store_default_resources,
     store_pod_security,
 };
-use crate::crd::{MultiVac, REDIS_PASSWORD_KEY};
+use multivac_contract::secret_key;
+
+use crate::crd::MultiVac;
 use crate::error::Result;
 
 /// Image used when `redis.managed.image` is unset.
@@ -20,7 +22,7 @@ const START: &str = "exec redis-server - --dir /data --appendonly yes --port 637
 /// Deployment `<mv>-redis`.
 pub fn build(mv: &MultiVac) -> Result<Value> {
     let managed = mv.spec.redis.managed.clone().unwrap_or_default();
-    let password = json!({"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": mv.credentials_name(), "key": REDIS_PASSWORD_KEY}}});
+    let password = json!({"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": mv.credentials_name(), "key": secret_key::REDIS_PASSWORD}}});
     Ok(json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",

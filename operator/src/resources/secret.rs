@@ -6,10 +6,9 @@ use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{Value, json};
 
 use super::{MONGODB_PORT, REDIS_PORT, metadata, namespace};
-use crate::crd::{
-    MONGODB_PASSWORD_KEY, MONGODB_URI_KEY, MONGODB_USERNAME_KEY, MultiVac, REDIS_PASSWORD_KEY,
-    REDIS_URL_KEY,
-};
+use multivac_contract::secret_key;
+
+use crate::crd::MultiVac;
 use crate::error::Result;
 
 /// User name of the managed MongoDB's root user.
@@ -31,11 +30,11 @@ pub fn build(mv: &MultiVac, redis_password: &str, mongodb_password: &str) -> Res
         "metadata": metadata(mv, &mv.credentials_name(), "multivac")?,
         "type": "Opaque",
         "stringData": {
-            REDIS_PASSWORD_KEY: redis_password,
-            REDIS_URL_KEY: format!("redis://:{redis_password}@{redis_host}:{REDIS_PORT}/0"),
-            MONGODB_USERNAME_KEY: MONGODB_USERNAME,
-            MONGODB_PASSWORD_KEY: mongodb_password,
-            MONGODB_URI_KEY: format!(
+            secret_key::REDIS_PASSWORD: redis_password,
+            secret_key::REDIS_URL: format!("redis://:{redis_password}@{redis_host}:{REDIS_PORT}/0"),
+            secret_key::MONGODB_USERNAME: MONGODB_USERNAME,
+            secret_key::MONGODB_PASSWORD: mongodb_password,
+            secret_key::MONGODB_URI: format!(
                 "mongodb://{MONGODB_USERNAME}:{mongodb_password}@{mongodb_host}:{MONGODB_PORT}/?authSource=admin"
             ),
         },

@@ -2,7 +2,9 @@
 
 use serde_json::{Value, json};
 
-use super::{SERVER_PORT, app_default_resources, app_pod, metadata, resources_or};
+use multivac_contract::port;
+
+use super::{app_default_resources, app_pod, metadata, resources_or};
 use crate::crd::MultiVac;
 use crate::error::Result;
 
@@ -12,7 +14,7 @@ pub fn build(mv: &MultiVac) -> Result<Value> {
         mv,
         "server",
         "http",
-        SERVER_PORT,
+        port::SERVER,
         app_pod::env(mv, true),
         resources_or(&mv.spec.server.resources, app_default_resources())?,
     );

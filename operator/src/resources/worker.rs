@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::{WORKER_METRICS_PORT, app_default_resources, app_pod, metadata, resources_or};
+use multivac_contract::port;
+
+use super::{app_default_resources, app_pod, metadata, resources_or};
 use crate::crd::MultiVac;
 use crate::error::Result;
 
@@ -16,7 +18,7 @@ pub fn build(mv: &MultiVac) -> Result<Value> {
         mv,
         "worker",
         "metrics",
-        WORKER_METRICS_PORT,
+        port::WORKER_METRICS,
         app_pod::env(mv, false),
         resources_or(&mv.spec.workers.resources, app_default_resources())?,
     );
