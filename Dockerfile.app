@@ -12,10 +12,12 @@ ARG RUST_VERSION=1.95
 
 FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
-# Only what cargo needs: both workspace members must exist for --locked to
-# resolve the workspace, but only the app is compiled.
+# Only what cargo needs: every workspace member must exist for --locked to
+# resolve the workspace, but only the app and the contract crate it shares
+# with the operator are compiled.
 COPY Cargo.toml Cargo.lock ./
 COPY app ./app
+COPY contract ./contract
 COPY operator ./operator
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \

@@ -26,7 +26,7 @@
 #  3b. anchors: a link to `#heading` (in the same or another document) names a
 #     heading that exists.
 #  4. tests: every test cited as `path/to/file.rs::test_name` or `fn test_name`
-#     exists (`fn test_name` in that file, or anywhere under app/ and operator/);
+#     exists (`fn test_name` in that file, or anywhere under app/, contract/ and operator/);
 #     docs/debugging.md cites at least one regression test.
 set -euo pipefail
 # shellcheck source=hack/lib.sh
@@ -59,10 +59,10 @@ target="${CARGO_TARGET_DIR:-target}"
 help_dir="$(mktemp -d)"
 trap 'rm -rf "$help_dir"' EXIT
 
-fresh_bin() { # fresh_bin BIN SRC_DIR...: is BIN present and newer than every source?
+fresh_bin() { # fresh_bin BIN SRC_DIR...: is BIN present and newer than every source (and the shared contract crate)?
   local bin="$1"; shift
   [ -x "$bin" ] || return 1
-  [ -z "$(find "$@" Cargo.lock -newer "$bin" -type f -print -quit 2>/dev/null)" ]
+  [ -z "$(find "$@" contract Cargo.lock -newer "$bin" -type f -print -quit 2>/dev/null)" ]
 }
 
 run_help() { # run_help OUT PACKAGE BIN SRC_DIR ARGS...
@@ -397,7 +397,7 @@ if block is not None:
 
 # ---------------------------------------------------------------- 3. paths and 4. tests
 
-ROOTS = {"app", "operator", "hack", "crds", "charts", "config", "docs", ".ci", ".gitlab-ci.yml",
+ROOTS = {"app", "contract", "operator", "hack", "crds", "charts", "config", "docs", ".ci", ".gitlab-ci.yml",
          "Makefile", "Cargo.toml", "Cargo.lock", "Dockerfile.app", "Dockerfile.operator", "README.md"}
 
 def candidate_paths(line):
@@ -476,7 +476,7 @@ for doc in DOCS:
                 tests_cited.setdefault(doc, []).append((n, m.groups()))
 
 def rust_files():
-    for top in ("app", "operator"):
+    for top in ("app", "contract", "operator"):
         for dirpath, _, files in os.walk(top):
             for f in files:
                 path = os.path.join(dirpath, f)
