@@ -31,6 +31,7 @@ pub use store::{Knowledge, Learned, Store, StoreError};
 /// Why a subcommand could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The listen address is taken or not ours.
     #[error(
         "cannot listen on {addr}: {source}; pick a free address with {bind} / {metrics_bind}",
         bind = env::BIND,
@@ -41,10 +42,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The HTTP server stopped with an error.
     #[error("serving HTTP failed: {0}")]
     Serve(#[source] std::io::Error),
+    /// Redis could not be set up (an invalid URL; a Redis that is down is
+    /// retried, not fatal).
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// MongoDB could not be set up (an invalid URI).
     #[error(transparent)]
     Store(#[from] StoreError),
 }

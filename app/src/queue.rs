@@ -23,6 +23,7 @@ use crate::redact::redact_url;
 /// Redis failures, with what to check.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
+    /// A command failed or Redis did not answer.
     #[error(
         "Redis at {url} is unreachable or failed: {source}; check {var} and that Redis is up",
         var = env::REDIS_URL
@@ -32,6 +33,7 @@ pub enum QueueError {
         #[source]
         source: redis::RedisError,
     },
+    /// Reading the backlog failed (see `multivac_contract::read_backlog`).
     #[error(
         "reading the backlog from Redis at {url} failed: {source}; check {var} and that Redis is up",
         var = env::REDIS_URL
@@ -41,6 +43,7 @@ pub enum QueueError {
         #[source]
         source: BacklogError,
     },
+    /// The URL cannot be used.
     #[error("invalid {var} {url}: {source}", var = env::REDIS_URL)]
     Url {
         url: String,

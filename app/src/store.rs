@@ -27,12 +27,14 @@ const KNOWN_CONCEPTS_CAP: usize = 200_000;
 /// MongoDB failures, with what to check.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The URI cannot be used.
     #[error("invalid {var} {uri}: {source}", var = env::MONGODB_URI)]
     Uri {
         uri: String,
         #[source]
         source: mongodb::error::Error,
     },
+    /// A command failed or MongoDB did not answer.
     #[error(
         "MongoDB at {uri} is unreachable or failed: {source}; check {var} and that MongoDB is up",
         var = env::MONGODB_URI
