@@ -13,9 +13,11 @@ ARG RUST_VERSION=1.95
 FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
 # Only what cargo needs: every workspace member must exist for --locked to
-# resolve the workspace, but only the app is compiled.
+# resolve the workspace, but only the app and the contract crate it shares
+# with the operator are compiled.
 COPY Cargo.toml Cargo.lock ./
 COPY app ./app
+COPY contract ./contract
 COPY operator ./operator
 COPY xtask ./xtask
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \

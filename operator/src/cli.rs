@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 
-use crate::telemetry::LogFormat;
+use multivac_contract::LogFormat;
 
 /// Reconciles MultiVac resources (multivac.io/v1alpha1) into running MultiVACs.
 #[derive(Debug, Parser)]

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema, Resource};
+use multivac_contract::secret_key;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -20,18 +21,6 @@ pub const FIELD_MANAGER: &str = "multivac-operator";
 /// Field manager of the scaler (it owns only worker `spec.replicas`,
 /// `status.workers.{current,desired,backlog,lastScaleTime}` and the `Degraded` condition).
 pub const SCALER_FIELD_MANAGER: &str = "multivac-operator-scaler";
-/// Key of the Redis URL in the generated credentials Secret (and the default key for `redis.external.secretRef`).
-pub const REDIS_URL_KEY: &str = "redis-url";
-/// Key of the Redis password in the generated credentials Secret.
-pub const REDIS_PASSWORD_KEY: &str = "redis-password";
-/// Key of the MongoDB URI in the generated credentials Secret (and the default key for `mongodb.external.secretRef`).
-pub const MONGODB_URI_KEY: &str = "mongodb-uri";
-/// Key of the MongoDB root user name in the generated credentials Secret.
-pub const MONGODB_USERNAME_KEY: &str = "mongodb-username";
-/// Key of the MongoDB root password in the generated credentials Secret.
-pub const MONGODB_PASSWORD_KEY: &str = "mongodb-password";
-/// Default key of the API token in `apiTokenSecretRef`.
-pub const API_TOKEN_KEY: &str = "token";
 
 /// A whole MultiVAC: HTTP server, queue workers, Redis and MongoDB, wired together.
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -528,11 +517,11 @@ impl MultiVac {
                     .secret_ref
                     .key
                     .clone()
-                    .unwrap_or_else(|| REDIS_URL_KEY.into()),
+                    .unwrap_or_else(|| secret_key::REDIS_URL.into()),
             },
             None => SecretSource {
                 name: self.credentials_name(),
-                key: REDIS_URL_KEY.into(),
+                key: secret_key::REDIS_URL.into(),
             },
         }
     }
@@ -545,11 +534,11 @@ impl MultiVac {
                     .secret_ref
                     .key
                     .clone()
-                    .unwrap_or_else(|| MONGODB_URI_KEY.into()),
+                    .unwrap_or_else(|| secret_key::MONGODB_URI.into()),
             },
             None => SecretSource {
                 name: self.credentials_name(),
-                key: MONGODB_URI_KEY.into(),
+                key: secret_key::MONGODB_URI.into(),
             },
         }
     }
@@ -560,7 +549,10 @@ impl MultiVac {
             .as_ref()
             .map(|r| SecretSource {
                 name: r.name.clone(),
-                key: r.key.clone().unwrap_or_else(|| API_TOKEN_KEY.into()),
+                key: r
+                    .key
+                    .clone()
+                    .unwrap_or_else(|| secret_key::API_TOKEN.into()),
             })
     }
 }

@@ -5,6 +5,7 @@
 
 use kube::Client;
 use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
+use multivac_contract::Shutdown;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -56,7 +57,7 @@ impl LeaderConfig {
     pub async fn acquire(
         &self,
         client: Client,
-        shutdown: &mut watch::Receiver<bool>,
+        shutdown: &mut Shutdown,
     ) -> Result<Option<Leadership>> {
         let manager = LeaseManagerBuilder::new(client, &self.lease_name)
             .with_namespace(&self.namespace)
@@ -85,7 +86,7 @@ impl LeaderConfig {
                         return Err(Error::Leader(format!("lease manager stopped: {:?}", task.await)));
                     }
                 }
-                _ = shutdown.wait_for(|stop| *stop) => {
+                _ = shutdown.wait() => {
                     drop(state);
                     let _ = task.await;
                     return Ok(None);

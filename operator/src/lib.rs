@@ -31,7 +31,5 @@ pub use error::{Error, Result};
 pub use http::router;
 /// Leader election on a Lease.
 pub use leader::{LeaderConfig, Leadership};
-/// The backlog read, for the tests against a real redis-server.
-pub use scaling::backlog::{BacklogReader, GROUP, STREAM, Source};
-/// Log setup for the binary.
-pub use telemetry::{LogFormat, init_logging};
+/// The backlog read with a cached connection, for the tests against a real redis-server.
+pub use scaling::backlog::BacklogReader;

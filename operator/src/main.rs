@@ -6,15 +6,16 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use clap::Parser;
+use multivac_contract::{init_logging, on_signals};
 use multivac_operator::{Cli, Context, LeaderConfig};
 use prometheus_client::registry::Registry;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tracing::{error, info};
 
 #[tokio::main]
 async fn main() {
     let args = Cli::parse();
-    multivac_operator::init_logging(args.log_format);
+    init_logging(args.log_format, "info,kube_lease_manager=warn");
     if let Err(e) = run(args).await {
         error!(error = %e, "operator failed");
         std::process::exit(1);
@@ -37,16 +38,12 @@ async fn run(args: Cli) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot listen on --metrics-bind {}: {e}", args.metrics_bind))?;
     let addr = listener.local_addr().unwrap_or(args.metrics_bind);
     info!(%addr, "serving /metrics, /healthz, /readyz");
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut http_stop = stop_rx.clone();
-    let http = tokio::spawn(
-        axum::serve(listener, multivac_operator::router(ctx.clone()))
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            })
-            .into_future(),
-    );
-    tokio::spawn(signal(stop_tx));
+    let shutdown = on_signals();
+    let http = tokio::spawn(multivac_contract::serve(
+        listener,
+        multivac_operator::router(ctx.clone()),
+        shutdown.clone(),
+    ));
 
     client
         .apiserver_version()
@@ -56,16 +53,16 @@ async fn run(args: Cli) -> Result<(), Box<dyn std::error::Error>> {
 
     let code = if args.leader_election {
         let config = LeaderConfig::new(args.lease_name, args.lease_namespace);
-        let mut stop = stop_rx.clone();
+        let mut stop = shutdown.clone();
         match config.acquire(client, &mut stop).await? {
             None => 0,
             Some(mut leadership) => {
                 ctx.metrics.leader.set(1);
                 let (ctl_stop, ctl) = spawn_controller(ctx.clone(), args.watch_namespace.clone());
-                let mut stop = stop_rx.clone();
+                let mut stop = shutdown.clone();
                 let lost = tokio::select! {
                     _ = leadership.lost() => true,
-                    _ = stop.wait_for(|s| *s) => false,
+                    _ = stop.wait() => false,
                 };
                 ctx.metrics.leader.set(0);
                 let _ = ctl_stop.send(());
@@ -83,8 +80,7 @@ async fn run(args: Cli) -> Result<(), Box<dyn std::error::Error>> {
         info!("leader election disabled: running the controller");
         ctx.metrics.leader.set(1);
         let (ctl_stop, ctl) = spawn_controller(ctx.clone(), args.watch_namespace.clone());
-        let mut stop = stop_rx.clone();
-        let _ = stop.wait_for(|s| *s).await;
+        shutdown.clone().wait().await;
         let _ = ctl_stop.send(());
         stop_controller(ctl).await;
         0
@@ -119,15 +115,4 @@ fn spawn_controller(
         let _ = rx.await;
     }));
     (tx, handle)
-}
-
-/// Flips `stop` on SIGTERM (kubelet) or SIGINT (terminal).
-async fn signal(stop: watch::Sender<bool>) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("install the SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
-    }
-    let _ = stop.send(true);
 }

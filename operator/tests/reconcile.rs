@@ -199,7 +199,7 @@ async fn apply_sample(client: &Client, ns: &str) {
         "/../config/samples/multivac.yaml"
     );
     let text = std::fs::read_to_string(path).expect("read config/samples/multivac.yaml");
-    let sample: Value = serde_yaml::from_str(&text).expect("the sample is YAML");
+    let sample: Value = serde_saphyr::from_str(&text).expect("the sample is YAML");
     let name = sample["metadata"]["name"]
         .as_str()
         .expect("the sample's name");

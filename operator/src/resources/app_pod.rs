@@ -1,6 +1,7 @@
 //! What the server and worker pods share: env wiring to the Secrets and the
 //! ConfigMap, the restricted security context, volumes, pod template shape.
 
+use multivac_contract::{env, path};
 use serde_json::{Value, json};
 
 use super::{app_pod_security, container_security, pull_secrets, selector_labels};
@@ -15,12 +16,12 @@ fn secret_env(name: &str, src: &SecretSource) -> Value {
 /// in the pod spec itself), POD_NAME for the consumer name and logs.
 pub fn env(mv: &Validated, with_api_token: bool) -> Value {
     let mut env = vec![
-        json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
-        secret_env("MULTIVAC_REDIS_URL", &mv.redis_url_source()),
-        secret_env("MULTIVAC_MONGODB_URI", &mv.mongodb_uri_source()),
+        json!({"name": env::POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
+        secret_env(env::REDIS_URL, &mv.redis_url_source()),
+        secret_env(env::MONGODB_URI, &mv.mongodb_uri_source()),
     ];
     if with_api_token && let Some(src) = mv.api_token_source() {
-        env.push(secret_env("MULTIVAC_API_TOKEN", &src));
+        env.push(secret_env(env::API_TOKEN, &src));
     }
     Value::Array(env)
 }
@@ -54,7 +55,7 @@ pub fn container(
     mv: &Validated,
     command: &str,
     port_name: &str,
-    port: i32,
+    port: u16,
     env: Value,
     resources: Value,
 ) -> Value {
@@ -66,11 +67,11 @@ pub fn container(
         "env": env,
         "envFrom": [{"configMapRef": {"name": mv.config_name()}}],
         "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": port_name},
+            "httpGet": {"path": path::HEALTHZ, "port": port_name},
             "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3,
         },
         "readinessProbe": {
-            "httpGet": {"path": "/readyz", "port": port_name},
+            "httpGet": {"path": path::READYZ, "port": port_name},
             "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 2,
         },
         "resources": resources,

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
+use multivac_contract::{LogFormat, env};
 use serde_json::json;
 
 use super::{metadata, typed};
@@ -13,13 +14,16 @@ use crate::reconcile::Validated;
 fn data(mv: &Validated) -> BTreeMap<String, String> {
     let mut d = BTreeMap::from([
         (
-            "MULTIVAC_MONGODB_DATABASE".to_string(),
+            env::MONGODB_DATABASE.to_string(),
             mv.spec.mongodb.database.clone(),
         ),
-        ("MULTIVAC_LOG_FORMAT".to_string(), "json".to_string()),
+        (
+            env::LOG_FORMAT.to_string(),
+            LogFormat::Json.as_str().to_string(),
+        ),
     ]);
     if let Some(n) = mv.spec.answer.required_concepts {
-        d.insert("MULTIVAC_REQUIRED_CONCEPTS".into(), n.to_string());
+        d.insert(env::REQUIRED_CONCEPTS.into(), n.to_string());
     }
     d
 }

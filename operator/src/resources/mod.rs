@@ -36,10 +36,6 @@ mod worker;
 pub(crate) use secret::Passwords;
 pub(crate) use service::server_url;
 
-/// Port the app's HTTP server listens on.
-pub const SERVER_PORT: i32 = 8080;
-/// Port of the worker's /metrics, /healthz and /readyz.
-pub const WORKER_METRICS_PORT: i32 = 9090;
 /// Redis port.
 pub const REDIS_PORT: i32 = 6379;
 /// MongoDB port.

@@ -8,7 +8,9 @@ use super::{
     MONGODB_PORT, container_security, metadata, pull_secrets, resources_or,
     store_default_resources, store_pod_security, typed,
 };
-use crate::crd::{MONGODB_PASSWORD_KEY, MONGODB_USERNAME_KEY, ManagedStore};
+use multivac_contract::secret_key;
+
+use crate::crd::ManagedStore;
 use crate::error::Result;
 use crate::reconcile::Validated;
 
@@ -37,8 +39,8 @@ pub(super) fn build(mv: &Validated, managed: &ManagedStore) -> Result<Deployment
                         "name": "mongodb",
                         "image": managed.image.as_deref().unwrap_or(DEFAULT_IMAGE),
                         "env": [
-                            {"name": "MONGO_INITDB_ROOT_USERNAME", "valueFrom": {"secretKeyRef": {"name": secret, "key": MONGODB_USERNAME_KEY}}},
-                            {"name": "MONGO_INITDB_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": MONGODB_PASSWORD_KEY}}},
+                            {"name": "MONGO_INITDB_ROOT_USERNAME", "valueFrom": {"secretKeyRef": {"name": secret, "key": secret_key::MONGODB_USERNAME}}},
+                            {"name": "MONGO_INITDB_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": secret_key::MONGODB_PASSWORD}}},
                             // The image's user has no writable home; mongosh (init, probes) writes there.
                             {"name": "HOME", "value": "/tmp"},
                         ],

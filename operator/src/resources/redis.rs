@@ -8,7 +8,9 @@ use super::{
     REDIS_PORT, container_security, metadata, pull_secrets, resources_or, store_default_resources,
     store_pod_security, typed,
 };
-use crate::crd::{ManagedStore, REDIS_PASSWORD_KEY};
+use multivac_contract::secret_key;
+
+use crate::crd::ManagedStore;
 use crate::error::Result;
 use crate::reconcile::Validated;
 
@@ -21,7 +23,7 @@ const START: &str = "exec redis-server - --dir /data --appendonly yes --port 637
 
 /// Deployment `<mv>-redis`.
 pub(super) fn build(mv: &Validated, managed: &ManagedStore) -> Result<Deployment> {
-    let password = json!({"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": mv.credentials_name(), "key": REDIS_PASSWORD_KEY}}});
+    let password = json!({"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": mv.credentials_name(), "key": secret_key::REDIS_PASSWORD}}});
     typed(json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -7,11 +7,9 @@ use rand::distr::{Alphanumeric, SampleString};
 use serde_json::json;
 
 use super::{MONGODB_PORT, REDIS_PORT, metadata, typed};
-use crate::crd::{
-    MONGODB_PASSWORD_KEY, MONGODB_URI_KEY, MONGODB_USERNAME_KEY, REDIS_PASSWORD_KEY, REDIS_URL_KEY,
-};
 use crate::error::Result;
 use crate::reconcile::Validated;
+use multivac_contract::secret_key;
 
 /// User name of the managed MongoDB's root user.
 const MONGODB_USERNAME: &str = "multivac";
@@ -45,11 +43,11 @@ pub(super) fn build(mv: &Validated, passwords: &Passwords) -> Result<Secret> {
         "metadata": metadata(mv, &mv.credentials_name(), "multivac"),
         "type": "Opaque",
         "stringData": {
-            REDIS_PASSWORD_KEY: redis_password,
-            REDIS_URL_KEY: format!("redis://:{redis_password}@{redis_host}:{REDIS_PORT}/0"),
-            MONGODB_USERNAME_KEY: MONGODB_USERNAME,
-            MONGODB_PASSWORD_KEY: mongodb_password,
-            MONGODB_URI_KEY: format!(
+            secret_key::REDIS_PASSWORD: redis_password,
+            secret_key::REDIS_URL: format!("redis://:{redis_password}@{redis_host}:{REDIS_PORT}/0"),
+            secret_key::MONGODB_USERNAME: MONGODB_USERNAME,
+            secret_key::MONGODB_PASSWORD: mongodb_password,
+            secret_key::MONGODB_URI: format!(
                 "mongodb://{MONGODB_USERNAME}:{mongodb_password}@{mongodb_host}:{MONGODB_PORT}/?authSource=admin"
             ),
         },

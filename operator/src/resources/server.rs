@@ -3,7 +3,9 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::json;
 
-use super::{SERVER_PORT, app_default_resources, app_pod, metadata, resources_or, typed};
+use multivac_contract::port;
+
+use super::{app_default_resources, app_pod, metadata, resources_or, typed};
 use crate::error::Result;
 use crate::reconcile::Validated;
 
@@ -13,7 +15,7 @@ pub(super) fn build(mv: &Validated) -> Result<Deployment> {
         mv,
         "server",
         "http",
-        SERVER_PORT,
+        port::SERVER,
         app_pod::env(mv, true),
         resources_or(&mv.spec.server.resources, app_default_resources())?,
     );

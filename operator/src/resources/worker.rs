@@ -4,7 +4,9 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::json;
 
-use super::{WORKER_METRICS_PORT, app_default_resources, app_pod, metadata, resources_or, typed};
+use multivac_contract::port;
+
+use super::{app_default_resources, app_pod, metadata, resources_or, typed};
 use crate::error::Result;
 use crate::reconcile::Validated;
 
@@ -17,7 +19,7 @@ pub(super) fn build(mv: &Validated) -> Result<Deployment> {
         mv,
         "worker",
         "metrics",
-        WORKER_METRICS_PORT,
+        port::WORKER_METRICS,
         app_pod::env(mv, false),
         resources_or(&mv.spec.workers.resources, app_default_resources())?,
     );

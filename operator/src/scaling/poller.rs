@@ -295,9 +295,10 @@ impl Poller {
         let ns = self.key.namespace.clone().unwrap_or_default();
         let url = self.url(mv, &ns).await?;
         match tokio::time::timeout(READ_BUDGET, self.reader.read(&url)).await {
-            Ok(Ok(b)) => {
-                debug!(multivac = %self.key, backlog = b.entries, source = ?b.source, "backlog read");
-                Ok(b.entries)
+            Ok(Ok(reading)) => {
+                let backlog = reading.backlog().total();
+                debug!(multivac = %self.key, backlog, ?reading, "backlog read");
+                Ok(backlog)
             }
             Ok(Err(e)) => Err(e.into()),
             Err(_) => {
