@@ -297,7 +297,7 @@ node_up() {
 node_down() {
   local d; d="$(node_dir)"
   [ -f "$d/.real-node" ] || return 0
-  local i c pid
+  local c pid
   # The machine-wide pieces (hosts line, iptables chains, bridge) belong to
   # the state named in the lock; a stale state must not take them from a
   # newer node.
@@ -307,7 +307,7 @@ node_down() {
     if alive "$c"; then kill -TERM "$(pid_of "$c")" 2>/dev/null || true; fi
   done
   for c in kube-proxy kubelet coredns apiserver-relay; do
-    for i in $(seq 1 50); do alive "$c" || break; sleep 0.1; done
+    for _ in $(seq 1 50); do alive "$c" || break; sleep 0.1; done
     if alive "$c"; then kill -KILL "$(pid_of "$c")" 2>/dev/null || true; fi
   done
   if alive containerd; then
@@ -317,10 +317,10 @@ node_down() {
     ids="$(NODE_STATE="$d" nctr tasks ls -q 2>/dev/null || true)"
     for c in $ids; do NODE_STATE="$d" nctr tasks kill -a -s SIGKILL "$c" >/dev/null 2>&1 || true; done
     for c in $ids; do
-      for i in $(seq 1 30); do NODE_STATE="$d" nctr tasks delete -f "$c" >/dev/null 2>&1 && break; sleep 0.2; done
+      for _ in $(seq 1 30); do NODE_STATE="$d" nctr tasks delete -f "$c" >/dev/null 2>&1 && break; sleep 0.2; done
     done
     kill -TERM "$(pid_of containerd)" 2>/dev/null || true
-    for i in $(seq 1 50); do alive containerd || break; sleep 0.1; done
+    for _ in $(seq 1 50); do alive containerd || break; sleep 0.1; done
     if alive containerd; then kill -KILL "$(pid_of containerd)" 2>/dev/null || true; fi
   fi
   # Shims whose task could not be deleted still name the state folder.
