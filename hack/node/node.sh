@@ -177,7 +177,7 @@ EOF
 node_kubelet() {
   local d; d="$(node_dir)"
   local ports; mapfile -t ports < <(free_ports 2)
-  mkdir -p "$d/kubelet" "$d/pod-logs" "$d/volumes"
+  mkdir -p "$d/kubelet" "$d/pod-logs"
   printf 'nameserver %s\n' "$(sed -n 's/^nameserver //p' /etc/resolv.conf | head -1)" > "$d/resolv.conf"
   cat > "$d/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -254,47 +254,6 @@ EOF
   run kube-proxy "$BIN/kube-proxy" --config "$d/kube-proxy.yaml"
 }
 
-# node_storage: a default StorageClass without a provisioner and a pool of
-# hostPath PersistentVolumes on this node, so the PVCs of a managed Redis and
-# MongoDB bind. The folders are world-writable: hostPath ignores fsGroup.
-node_storage() {
-  local i d; d="$(node_dir)/volumes"
-  {
-    cat <<EOF
-apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata:
-  name: multivac-local
-  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
-provisioner: kubernetes.io/no-provisioner
-volumeBindingMode: Immediate
-reclaimPolicy: Retain
-EOF
-    for i in $(seq 0 11); do
-      mkdir -p "$d/pv-$i" && chmod 0777 "$d/pv-$i"
-      cat <<EOF
----
-apiVersion: v1
-kind: PersistentVolume
-metadata:
-  name: $NODE_NAME-pv-$i
-  labels: {multivac.io/real-node: "$NODE_NAME"}
-spec:
-  capacity: {storage: 20Gi}
-  accessModes: [ReadWriteOnce]
-  persistentVolumeReclaimPolicy: Retain
-  storageClassName: multivac-local
-  hostPath: {path: "$d/pv-$i", type: Directory}
-  nodeAffinity:
-    required:
-      nodeSelectorTerms:
-      - matchExpressions:
-        - {key: kubernetes.io/hostname, operator: In, values: [$NODE_NAME]}
-EOF
-    done
-  } | kubectl_ apply -f - >/dev/null
-}
-
 node_ready() {
   [ "$(kubectl_ get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]
 }
@@ -330,7 +289,6 @@ node_up() {
   for n in "${NODES[@]}"; do
     kubectl_ taint node "$n" multivac.io/simulated=true:NoSchedule --overwrite >/dev/null
   done
-  node_storage
   log "real node $NODE_NAME Ready in $(( $(date +%s) - start )) s (pods: $NODE_POD_SUBNET, DNS: $NODE_GATEWAY)"
 }
 
@@ -339,7 +297,7 @@ node_up() {
 node_down() {
   local d; d="$(node_dir)"
   [ -f "$d/.real-node" ] || return 0
-  local i c pid
+  local c pid
   # The machine-wide pieces (hosts line, iptables chains, bridge) belong to
   # the state named in the lock; a stale state must not take them from a
   # newer node.
@@ -349,7 +307,7 @@ node_down() {
     if alive "$c"; then kill -TERM "$(pid_of "$c")" 2>/dev/null || true; fi
   done
   for c in kube-proxy kubelet coredns apiserver-relay; do
-    for i in $(seq 1 50); do alive "$c" || break; sleep 0.1; done
+    for _ in $(seq 1 50); do alive "$c" || break; sleep 0.1; done
     if alive "$c"; then kill -KILL "$(pid_of "$c")" 2>/dev/null || true; fi
   done
   if alive containerd; then
@@ -359,10 +317,10 @@ node_down() {
     ids="$(NODE_STATE="$d" nctr tasks ls -q 2>/dev/null || true)"
     for c in $ids; do NODE_STATE="$d" nctr tasks kill -a -s SIGKILL "$c" >/dev/null 2>&1 || true; done
     for c in $ids; do
-      for i in $(seq 1 30); do NODE_STATE="$d" nctr tasks delete -f "$c" >/dev/null 2>&1 && break; sleep 0.2; done
+      for _ in $(seq 1 30); do NODE_STATE="$d" nctr tasks delete -f "$c" >/dev/null 2>&1 && break; sleep 0.2; done
     done
     kill -TERM "$(pid_of containerd)" 2>/dev/null || true
-    for i in $(seq 1 50); do alive containerd || break; sleep 0.1; done
+    for _ in $(seq 1 50); do alive containerd || break; sleep 0.1; done
     if alive containerd; then kill -KILL "$(pid_of containerd)" 2>/dev/null || true; fi
   fi
   # Shims whose task could not be deleted still name the state folder.

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service,
-    ServiceAccount,
+    ConfigMap, Namespace, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -164,34 +163,6 @@ where
     }
 }
 
-/// The local cluster has no storage provisioner: bind each pending PVC of
-/// `ns` to a hostPath PV made for it (the real PV controller does the binding).
-async fn provide_volumes(client: &Client, ns: &str) {
-    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
-    let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    for pvc in pvcs.list(&ListParams::default()).await.unwrap() {
-        let name = pvc.name_any();
-        let class = pvc
-            .spec
-            .as_ref()
-            .and_then(|s| s.storage_class_name.clone())
-            .unwrap_or_default();
-        let pv: PersistentVolume = serde_json::from_value(json!({
-            "metadata": {"name": format!("{ns}-{name}"), "labels": {"multivac-test": ns}},
-            "spec": {
-                "capacity": {"storage": "100Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": class,
-                "persistentVolumeReclaimPolicy": "Delete",
-                "hostPath": {"path": format!("/tmp/multivac-test-pv/{ns}/{name}"), "type": "DirectoryOrCreate"},
-                "claimRef": {"namespace": ns, "name": name},
-            },
-        }))
-        .unwrap();
-        let _ = pvs.create(&PostParams::default(), &pv).await;
-    }
-}
-
 /// Server-side applies `config/samples/multivac.yaml` into `ns`, as a user would.
 async fn apply_sample(client: &Client, ns: &str) {
     let path = concat!(
@@ -213,14 +184,22 @@ async fn apply_sample(client: &Client, ns: &str) {
         .unwrap_or_else(|e| panic!("server-side apply of the minimal sample failed: {e}"));
 }
 
+/// Waits for the two PVCs of MultiVac `name` (managed Redis and MongoDB) to be
+/// bound by the cluster's volume provisioner, then for its condition Ready.
 async fn wait_ready(client: &Client, ns: &str, name: &str) {
-    let pvcs_ns = ns.to_string();
-    wait_for("PVCs to exist", || async {
-        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &pvcs_ns);
-        (pvcs.list(&ListParams::default()).await.ok()?.items.len() >= 2).then_some(())
-    })
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let of_name = ListParams::default().labels(&format!("app.kubernetes.io/instance={name}"));
+    wait_for(
+        "the two PVCs to be Bound by the default StorageClass' provisioner (`bash hack/cluster.sh status`)",
+        || async {
+            let items = pvcs.list(&of_name).await.ok()?.items;
+            let bound = |p: &PersistentVolumeClaim| {
+                p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound")
+            };
+            (items.len() == 2 && items.iter().all(bound)).then_some(())
+        },
+    )
     .await;
-    provide_volumes(client, ns).await;
     let mvs: Api<MultiVac> = Api::namespaced(client.clone(), ns);
     let ready = |mv: Option<&MultiVac>| {
         mv.and_then(|mv| mv.status.as_ref()).is_some_and(|s| {
@@ -238,13 +217,6 @@ async fn wait_ready(client: &Client, ns: &str, name: &str) {
 async fn cleanup(client: &Client, ns: &str) {
     let _ = Api::<Namespace>::all(client.clone())
         .delete(ns, &DeleteParams::default())
-        .await;
-    let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    let _ = pvs
-        .delete_collection(
-            &DeleteParams::default(),
-            &ListParams::default().labels(&format!("multivac-test={ns}")),
-        )
         .await;
 }
 
