@@ -14,7 +14,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
 use kube::runtime::wait::await_condition;
-use kube::{Client, CustomResourceExt, ResourceExt};
+use kube::{Client, CustomResourceExt};
 use multivac_operator::MultiVac;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
