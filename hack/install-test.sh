@@ -5,9 +5,12 @@
 #      host: the chart's pods are kwok-simulated) with a token of the chart's
 #      ServiceAccount reconciles config/samples/multivac.yaml to Ready;
 #   b. `kubectl auth can-i` with that token: what the RBAC grants and refuses;
-#   c. `kubectl apply -k config/default`, and the same with its ServiceAccount;
+#   c. `kubectl apply -k config/crd` then `-k config/default` (which holds no
+#      CRD), and the same with its ServiceAccount;
 #   d. leader election: two operators, one Lease; only the holder reconciles;
-#      kill -9 it and the other takes over within the lease duration.
+#      kill -9 it and the other takes over within the lease duration;
+#   e. uninstalling (`helm uninstall`, `kubectl delete -k config/default`)
+#      deletes neither the CRD nor a MultiVac nor its data.
 # Every check runs even when an earlier one fails; the last line says how many
 # passed, and the exit status is non-zero on any failure.
 set -euo pipefail
@@ -158,9 +161,26 @@ k delete -k config/rbac --ignore-not-found >/dev/null 2>&1 || true
 k delete namespace mv-helm mv-kustomize mv-leader mv-scoped multivac-scoped-op "$helm_ns" "$kust_ns" --ignore-not-found --timeout=120s >/dev/null \
   || die "namespaces of an earlier run are still terminating; try again in a minute"
 
+# crd_intact: the CRD exists and is not being deleted (deleting it would delete
+# every MultiVac in the cluster).
+crd_intact() {
+  [ "$(k get crd multivacs.multivac.io -o jsonpath='{.metadata.name}/{.metadata.deletionTimestamp}')" = multivacs.multivac.io/ ]
+}
+# multivac_intact NS NAME: the MultiVac and its two PVCs exist, none being deleted.
+multivac_intact() {
+  [ -z "$(k -n "$1" get multivac "$2" -o jsonpath='{.metadata.deletionTimestamp}')" ] \
+    && [ "$(k -n "$1" get pvc "$2-redis-data" "$2-mongodb-data" -o jsonpath='{range .items[*]}{.metadata.name}/{.metadata.deletionTimestamp} {end}')" = "$2-redis-data/ $2-mongodb-data/ " ]
+}
+
 # --- a. Helm ------------------------------------------------------------------------
 log "a. helm install $chart into $helm_ns"
 restricted_ns "$helm_ns"
+# Whether the uninstall check below covers a CRD the chart itself installed.
+if k get crd multivacs.multivac.io >/dev/null 2>&1; then
+  log "the CRD is already installed: helm install keeps it as it is"
+else
+  log "no CRD yet: helm install installs it from $chart/crds/"
+fi
 check "helm install (operator pods admitted as restricted, Deployment Available)" \
   "$helm" install "$helm_release" "$chart" -n "$helm_ns" --wait --timeout 3m
 check "CRD multivacs.multivac.io installed (by the chart, or already there)" k get crd multivacs.multivac.io
@@ -195,6 +215,8 @@ patch configmaps -n mv-helm
 patch persistentvolumeclaims -n mv-helm
 create secrets -n mv-helm
 get secrets -n mv-helm
+patch secrets -n mv-helm
+delete serviceaccounts -n mv-helm
 patch networkpolicies.networking.k8s.io -n mv-helm
 delete poddisruptionbudgets.policy -n mv-helm
 create events.events.k8s.io -n mv-helm
@@ -219,7 +241,6 @@ create pods/exec -n mv-helm
 update multivacs.multivac.io -n mv-helm
 patch multivacs.multivac.io -n mv-helm
 delete multivacs.multivac.io -n mv-helm
-patch secrets -n mv-helm
 delete secrets -n mv-helm
 delete persistentvolumeclaims -n mv-helm
 delete configmaps -n mv-helm
@@ -236,6 +257,9 @@ stop_operator helm-op
 check "helm uninstall" "$helm" uninstall "$helm_release" -n "$helm_ns" --wait
 check "the uninstalled ServiceAccount's token is refused" \
   refused env KUBECONFIG="$sa" "$kubectl" get multivacs -A
+# Helm never deletes what a chart's crds/ folder installed.
+check "helm uninstall leaves the CRD" crd_intact
+check "helm uninstall leaves the MultiVac and its PVCs" multivac_intact mv-helm "$mv_name"
 
 # --- a2. Helm, namespaced mode ---------------------------------------------------------
 scoped_op_ns=multivac-scoped-op
@@ -258,7 +282,10 @@ stop_operator scoped-op
 check "helm uninstall the namespaced release" "$helm" uninstall mvs -n "$scoped_op_ns" --wait
 
 # --- c. kustomize -------------------------------------------------------------------
-log "c. kubectl apply -k config/default"
+log "c. kubectl apply -k config/crd, then -k config/default"
+check "config/default holds no CRD (deleting it must not delete every MultiVac)" \
+  bash -c '! "$1" kustomize config/default | grep -q "^kind: CustomResourceDefinition"' _ "$kubectl"
+check "kubectl apply --server-side -k config/crd" k apply --server-side -k config/crd
 check "kubectl apply -k config/default" k apply -k config/default
 check "namespace $kust_ns enforces restricted" \
   bash -c '[ "$("$1" get ns "$2" -o jsonpath="{.metadata.labels.pod-security\.kubernetes\.io/enforce}")" = restricted ]' _ "$kubectl" "$kust_ns"
@@ -300,5 +327,15 @@ check "new leader's multivac_operator_leader is 1" wait_until 10 leader_gauge_is
 apply_sample mv-leader second >/dev/null
 check "MultiVac created after the takeover is Ready" ready mv-leader second
 check "the new leader reconciled it" bash -c '[ "$1" -gt 0 ]' _ "$(reconciles_of "$standby")"
+stop_operator op-a
+stop_operator op-b
+
+# --- e. uninstalling with kustomize -------------------------------------------------------
+log "e. kubectl delete -k config/default"
+check "kubectl delete -k config/default" k delete -k config/default --wait=false
+check "kubectl delete -k config/default leaves the CRD" crd_intact
+for target in mv-kustomize/"$mv_name" mv-leader/first mv-leader/second; do
+  check "kubectl delete -k config/default leaves MultiVac $target and its PVCs" multivac_intact "${target%/*}" "${target#*/}"
+done
 
 check_summary install

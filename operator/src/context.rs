@@ -16,6 +16,8 @@ pub struct Context {
     pub client: Client,
     /// Publishes Kubernetes Events on MultiVacs.
     pub recorder: Recorder,
+    /// Who publishes them (for events that must not be folded into a series).
+    pub reporter: Reporter,
     /// The reconciler's metrics.
     pub metrics: Metrics,
     /// The registry `/metrics` encodes; the scaler registers its own metrics
@@ -34,16 +36,15 @@ impl Context {
     /// Builds the context, registering the reconciler's metrics in `registry`.
     pub fn new(client: Client, registry: Arc<Mutex<Registry>>, operator_namespace: String) -> Self {
         let metrics = Metrics::register(&mut registry.lock().expect("metrics registry poisoned"));
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "multivac-operator".into(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-        );
+        let reporter = Reporter {
+            controller: "multivac-operator".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        let recorder = Recorder::new(client.clone(), reporter.clone());
         Self {
             client,
             recorder,
+            reporter,
             metrics,
             registry,
             operator_namespace,

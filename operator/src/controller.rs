@@ -42,7 +42,12 @@ pub async fn run(
     .owns(api::<ConfigMap>(client, ns), children.clone())
     .owns(api::<Secret>(client, ns), children.clone())
     .owns(api::<ServiceAccount>(client, ns), children.clone())
-    .owns(api::<PersistentVolumeClaim>(client, ns), children.clone())
+    // Retained PVCs carry no ownerReference: mapped by their owner annotation.
+    .watches(
+        api::<PersistentVolumeClaim>(client, ns),
+        children.clone(),
+        crate::resources::owner_of,
+    )
     .owns(api::<NetworkPolicy>(client, ns), children.clone())
     .owns(api::<PodDisruptionBudget>(client, ns), children)
     .graceful_shutdown_on(shutdown);

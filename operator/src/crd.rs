@@ -35,7 +35,9 @@ pub const SCALER_FIELD_MANAGER: &str = "multivac-operator-scaler";
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Workers","type":"integer","jsonPath":".status.workers.current"}"#,
     printcolumn = r#"{"name":"Backlog","type":"integer","jsonPath":".status.workers.backlog"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new(NAME_LENGTH_RULE).message(message::NAME_LENGTH),
+    validation = Rule::new(NAME_CHARACTERS_RULE).message(message::NAME_CHARACTERS)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MultiVacSpec {
@@ -78,6 +80,38 @@ pub struct MultiVacSpec {
     /// NetworkPolicies that let only this MultiVac's pods (and the operator) reach Redis and MongoDB.
     #[serde(default)]
     pub network_policy: NetworkPolicySpec,
+
+    /// What deleting this MultiVac does to its data: `Retain` keeps the Redis and MongoDB volumes (PVCs) and the generated credentials Secret, and a MultiVac created again under the same name in this namespace takes them back; `Delete` lets Kubernetes delete them with the MultiVac.
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+/// The longest MultiVac name: `<name>-mongodb`, a Service name, must stay a
+/// DNS label (at most 63 characters).
+pub(crate) const MAX_NAME_LEN: usize = 55;
+const NAME_LENGTH_RULE: &str = "self.metadata.name.size() <= 55";
+/// A DNS label (RFC 1035), what Service names must be.
+const NAME_CHARACTERS_RULE: &str = "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
+
+/// The messages of the CRD's validation rules. The operator checks the same
+/// rules again with the same messages (an older CRD without them may be installed).
+pub(crate) mod message {
+    pub(crate) const NAME_LENGTH: &str = "metadata.name must be at most 55 characters: the Service <name>-mongodb must stay a valid DNS label (63 characters)";
+    pub(crate) const NAME_CHARACTERS: &str = "metadata.name must consist of lowercase letters, digits and '-', start with a letter and end with a letter or digit: it begins the names of Services, which are DNS labels";
+    pub(crate) const QUANTITY: &str = "must be a quantity, e.g. 500m, 2 or 1Gi";
+    pub(crate) const REQUESTS_ABOVE_LIMITS: &str =
+        "resources.requests must not exceed resources.limits for the same resource";
+}
+
+/// What happens to a MultiVac's data (its PVCs and generated credentials
+/// Secret) when the MultiVac is deleted.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum Retention {
+    /// Kept, without an ownerReference, for a MultiVac created again under the same name.
+    #[default]
+    Retain,
+    /// Owned by the MultiVac, so deleted with it by the garbage collector.
+    Delete,
 }
 
 /// When the kubelet pulls an image.
@@ -109,6 +143,7 @@ pub struct ServerSpec {
     pub replicas: i32,
     /// Compute resources of the server container (defaults: requests 50m/64Mi, limit 256Mi).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = checked_resources)]
     pub resources: Option<ResourceRequirements>,
     /// The Service in front of the server.
     #[serde(default)]
@@ -202,6 +237,7 @@ pub struct WorkersSpec {
     pub scale_down_stabilization_seconds: i32,
     /// Compute resources of the worker container (defaults: requests 50m/64Mi, limit 256Mi).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = checked_resources)]
     pub resources: Option<ResourceRequirements>,
 }
 
@@ -298,6 +334,7 @@ pub struct ManagedStore {
     pub image: Option<String>,
     /// Compute resources of the datastore container (defaults: requests 50m/128Mi, limit 512Mi).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = checked_resources)]
     pub resources: Option<ResourceRequirements>,
     /// The PersistentVolumeClaim holding the data.
     #[serde(default)]
@@ -310,6 +347,7 @@ pub struct ManagedStore {
 pub struct StorageSpec {
     /// Requested size.
     #[serde(default = "default_storage_size")]
+    #[schemars(transform = checked_quantity)]
     pub size: Quantity,
     /// StorageClass; unset = the cluster's default class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -377,6 +415,55 @@ impl Default for NetworkPolicySpec {
 
 fn default_true() -> bool {
     true
+}
+
+/// The CEL rule that a quantity (int or string) parses, e.g. `1Gi`, not `lots`.
+fn quantity_rule() -> Value {
+    json!({"rule": "isQuantity(string(self))", "message": message::QUANTITY})
+}
+
+/// `storage.size` must be a quantity.
+fn checked_quantity(schema: &mut schemars::Schema) {
+    schema.insert("x-kubernetes-validations".into(), json!([quantity_rule()]));
+}
+
+/// A `resources` block whose values are quantities and whose requests do not
+/// exceed its limits, what the API server would otherwise refuse only when
+/// the Deployment is applied. The bounds (at most 16 resources, 64 characters
+/// a value) keep the rules within the API server's CEL cost budget.
+fn checked_resources(schema: &mut schemars::Schema) {
+    fn visit(schema: &mut serde_json::Map<String, Value>) {
+        if let Some(properties) = schema.get_mut("properties") {
+            for key in ["limits", "requests"] {
+                let Some(map) = properties.get_mut(key) else {
+                    continue;
+                };
+                map["maxProperties"] = json!(16);
+                let item = &mut map["additionalProperties"];
+                item["maxLength"] = json!(64);
+                item["x-kubernetes-validations"] = json!([quantity_rule()]);
+            }
+            schema.insert(
+                "x-kubernetes-validations".into(),
+                json!([{
+                    "rule": "!has(self.requests) || !has(self.limits) || self.requests.all(r, !(r in self.limits) || !isQuantity(string(self.requests[r])) || !isQuantity(string(self.limits[r])) || quantity(string(self.requests[r])).compareTo(quantity(string(self.limits[r]))) <= 0)",
+                    "message": message::REQUESTS_ABOVE_LIMITS,
+                }]),
+            );
+            return;
+        }
+        for key in ["anyOf", "oneOf", "allOf"] {
+            let branches = schema.get_mut(key).and_then(Value::as_array_mut);
+            for branch in branches.into_iter().flatten() {
+                if let Some(branch) = branch.as_object_mut() {
+                    visit(branch);
+                }
+            }
+        }
+    }
+    if let Some(object) = schema.as_object_mut() {
+        visit(object);
+    }
 }
 
 /// What the operator observed. Two field managers write it with server-side
@@ -500,6 +587,11 @@ impl MultiVac {
     pub(crate) fn config_name(&self) -> String {
         self.child("config")
     }
+    /// Name of the pods' ServiceAccount. Never the MultiVac's bare name: a
+    /// MultiVac named `default` would take over the namespace's own.
+    pub(crate) fn service_account_name(&self) -> String {
+        self.child("multivac")
+    }
     /// Whether the operator runs Redis itself.
     pub(crate) fn redis_managed(&self) -> bool {
         self.spec.redis.external.is_none()
@@ -609,6 +701,21 @@ mod tests {
             json!(["type"])
         );
         assert_eq!(crd["spec"]["names"]["shortNames"], json!(["mv"]));
+    }
+
+    #[test]
+    fn the_name_rules_are_on_the_whole_object() {
+        let crd = serde_json::to_value(MultiVac::crd()).unwrap();
+        let rules =
+            &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"];
+        assert_eq!(
+            rules[0]["rule"],
+            format!("self.metadata.name.size() <= {MAX_NAME_LEN}")
+        );
+        assert_eq!(rules[0]["message"], message::NAME_LENGTH);
+        assert_eq!(rules[1]["message"], message::NAME_CHARACTERS);
+        // The longest name still gives a Service name of at most 63 characters.
+        assert_eq!(MAX_NAME_LEN + "-mongodb".len(), 63);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! service, answered by a task that keeps objects by path, records every
 //! request, and returns the errors a test injects. It knows just enough of
 //! the API server's behaviour for the reconciler: GET (whole object or
-//! metadata), server-side apply, create (409 when the name is taken),
-//! delete, status patches and Events.
+//! metadata), server-side apply (the body replaces the object), strategic
+//! merge patches of metadata, create (409 when the name is taken), delete,
+//! status patches and Events.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,8 @@ pub(crate) struct Recorded {
     pub(crate) method: Method,
     pub(crate) path: String,
     pub(crate) query: String,
+    /// The Content-Type, which tells a server-side apply from other patches.
+    pub(crate) content_type: String,
     pub(crate) body: Option<Value>,
 }
 
@@ -91,6 +94,11 @@ impl FakeApi {
     /// The object at `path`.
     pub(crate) fn get(&self, path: &str) -> Option<Value> {
         self.state().objects.get(path).cloned()
+    }
+
+    /// Deletes the object at `path` as someone else would (a user, the garbage collector).
+    pub(crate) fn remove(&self, path: &str) {
+        self.state().objects.remove(path);
     }
 
     /// Changes the object at `path` in place (a user's edit, a controller's status).
@@ -270,6 +278,19 @@ impl State {
                     merge_status(object, &patch["status"]);
                     (StatusCode::OK, object.clone())
                 }
+                None if request
+                    .content_type
+                    .starts_with("application/strategic-merge-patch") =>
+                {
+                    let Some(previous) = self.objects.get(path).cloned() else {
+                        return not_found(path);
+                    };
+                    let mut object = previous.clone();
+                    strategic_merge(&mut object, request.body.as_ref().unwrap_or(&Value::Null));
+                    let object = self.stored(object, Some(&previous));
+                    self.objects.insert(path.into(), object.clone());
+                    (StatusCode::OK, object)
+                }
                 None => {
                     let previous = self.objects.get(path).cloned();
                     let body = request.body.clone().unwrap_or_default();
@@ -290,6 +311,35 @@ impl State {
                 None => not_found(path),
             },
             _ => failure(405, "MethodNotAllowed", "not served by the fake"),
+        }
+    }
+}
+
+/// A strategic merge patch, as far as the reconciler sends them: maps merge
+/// recursively, `ownerReferences` merge by `uid` (`$patch: delete` removes
+/// one), other lists are replaced.
+fn strategic_merge(object: &mut Value, patch: &Value) {
+    let Some(patch) = patch.as_object() else {
+        *object = patch.clone();
+        return;
+    };
+    if !object.is_object() {
+        *object = json!({});
+    }
+    for (key, value) in patch {
+        if key == "ownerReferences" {
+            let mut refs = object[key].as_array().cloned().unwrap_or_default();
+            for r in value.as_array().into_iter().flatten() {
+                refs.retain(|existing| existing["uid"] != r["uid"]);
+                if r["$patch"] != "delete" {
+                    refs.push(r.clone());
+                }
+            }
+            object[key] = json!(refs);
+        } else if value.is_object() {
+            strategic_merge(&mut object[key], value);
+        } else {
+            object[key] = value.clone();
         }
     }
 }
@@ -354,6 +404,12 @@ async fn serve(mut handle: Handle<Request<Body>, Response<Body>>, state: Arc<Mut
             method: parts.method.clone(),
             path: parts.uri.path().to_string(),
             query: parts.uri.query().unwrap_or_default().to_string(),
+            content_type: parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
             body: serde_json::from_slice(&bytes).ok(),
         };
         let (code, answer) = {

@@ -278,14 +278,20 @@ pub fn markdown(crd: &Value) -> String {
             r.description
         ));
     }
-    let rules = spec_schema(crd)["x-kubernetes-validations"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    if !rules.is_empty() {
+    for (schema, whole) in [
+        (&version["schema"]["openAPIV3Schema"], "object"),
+        (spec_schema(crd), "`spec`"),
+    ] {
+        let rules = schema["x-kubernetes-validations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if rules.is_empty() {
+            continue;
+        }
         lines.extend([
             String::new(),
-            "Rules on the whole `spec` (checked by the API server):".into(),
+            format!("Rules on the whole {whole} (checked by the API server):"),
             String::new(),
         ]);
         for r in rules {

@@ -83,12 +83,14 @@ compares the rendered rules.
 # Children written by server-side apply (patch, and create when new), watched
 # through .owns(); Deployments, Services, NetworkPolicies and the PDB are
 # deleted when the spec no longer wants them (external store, 1 server
-# replica). The scaler applies the worker Deployment's spec.replicas.
+# replica), ServiceAccounts when named as by the previous release. Only
+# objects the MultiVac controls are ever changed or deleted. The scaler
+# applies the worker Deployment's spec.replicas.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
-  resources: ["services"]
+  resources: ["services", "serviceaccounts"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
@@ -96,15 +98,18 @@ compares the rendered rules.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# Never deleted: PVCs keep the data when a store becomes external.
+# Never deleted: PVCs keep the data when a store becomes external or the
+# MultiVac is deleted (spec.retention: Retain).
 - apiGroups: [""]
-  resources: ["configmaps", "persistentvolumeclaims", "serviceaccounts"]
+  resources: ["configmaps", "persistentvolumeclaims"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# The generated credentials Secret is created once and never changed; the
-# reconciler checks referenced Secrets exist, the scaler reads the Redis URL.
+# The generated credentials Secret is created once and its data never
+# changed (patch: only its labels, owner annotation and ownerReference, as
+# spec.retention asks); the reconciler checks referenced Secrets exist, the
+# scaler reads the Redis URL. Never deleted.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # kube-runtime's Recorder (events.k8s.io/v1) creates events and patches
 # repeated ones.
 - apiGroups: ["events.k8s.io"]

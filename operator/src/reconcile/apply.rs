@@ -3,12 +3,18 @@
 //! differs (the spec changed, including removed fields) or when a field it
 //! sets drifted in the live object (someone edited it). A healthy, unchanged
 //! MultiVac therefore costs reads only, never writes.
+//!
+//! Only this MultiVac's objects are written ([`super::ownership`]); every
+//! child gets its own outcome, so one the API server refuses, or one that
+//! belongs to someone else, stops nothing but itself.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Map, Value};
 
 use super::cluster::{Cluster, Object};
+use super::ownership::{Claim, Owner, claim, conflict_advice, settle_patch};
 use super::status::Rollout;
-use crate::error::Result;
+use crate::error::Error;
 use crate::resources::{Child, ChildRef, Children, Kind, stable_hash};
 
 /// Annotation holding the hash of the object as the operator last applied it.
@@ -24,11 +30,45 @@ pub(crate) enum Change {
     Removed,
 }
 
-/// One child's outcome: what was done, or why the API server refused it.
+/// Why one child is not as built.
+#[derive(Debug)]
+pub(crate) enum Problem {
+    /// An object of its name that is not this MultiVac's: left untouched.
+    Conflict(String),
+    /// The API server refused it (invalid, forbidden by admission, RBAC or a
+    /// quota, an immutable field): retrying will not help until someone
+    /// changes the MultiVac or the namespace's rules.
+    Rejected(String),
+    /// Its old object is being deleted; it is written once that is done.
+    Waiting(String),
+    /// Anything else (the API server unreachable, a timeout, a conflict
+    /// between writers): worth retrying soon.
+    Failed(Error),
+}
+
+impl<E: Into<Error>> From<E> for Problem {
+    fn from(e: E) -> Self {
+        match e.into() {
+            Error::Kube(kube::Error::Api(s)) if refused(s.code) => Self::Rejected(format!(
+                "refused by the API server ({} {}): {}",
+                s.code, s.reason, s.message
+            )),
+            other => Self::Failed(other),
+        }
+    }
+}
+
+/// Answers that repeat until someone changes something: bad request,
+/// forbidden (admission, quota, RBAC), invalid (including immutable fields).
+fn refused(code: u16) -> bool {
+    matches!(code, 400 | 403 | 422)
+}
+
+/// One child's outcome: what was done, or why not.
 #[derive(Debug)]
 pub(crate) struct Outcome {
     pub(crate) child: ChildRef,
-    pub(crate) result: Result<Change>,
+    pub(crate) result: Result<Change, Problem>,
 }
 
 /// What [`apply`] did, child by child, in order.
@@ -48,91 +88,158 @@ impl Applied {
         })
     }
 
-    /// The rollouts, or the error of the child that stopped the apply.
-    pub(crate) fn into_rollouts(self) -> Result<Vec<Rollout>> {
-        match self.outcomes.into_iter().find_map(|o| o.result.err()) {
-            Some(e) => Err(e),
-            None => Ok(self.rollouts),
-        }
+    /// The children left as they are for a reason the status reports
+    /// (everything but [`Problem::Failed`]).
+    pub(crate) fn blocked(&self) -> impl Iterator<Item = (&ChildRef, &Problem)> {
+        self.outcomes.iter().filter_map(|o| match &o.result {
+            Err(Problem::Failed(_)) | Ok(_) => None,
+            Err(p) => Some((&o.child, p)),
+        })
     }
 
-    /// Records an outcome; false when it is an error (the apply stops there).
-    fn record(&mut self, child: ChildRef, result: Result<Change>) -> bool {
-        let ok = result.is_ok();
+    /// The first error worth retrying soon, if any child had one.
+    pub(crate) fn take_failure(&mut self) -> Option<Error> {
+        self.outcomes.iter_mut().find_map(|o| {
+            match std::mem::replace(&mut o.result, Ok(Change::Unchanged)) {
+                Err(Problem::Failed(e)) => Some(e),
+                other => {
+                    o.result = other;
+                    None
+                }
+            }
+        })
+    }
+
+    fn record(&mut self, child: ChildRef, result: Result<Change, Problem>) {
         self.outcomes.push(Outcome { child, result });
-        ok
     }
 }
 
-/// Creates the credentials Secret if it must be, applies every child that
-/// differs from its live object, and deletes the unwanted children this
-/// MultiVac (`owner_uid`) controls. Stops at the first child the API server
-/// refuses.
-pub(crate) async fn apply(cluster: &Cluster<'_>, children: &Children, owner_uid: &str) -> Applied {
+/// Creates the credentials Secret if it must be (or brings an existing one's
+/// metadata to what `spec.retention` asks), applies every child that differs
+/// from its live object, and deletes the unwanted children this MultiVac
+/// controls. `credentials` is the live credentials Secret's metadata, as
+/// dereferenced. Every child is attempted, whatever happened to the others.
+pub(crate) async fn apply(
+    cluster: &Cluster<'_>,
+    children: &Children,
+    owner: &Owner,
+    credentials: Option<&ObjectMeta>,
+) -> Applied {
     let mut applied = Applied::default();
-    if let Some(secret) = &children.credentials {
-        let child = ChildRef::new(
-            Kind::Secret,
-            secret.metadata.name.clone().unwrap_or_default(),
-        );
-        // Another writer (an older leader) may have won the race: its values are kept.
-        let result = cluster.create(secret).await.map(|created| match created {
-            true => Change::Created,
-            false => Change::Unchanged,
-        });
-        if !applied.record(child, result) {
-            return applied;
-        }
+    if let Some(desired) = &children.credentials_meta {
+        let child = ChildRef::new(Kind::Secret, desired.name.clone().unwrap_or_default());
+        let result = ensure_credentials(cluster, children, desired, credentials, owner).await;
+        applied.record(child, result);
     }
     for child in &children.apply {
-        let result = ensure_child(cluster, child, &mut applied.rollouts).await;
-        if !applied.record(child.child_ref(), result) {
-            return applied;
-        }
+        let result = ensure_child(cluster, child, owner, &mut applied.rollouts).await;
+        applied.record(child.child_ref(), result);
     }
     for unwanted in &children.remove {
-        let result = remove_if_owned(cluster, unwanted, owner_uid).await;
-        if !applied.record(unwanted.clone(), result) {
-            return applied;
-        }
+        let result = remove_if_owned(cluster, unwanted, owner).await;
+        applied.record(unwanted.clone(), result);
     }
     applied
+}
+
+/// The credentials Secret: created when absent (its data is never
+/// rewritten afterwards); when it exists and is this MultiVac's, its labels,
+/// owner annotation and ownerReference are settled.
+async fn ensure_credentials(
+    cluster: &Cluster<'_>,
+    children: &Children,
+    desired: &ObjectMeta,
+    live: Option<&ObjectMeta>,
+    owner: &Owner,
+) -> Result<Change, Problem> {
+    let name = desired.name.clone().unwrap_or_default();
+    match (&children.credentials, live) {
+        // Another writer (an older leader) may have won the race: its values
+        // are kept, and the next reconcile checks whose it is.
+        (Some(secret), _) => Ok(match cluster.create(secret).await? {
+            true => Change::Created,
+            false => Change::Unchanged,
+        }),
+        (None, Some(live)) => {
+            check(Kind::Secret, live, owner)?;
+            match settle_patch(live, desired, owner) {
+                Some(patch) => {
+                    cluster.patch_metadata(Kind::Secret, &name, &patch).await?;
+                    Ok(Change::Updated)
+                }
+                None => Ok(Change::Unchanged),
+            }
+        }
+        (None, None) => Ok(Change::Unchanged),
+    }
 }
 
 async fn ensure_child(
     cluster: &Cluster<'_>,
     child: &Child,
+    owner: &Owner,
     rollouts: &mut Vec<Rollout>,
-) -> Result<Change> {
+) -> Result<Change, Problem> {
+    let kind = child.child_ref().kind;
     Ok(match child {
-        Child::ServiceAccount(o) => ensure(cluster, o).await?.0,
-        Child::ConfigMap(o) => ensure(cluster, o).await?.0,
+        Child::ServiceAccount(o) => ensure(cluster, kind, o, owner).await?.0,
+        Child::ConfigMap(o) => ensure(cluster, kind, o, owner).await?.0,
         Child::Deployment(o) => {
-            let (change, live) = ensure(cluster, o).await?;
+            let (change, live) = ensure(cluster, kind, o, owner).await?;
             rollouts.push(Rollout::from_live(&live));
             change
         }
-        Child::Service(o) => ensure(cluster, o).await?.0,
-        Child::PersistentVolumeClaim(o) => ensure(cluster, o).await?.0,
-        Child::NetworkPolicy(o) => ensure(cluster, o).await?.0,
-        Child::PodDisruptionBudget(o) => ensure(cluster, o).await?.0,
+        Child::Service(o) => ensure(cluster, kind, o, owner).await?.0,
+        Child::PersistentVolumeClaim(o) => ensure(cluster, kind, o, owner).await?.0,
+        Child::NetworkPolicy(o) => ensure(cluster, kind, o, owner).await?.0,
+        Child::PodDisruptionBudget(o) => ensure(cluster, kind, o, owner).await?.0,
     })
 }
 
-/// Applies `built` unless the live object already matches it; returns what
-/// was done and the live object afterwards.
-async fn ensure<K: Object>(cluster: &Cluster<'_>, built: &K) -> Result<(Change, K)> {
+/// Applies `built` unless the live object already matches it or is not this
+/// MultiVac's; returns what was done and the live object afterwards.
+async fn ensure<K: Object>(
+    cluster: &Cluster<'_>,
+    kind: Kind,
+    built: &K,
+    owner: &Owner,
+) -> Result<(Change, K), Problem> {
     let name = built.meta().name.clone().unwrap_or_default();
     let object = with_hash(serde_json::to_value(built)?);
-    let live = cluster.get::<K>(&name).await?;
-    let unchanged = match &live {
-        Some(l) => is_subset(&object, &serde_json::to_value(l)?),
-        None => false,
+    let change = match cluster.get::<K>(&name).await? {
+        Some(live) => {
+            check(kind, live.meta(), owner)?;
+            if is_subset(&object, &serde_json::to_value(&live)?) {
+                return Ok((Change::Unchanged, live));
+            }
+            Change::Updated
+        }
+        // Absent as far as the reads go; an apply would take over an object
+        // the reads cannot see (a cache holds only labelled objects), so the
+        // API server itself is asked before creating.
+        None => match cluster.live_metadata(kind, &name).await? {
+            Some(meta) => {
+                check(kind, &meta, owner)?;
+                Change::Updated
+            }
+            None => Change::Created,
+        },
     };
-    match live {
-        Some(l) if unchanged => Ok((Change::Unchanged, l)),
-        Some(_) => Ok((Change::Updated, cluster.apply(&name, &object).await?)),
-        None => Ok((Change::Created, cluster.apply(&name, &object).await?)),
+    Ok((change, cluster.apply(&name, &object).await?))
+}
+
+/// Ok when the live object of `kind` with `meta` is this MultiVac's.
+fn check(kind: Kind, meta: &ObjectMeta, owner: &Owner) -> Result<(), Problem> {
+    match claim(kind, meta, owner) {
+        Claim::Ours => Ok(()),
+        Claim::Foreign(why) => Err(Problem::Conflict(format!(
+            "exists and is not this MultiVac's ({why}): {}",
+            conflict_advice(kind, owner)
+        ))),
+        Claim::Leaving(why) => Err(Problem::Waiting(format!(
+            "is not written until its old object is gone ({why})"
+        ))),
     }
 }
 
@@ -141,17 +248,14 @@ async fn ensure<K: Object>(cluster: &Cluster<'_>, built: &K) -> Result<(Change, 
 async fn remove_if_owned(
     cluster: &Cluster<'_>,
     child: &ChildRef,
-    owner_uid: &str,
-) -> Result<Change> {
+    owner: &Owner,
+) -> Result<Change, Problem> {
     let Some(meta) = cluster.metadata(child.kind, &child.name).await? else {
         return Ok(Change::Unchanged);
     };
-    let owned = meta
-        .owner_references
-        .unwrap_or_default()
-        .iter()
-        .any(|o| o.uid == owner_uid && o.controller == Some(true));
-    if owned && cluster.delete(child.kind, &child.name).await? {
+    if claim(child.kind, &meta, owner) == Claim::Ours
+        && cluster.delete(child.kind, &child.name).await?
+    {
         Ok(Change::Removed)
     } else {
         Ok(Change::Unchanged)

@@ -1,7 +1,8 @@
 //! The API calls of one reconcile, all in the MultiVac's namespace. Every
 //! read of a live object goes through [`Cluster::get`] or
 //! [`Cluster::metadata`], so serving them from the controller's caches
-//! changes this file only; every write is counted in
+//! changes this file only ([`Cluster::live_metadata`] must stay a request to
+//! the API server); every write is counted in
 //! `multivac_operator_api_writes_total`.
 
 use std::fmt::Debug;
@@ -68,6 +69,13 @@ impl<'a> Cluster<'a> {
 
     /// The live object's metadata, if it exists (cheaper than [`Self::get`]).
     pub(crate) async fn metadata(&self, kind: Kind, name: &str) -> Result<Option<ObjectMeta>> {
+        self.live_metadata(kind, name).await
+    }
+
+    /// The object's metadata as the API server has it, never from a cache:
+    /// whether a name is free must not be judged from caches that hold only
+    /// the operator's own (labelled) objects.
+    pub(crate) async fn live_metadata(&self, kind: Kind, name: &str) -> Result<Option<ObjectMeta>> {
         Ok(self
             .dynamic(kind)
             .get_metadata_opt(name)
@@ -101,6 +109,20 @@ impl<'a> Cluster<'a> {
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Changes an object's metadata with a strategic merge patch (for objects
+    /// no server-side apply may rewrite: the credentials Secret).
+    pub(crate) async fn patch_metadata(&self, kind: Kind, name: &str, patch: &Value) -> Result<()> {
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        self.dynamic(kind)
+            .patch(name, &params, &Patch::Strategic(patch))
+            .await?;
+        self.ctx.metrics.write(kind.as_str());
+        Ok(())
     }
 
     /// Deletes an object; false when it was already gone.

@@ -4,6 +4,7 @@
 //! missing key means.
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::cluster::Cluster;
 use crate::crd::{MultiVac, SecretSource};
@@ -19,12 +20,13 @@ pub(crate) struct SecretKey {
 }
 
 /// What the spec points at, as the API server has it now.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Dereferenced {
     /// Every user-provided Secret key, in the order the spec names them.
     pub(crate) secret_keys: Vec<SecretKey>,
-    /// The generated credentials Secret exists (only read when a store is managed).
-    pub(crate) credentials_exist: bool,
+    /// The generated credentials Secret's metadata, when it exists (only read
+    /// when a store is managed): whose it is decides whether it may be changed.
+    pub(crate) credentials: Option<ObjectMeta>,
 }
 
 /// The user-provided Secret keys this MultiVac needs.
@@ -51,17 +53,16 @@ pub(crate) async fn dereference(cluster: &Cluster<'_>, mv: &MultiVac) -> Result<
             source,
         });
     }
-    let credentials_exist = if mv.redis_managed() || mv.mongodb_managed() {
+    let credentials = if mv.redis_managed() || mv.mongodb_managed() {
         cluster
             .metadata(Kind::Secret, &mv.credentials_name())
             .await?
-            .is_some()
     } else {
-        false
+        None
     };
     Ok(Dereferenced {
         secret_keys,
-        credentials_exist,
+        credentials,
     })
 }
 

@@ -3,13 +3,19 @@
 //! ```text
 //! MultiVac --dereference--> Dereferenced --validate--> Validated --build--> Children
 //!          (reads Secrets)                 (pure)                  (pure, `resources`)
-//! Children --apply--> Applied (per child: Created/Updated/Unchanged/Removed, rollouts)
+//! Children --apply--> Applied (per child: Created/Updated/Unchanged/Removed,
+//!                              or why not: Conflict/Rejected/Waiting/Failed; rollouts)
 //! Applied  --status--> MultiVacStatus (server-side applied only on change)
 //! ```
+//!
+//! A child that belongs to someone else, or that the API server refuses, is
+//! reported (Ready=False, a Warning event) while every other child is still
+//! reconciled; errors worth retrying soon back off in [`error_policy`].
 
 mod apply;
 mod cluster;
 mod dereference;
+mod ownership;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -29,8 +35,9 @@ use crate::crd::{MultiVac, MultiVacStatus, now_seconds};
 use crate::error::{Error, Result};
 use crate::resources::{self, Passwords};
 use crate::telemetry::{ErrorLabels, ResultLabels};
-use apply::{Applied, Change};
+use apply::{Applied, Change, Problem};
 use cluster::Cluster;
+use ownership::Owner;
 
 #[cfg(test)]
 pub(crate) use dereference::{Dereferenced, SecretKey, referenced};
@@ -42,6 +49,11 @@ const RECHECK_INTERVAL: Duration = Duration::from_secs(300);
 /// How often a MultiVac waiting for a referenced Secret is re-checked: the
 /// operator does not watch the user's Secrets, so their creation brings no event.
 const MISSING_SECRET_RECHECK: Duration = Duration::from_secs(30);
+/// How often a MultiVac with a conflicting or refused child is re-checked:
+/// what fixes it (the other object deleted, a quota raised) brings no event.
+const BLOCKED_RECHECK: Duration = Duration::from_secs(30);
+/// How often a MultiVac waiting for the garbage collector is re-checked.
+const WAITING_RECHECK: Duration = Duration::from_secs(5);
 
 /// Entry point for the controller: reconciles, then records metrics, events
 /// and, for an error only the user can fix, the status.
@@ -90,19 +102,105 @@ async fn reconcile_inner(mv: &MultiVac, ctx: &Context) -> Result<Action> {
     let cluster = Cluster::new(ctx, &namespace);
     let read = dereference::dereference(&cluster, mv).await?;
     let valid = validate(mv, &read)?;
+    let owner = Owner::new(valid.owner.clone(), valid.namespace);
     let children = resources::build(&valid, &ctx.operator_namespace, Passwords::generate)?;
-    let applied = apply::apply(&cluster, &children, &valid.owner.uid).await;
+    let mut applied = apply::apply(&cluster, &children, &owner, read.credentials.as_ref()).await;
     publish_changes(ctx, mv, &applied).await;
-    let rollouts = applied.into_rollouts()?;
-    let conditions = status::conditions_from_rollouts(&rollouts);
-    let status = status::reconciler_status(mv, &conditions, Some(&rollouts), &now_seconds());
+    let mut failure = applied.take_failure();
+    let blocked = Blocked::of(&applied);
+    if blocked.is_none()
+        && let Some(e) = failure.take()
+    {
+        // Nothing is known to be wrong for good: the status stays as it was
+        // (its observedGeneration says which spec it describes) until a retry.
+        return Err(e);
+    }
+    let mut conditions = status::conditions_from_rollouts(&applied.rollouts);
+    if let Some(b) = &blocked {
+        // Ready=False says what is wrong, whatever the rollouts say.
+        status::not_ready(&mut conditions, b.reason, &b.message);
+        publish_blocked(ctx, mv, &applied).await;
+        record_error(ctx, b.metric_label);
+    }
+    let rollouts = Some(applied.rollouts.as_slice());
+    let status = status::reconciler_status(mv, &conditions, rollouts, &now_seconds());
     patch_status(&cluster, mv, &status).await?;
-    Ok(Action::requeue(RECHECK_INTERVAL))
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(Action::requeue(match blocked {
+        None => RECHECK_INTERVAL,
+        Some(b) if b.waiting_only => WAITING_RECHECK,
+        Some(_) => BLOCKED_RECHECK,
+    }))
+}
+
+/// The children left as they are, as the Ready condition reports them.
+struct Blocked {
+    reason: &'static str,
+    /// Every blocked child with why, in apply order.
+    message: String,
+    metric_label: &'static str,
+    /// Only children waiting for the garbage collector: nothing for the user to do.
+    waiting_only: bool,
+}
+
+impl Blocked {
+    fn of(applied: &Applied) -> Option<Self> {
+        let blocked: Vec<_> = applied.blocked().collect();
+        // The reason the user most has to act on.
+        let (reason, metric_label) =
+            blocked
+                .iter()
+                .map(|(_, p)| reason_of(p))
+                .min_by_key(|(reason, _)| match *reason {
+                    "Conflict" => 0,
+                    "ChildRejected" => 1,
+                    _ => 2,
+                })?;
+        let message = blocked
+            .iter()
+            .map(|(child, p)| format!("{child} {}", problem_text(p)))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Some(Self {
+            reason,
+            message,
+            metric_label,
+            waiting_only: reason == WAITING,
+        })
+    }
+}
+
+const WAITING: &str = "WaitingForGarbageCollection";
+
+/// The condition reason and metric label of a problem.
+fn reason_of(p: &Problem) -> (&'static str, &'static str) {
+    match p {
+        Problem::Conflict(_) => ("Conflict", "conflict"),
+        Problem::Rejected(_) => ("ChildRejected", "child_rejected"),
+        Problem::Waiting(_) => (WAITING, "waiting"),
+        Problem::Failed(e) => ("ReconcileFailed", e.metric_label()),
+    }
+}
+
+fn problem_text(p: &Problem) -> String {
+    match p {
+        Problem::Conflict(m) | Problem::Rejected(m) | Problem::Waiting(m) => m.clone(),
+        Problem::Failed(e) => e.to_string(),
+    }
 }
 
 /// `namespace/name`: the key of the backoff's failure count.
 fn object_key(mv: &MultiVac) -> String {
     format!("{}/{}", mv.namespace().unwrap_or_default(), mv.name_any())
+}
+
+fn record_error(ctx: &Context, label: &'static str) {
+    ctx.metrics
+        .errors
+        .get_or_create(&ErrorLabels { error: label })
+        .inc();
 }
 
 fn succeeded(mv: &MultiVac, ctx: &Context) {
@@ -121,12 +219,7 @@ async fn failed(mv: &MultiVac, ctx: &Context, e: &Error) {
         .reconciliations
         .get_or_create(&ResultLabels { result: "error" })
         .inc();
-    ctx.metrics
-        .errors
-        .get_or_create(&ErrorLabels {
-            error: e.metric_label(),
-        })
-        .inc();
+    record_error(ctx, e.metric_label());
     warn!(error = %e, "reconcile failed");
     if e.is_permanent() {
         report_permanent(mv, ctx, e).await;
@@ -169,6 +262,34 @@ async fn publish_changes(ctx: &Context, mv: &MultiVac, applied: &Applied) {
             Some(related),
         )
         .await;
+    }
+}
+
+/// A Warning event for each child that is newly blocked or blocked for a new
+/// reason (its text is not yet in the Ready condition): the recorder would fold
+/// a new message for the same child into the first one's series and keep the
+/// first note, so these are published unfolded, once per distinct message.
+async fn publish_blocked(ctx: &Context, mv: &MultiVac, applied: &Applied) {
+    let reported = status::ready_message(mv);
+    for (child, problem) in applied.blocked() {
+        let text = format!("{child} {}", problem_text(problem));
+        let (reason, _) = reason_of(problem);
+        if reason == WAITING || reported.contains(&text) {
+            continue;
+        }
+        warn!(%child, "{text}");
+        let event = Event {
+            type_: EventType::Warning,
+            reason: reason.into(),
+            note: Some(text),
+            action: "Apply".into(),
+            secondary: Some(child.object_ref(&mv.namespace().unwrap_or_default())),
+        };
+        let unfolded =
+            kube::runtime::events::Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+        if let Err(e) = unfolded.publish(&event, &mv.object_ref(&())).await {
+            warn!(error = %e, "could not publish event");
+        }
     }
 }
 

@@ -123,6 +123,24 @@ pub(crate) fn conditions_from_rollouts(rollouts: &[Rollout]) -> Vec<Cond> {
     }
 }
 
+/// Ready=False with `reason` and `message`, whatever the rollouts say: some
+/// children are not as the spec asks (the status says which and why).
+pub(crate) fn not_ready(conditions: &mut [Cond], reason: &str, message: &str) {
+    for c in conditions.iter_mut().filter(|c| c.type_ == READY) {
+        c.status = false;
+        c.reason = reason.into();
+        c.message = message.into();
+    }
+}
+
+/// The message of the Ready condition the MultiVac has now, if any.
+pub(crate) fn ready_message(mv: &MultiVac) -> &str {
+    mv.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))
+        .map_or("", |c| c.message.as_str())
+}
+
 /// Ready=False and Progressing=False for an error the user has to fix.
 pub(crate) fn conditions_from_error(reason: &str, message: &str) -> Vec<Cond> {
     vec![

@@ -22,10 +22,15 @@ const CREDENTIALS: &str = "/api/v1/namespaces/ns/secrets/mv-credentials";
 const SERVER: &str = "/apis/apps/v1/namespaces/ns/deployments/mv-server";
 const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/ns/deployments/";
 const PDB: &str = "/apis/policy/v1/namespaces/ns/poddisruptionbudgets/mv-server";
+const CONFIG: &str = "/api/v1/namespaces/ns/configmaps/mv-config";
+const REDIS_PVC: &str = "/api/v1/namespaces/ns/persistentvolumeclaims/mv-redis-data";
+const MONGODB_PVC: &str = "/api/v1/namespaces/ns/persistentvolumeclaims/mv-mongodb-data";
+/// The ServiceAccount of the previous release, named like the MultiVac.
+const OLD_SERVICE_ACCOUNT: &str = "/api/v1/namespaces/ns/serviceaccounts/mv";
 
 /// Every child of the minimal MultiVac, in the order they are applied.
 const CHILDREN: [&str; 13] = [
-    "/api/v1/namespaces/ns/serviceaccounts/mv",
+    "/api/v1/namespaces/ns/serviceaccounts/mv-multivac",
     "/api/v1/namespaces/ns/configmaps/mv-config",
     "/apis/apps/v1/namespaces/ns/deployments/mv-server",
     "/api/v1/namespaces/ns/services/mv-server",
@@ -50,11 +55,7 @@ struct Harness {
 impl Harness {
     fn new(spec: Value) -> Self {
         let (client, api) = FakeApi::start();
-        api.put(
-            MV,
-            json!({"apiVersion": "multivac.io/v1alpha1", "kind": "MultiVac",
-                   "metadata": {"name": "mv", "namespace": "ns", "uid": "mv-uid"}, "spec": spec}),
-        );
+        api.put(MV, multivac("mv-uid", spec));
         let registry = Arc::new(Mutex::new(Registry::default()));
         let ctx = Arc::new(Context::new(
             client,
@@ -62,6 +63,25 @@ impl Harness {
             "multivac-system".into(),
         ));
         Self { api, ctx, registry }
+    }
+
+    /// Deletes the MultiVac as the garbage collector would (with every
+    /// object it owns) and creates it again under the same name, with `uid`.
+    fn recreate(&self, uid: &str, spec: Value) {
+        let old = self.api.get(MV).expect("the MultiVac")["metadata"]["uid"].clone();
+        for path in self.api.paths("/") {
+            let owners = self.api.get(&path).unwrap()["metadata"]["ownerReferences"].clone();
+            if owners
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|o| o["uid"] == old)
+            {
+                self.api.remove(&path);
+            }
+        }
+        self.api.remove(MV);
+        self.api.put(MV, multivac(uid, spec));
     }
 
     /// The MultiVac as the fake stores it now.
@@ -113,6 +133,17 @@ impl Harness {
             .expect("a status patch");
         patch.body.expect("a body")["status"].clone()
     }
+}
+
+fn multivac(uid: &str, spec: Value) -> Value {
+    json!({"apiVersion": "multivac.io/v1alpha1", "kind": "MultiVac",
+           "metadata": {"name": "mv", "namespace": "ns", "uid": uid}, "spec": spec})
+}
+
+/// The controller ownerReference of MultiVac `mv` with `uid`.
+fn owned_by(uid: &str) -> Value {
+    json!([{"apiVersion": "multivac.io/v1alpha1", "kind": "MultiVac", "name": "mv",
+            "uid": uid, "controller": true}])
 }
 
 fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
@@ -178,6 +209,7 @@ async fn an_unchanged_multivac_makes_no_writes() {
     let mut reads = vec![format!("GET {CREDENTIALS}")];
     reads.extend(CHILDREN.iter().map(|c| format!("GET {c}")));
     reads.push(format!("GET {PDB}"));
+    reads.push(format!("GET {OLD_SERVICE_ACCOUNT}"));
     let sent: Vec<String> = h.api.requests().iter().map(|r| r.line()).collect();
     assert_eq!(sent, reads);
     assert_eq!(h.api.events().len(), events, "no event");
@@ -225,7 +257,11 @@ async fn a_lost_create_race_keeps_the_winners_credentials() {
     // Between our read (absent) and our create, another writer (an older
     // leader) creates the Secret: the create answers 409.
     let winner = json!({"apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "mv-credentials", "namespace": "ns"},
+        "metadata": {"name": "mv-credentials", "namespace": "ns",
+            "labels": {"app.kubernetes.io/name": "multivac", "app.kubernetes.io/instance": "mv",
+                "app.kubernetes.io/component": "multivac", "app.kubernetes.io/part-of": "multivac",
+                "app.kubernetes.io/managed-by": "multivac-operator"},
+            "annotations": {"multivac.io/owner": "ns/mv"}},
         "stringData": {"redis-password": "the-winners", "mongodb-password": "the-winners"}});
     h.api
         .lose_race(Method::POST, SECRETS, 409, CREDENTIALS, winner.clone());
@@ -253,47 +289,130 @@ async fn a_lost_create_race_keeps_the_winners_credentials() {
         h.api.events()
     );
     assert!(h.api.get(SERVER).is_some(), "the children are applied");
+    // The next reconcile finds it, this MultiVac's: nothing to write.
+    h.api.clear();
+    h.reconcile().await.unwrap();
+    assert!(
+        !h.api.writes().iter().any(|w| w.contains("/secrets")),
+        "{:?}",
+        h.api.writes()
+    );
 }
 
 #[tokio::test]
-async fn a_refused_child_fails_the_reconcile_and_backs_off() {
+async fn a_refused_child_is_reported_while_every_other_child_is_applied() {
     let h = Harness::new(json!({"image": "multivac:1"}));
     h.api.fail(Method::PATCH, SERVER, 422, "Invalid");
 
+    // Not an error to retry soon: the status says it, and the MultiVac is
+    // checked again in 30 s (what fixes it may bring no event).
+    assert_eq!(
+        h.reconcile().await.unwrap(),
+        Action::requeue(Duration::from_secs(30))
+    );
+    for child in CHILDREN.iter().filter(|c| **c != SERVER) {
+        assert!(h.api.get(child).is_some(), "{child} applied all the same");
+    }
+    assert!(h.api.get(SERVER).is_none());
+    let ready = condition(&h.status_sent(), "Ready").clone();
+    assert_eq!(
+        (&ready["status"], &ready["reason"]),
+        (&json!("False"), &json!("ChildRejected"))
+    );
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Deployment/mv-server refused by the API server (422 Invalid): ")
+            && message.contains(&format!("PATCH {SERVER}: injected Invalid")),
+        "the API server's own message: {message}"
+    );
+    assert_eq!(ready["observedGeneration"], 1);
+    let warnings = |h: &Harness| -> Vec<String> {
+        h.api
+            .events()
+            .into_iter()
+            .filter(|(r, _)| r == "ChildRejected")
+            .map(|(_, n)| n)
+            .collect()
+    };
+    assert_eq!(warnings(&h), [message]);
+    assert_eq!(
+        h.metric("multivac_operator_reconcile_errors_total{error=\"child_rejected\"}"),
+        1.0
+    );
+
+    // Refused again for the same reason: the status already says it.
+    let status_writes = |h: &Harness| {
+        h.api
+            .writes()
+            .iter()
+            .filter(|w| w.ends_with("/status"))
+            .count()
+    };
+    let before = status_writes(&h);
+    h.api.fail(Method::PATCH, SERVER, 422, "Invalid");
+    h.reconcile().await.unwrap();
+    assert_eq!(
+        warnings(&h).len(),
+        1,
+        "no second event for the same refusal"
+    );
+    assert_eq!(status_writes(&h), before, "no status write either");
+
+    // Refused for another reason: a new event with the new message, next to the first.
+    h.api.fail(Method::PATCH, SERVER, 403, "Forbidden");
+    h.reconcile().await.unwrap();
+    let notes = warnings(&h);
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(
+        notes[1].contains("(403 Forbidden)") && notes[1].contains("injected Forbidden"),
+        "{notes:?}"
+    );
+    assert_eq!(
+        condition(&h.status_sent(), "Ready")["message"],
+        json!(notes[1])
+    );
+
+    // Accepted at last: created, and Ready follows the rollout again.
+    h.reconcile().await.unwrap();
+    assert!(h.api.get(SERVER).is_some());
+    assert_eq!(
+        condition(&h.status_sent(), "Ready")["reason"],
+        "ComponentsNotAvailable"
+    );
+}
+
+#[tokio::test]
+async fn a_transient_error_backs_off_after_every_other_child_is_tried() {
+    let h = Harness::new(json!({"image": "multivac:1"}));
+    h.api.fail(Method::PATCH, SERVER, 500, "InternalError");
+
     let err = h.reconcile().await.unwrap_err();
     assert!(
-        matches!(&err, Error::Kube(kube::Error::Api(s)) if s.code == 422),
+        matches!(&err, Error::Kube(kube::Error::Api(s)) if s.code == 500),
         "{err}"
+    );
+    for child in CHILDREN.iter().filter(|c| **c != SERVER) {
+        assert!(h.api.get(child).is_some(), "{child} applied all the same");
+    }
+    assert!(
+        !h.api.writes().iter().any(|w| w.contains("/status")),
+        "a status that may pass by itself is not reported: {:?}",
+        h.api.writes()
     );
     assert_eq!(
         h.metric("multivac_operator_reconcile_errors_total{error=\"kube\"}"),
         1.0
     );
-    assert_eq!(
-        h.metric("multivac_operator_reconciliations_total{result=\"error\"}"),
-        1.0
-    );
-    let events = h.api.events();
-    let (reason, note) = events.last().unwrap();
+    let (reason, note) = h.api.events().last().unwrap().clone();
     assert_eq!(reason, "ReconcileFailed");
-    assert!(note.contains("422") || note.contains("Invalid"), "{note}");
-    assert!(
-        events.contains(&("Created".into(), "Created ConfigMap/mv-config".into())),
-        "what was applied before the refusal is reported: {events:?}"
-    );
+    assert!(note.contains("InternalError"), "{note}");
     // Transient: 1 s, then 2 s, 4 s ...
-    assert_eq!(
-        h.error_policy(&err),
-        Action::requeue(Duration::from_secs(1))
-    );
-    assert_eq!(
-        h.error_policy(&err),
-        Action::requeue(Duration::from_secs(2))
-    );
-    assert_eq!(
-        h.error_policy(&err),
-        Action::requeue(Duration::from_secs(4))
-    );
+    for secs in [1, 2, 4] {
+        assert_eq!(
+            h.error_policy(&err),
+            Action::requeue(Duration::from_secs(secs))
+        );
+    }
     // A success resets the backoff.
     h.reconcile().await.unwrap();
     assert!(h.api.get(SERVER).is_some());
@@ -301,6 +420,311 @@ async fn a_refused_child_fails_the_reconcile_and_backs_off() {
         h.error_policy(&err),
         Action::requeue(Duration::from_secs(1))
     );
+}
+
+#[tokio::test]
+async fn objects_that_are_not_this_multivacs_are_left_untouched_and_reported() {
+    let h = Harness::new(json!({"image": "multivac:1"}));
+    let mut foreign = vec![
+        // A user's ConfigMap, a PVC with someone's data, a Deployment another
+        // controller runs, a Secret someone made: each with the name of a child.
+        (CONFIG, json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "mv-config", "namespace": "ns"}, "data": {"mine": "yes"}})),
+        (MONGODB_PVC, json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "mv-mongodb-data", "namespace": "ns"}, "spec": {"storageClassName": "theirs"}})),
+        (&*format!("{DEPLOYMENTS}mv-worker"), json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "mv-worker", "namespace": "ns", "ownerReferences": [{"apiVersion": "x/v1",
+                "kind": "Thing", "name": "t", "uid": "t-uid", "controller": true}]}, "spec": {}})),
+        (CREDENTIALS, json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "mv-credentials", "namespace": "ns"}, "data": {"k": "dg=="}})),
+    ]
+    .into_iter()
+    .map(|(path, object)| (path.to_string(), object))
+    .collect::<Vec<_>>();
+    for (path, object) in &foreign {
+        h.api.put(path, object.clone());
+    }
+    let before: Vec<Value> = foreign.iter().map(|(p, _)| h.api.get(p).unwrap()).collect();
+
+    assert_eq!(
+        h.reconcile().await.unwrap(),
+        Action::requeue(Duration::from_secs(30))
+    );
+    for ((path, _), was) in foreign.iter().zip(&before) {
+        assert_eq!(
+            &h.api.get(path).unwrap(),
+            was,
+            "{path} left exactly as it was"
+        );
+        assert!(
+            !h.api.writes().iter().any(|w| w.ends_with(path.as_str())),
+            "no write to {path}: {:?}",
+            h.api.writes()
+        );
+    }
+    assert!(
+        !h.api.writes().contains(&format!("POST {SECRETS}")),
+        "no Secret is generated over an existing one"
+    );
+    for child in [SERVER, REDIS_PVC, CHILDREN[0]] {
+        assert!(h.api.get(child).is_some(), "{child} applied all the same");
+    }
+    let ready = condition(&h.status_sent(), "Ready").clone();
+    assert_eq!(
+        (&ready["status"], &ready["reason"]),
+        (&json!("False"), &json!("Conflict"))
+    );
+    let message = ready["message"].as_str().unwrap();
+    for needle in [
+        "Secret/mv-credentials exists and is not this MultiVac's (it was not made for this MultiVac): \
+         the operator leaves it untouched: delete or rename it, or give this MultiVac another name \
+         (to hand it to this MultiVac, with its data, annotate it multivac.io/owner=ns/mv",
+        "ConfigMap/mv-config exists and is not this MultiVac's (it was not made for this MultiVac): \
+         the operator leaves it untouched: delete or rename it, or give this MultiVac another name;",
+        "Deployment/mv-worker exists and is not this MultiVac's (it is controlled by Thing t)",
+        "PersistentVolumeClaim/mv-mongodb-data exists and is not this MultiVac's",
+    ] {
+        assert!(message.contains(needle), "{needle:?} in {message}");
+    }
+    let conflicts: Vec<_> = h
+        .api
+        .events()
+        .into_iter()
+        .filter(|(r, _)| r == "Conflict")
+        .collect();
+    assert_eq!(conflicts.len(), 4, "one Warning per object: {conflicts:?}");
+    assert_eq!(
+        h.metric("multivac_operator_reconcile_errors_total{error=\"conflict\"}"),
+        1.0
+    );
+
+    // The user removes their ConfigMap: the operator's own is created.
+    h.api.remove(CONFIG);
+    foreign.remove(0);
+    h.reconcile().await.unwrap();
+    assert_eq!(
+        h.api.get(CONFIG).unwrap()["metadata"]["ownerReferences"],
+        owned_by("mv-uid")
+    );
+    let message = condition(&h.status_sent(), "Ready")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!message.contains("ConfigMap"), "{message}");
+}
+
+#[tokio::test]
+async fn retention_decides_whether_volumes_and_credentials_are_owned() {
+    let h = Harness::new(json!({"image": "multivac:1"}));
+    h.reconcile().await.unwrap();
+    let owners = |path: &str| h.api.get(path).unwrap()["metadata"]["ownerReferences"].clone();
+    // Retain (the default): nothing the garbage collector would follow.
+    for path in [REDIS_PVC, MONGODB_PVC, CREDENTIALS] {
+        assert!(
+            owners(path).as_array().is_none_or(Vec::is_empty),
+            "{path}: {}",
+            owners(path)
+        );
+        assert_eq!(
+            h.api.get(path).unwrap()["metadata"]["annotations"]["multivac.io/owner"],
+            "ns/mv"
+        );
+    }
+    assert_eq!(owners(CONFIG), owned_by("mv-uid"));
+
+    // Delete: owned, so garbage-collected with the MultiVac.
+    h.api
+        .edit(MV, |mv| mv["spec"]["retention"] = json!("Delete"));
+    h.api.clear();
+    h.reconcile().await.unwrap();
+    for path in [REDIS_PVC, MONGODB_PVC, CREDENTIALS] {
+        assert_eq!(owners(path), owned_by("mv-uid"), "{path}");
+    }
+    // The Secret's data is never rewritten: only its metadata is patched.
+    let secret_patch = h
+        .api
+        .requests()
+        .into_iter()
+        .find(|r| r.method == Method::PATCH && r.path == CREDENTIALS)
+        .expect("a patch of the Secret");
+    assert!(
+        secret_patch
+            .content_type
+            .starts_with("application/strategic-merge-patch")
+    );
+    assert_eq!(
+        secret_patch.body.unwrap(),
+        json!({"metadata": {"ownerReferences": owned_by("mv-uid")}})
+    );
+
+    // And back.
+    h.api
+        .edit(MV, |mv| mv["spec"]["retention"] = json!("Retain"));
+    h.reconcile().await.unwrap();
+    for path in [REDIS_PVC, MONGODB_PVC, CREDENTIALS] {
+        assert!(
+            owners(path).as_array().is_none_or(Vec::is_empty),
+            "{path}: {}",
+            owners(path)
+        );
+    }
+    h.api.clear();
+    h.reconcile().await.unwrap();
+    assert_eq!(
+        h.api.writes(),
+        Vec::<String>::new(),
+        "settled: nothing more to write"
+    );
+}
+
+#[tokio::test]
+async fn a_multivac_created_again_takes_back_its_volumes_and_credentials() {
+    let h = Harness::new(json!({"image": "multivac:1"}));
+    h.reconcile().await.unwrap();
+    let uid = |path: &str| h.api.get(path).unwrap()["metadata"]["uid"].clone();
+    let kept = [REDIS_PVC, MONGODB_PVC, CREDENTIALS].map(|p| (p, uid(p)));
+    let secret = h.api.get(CREDENTIALS).unwrap()["stringData"].clone();
+
+    h.recreate("mv-uid-2", json!({"image": "multivac:1"}));
+    assert!(
+        h.api.get(SERVER).is_none(),
+        "owned children went with the MultiVac"
+    );
+    h.api.clear();
+    h.reconcile().await.unwrap();
+    for (path, was) in &kept {
+        assert_eq!(&uid(path), was, "{path} is the same object");
+    }
+    assert_eq!(
+        h.api.get(CREDENTIALS).unwrap()["stringData"],
+        secret,
+        "the same passwords"
+    );
+    assert!(
+        !h.api.writes().contains(&format!("POST {SECRETS}")),
+        "{:?}",
+        h.api.writes()
+    );
+    assert!(h.api.get(SERVER).is_some());
+    assert_eq!(
+        condition(&h.status_sent(), "Ready")["reason"],
+        "ComponentsNotAvailable"
+    );
+}
+
+#[tokio::test]
+async fn a_child_of_a_deleted_multivac_is_waited_for_not_taken() {
+    let h = Harness::new(json!({"image": "multivac:1"}));
+    h.reconcile().await.unwrap();
+    let server = h.api.get(SERVER).unwrap();
+    // Deleted and created again before the garbage collector removed the
+    // server Deployment.
+    h.recreate("mv-uid-2", json!({"image": "multivac:1"}));
+    h.api.put(SERVER, server.clone());
+    h.api.clear();
+    assert_eq!(
+        h.reconcile().await.unwrap(),
+        Action::requeue(Duration::from_secs(5))
+    );
+    assert!(
+        !h.api.writes().iter().any(|w| w.ends_with(SERVER)),
+        "{:?}",
+        h.api.writes()
+    );
+    assert_eq!(
+        h.api.get(SERVER).unwrap()["metadata"]["ownerReferences"],
+        owned_by("mv-uid")
+    );
+    let ready = condition(&h.status_sent(), "Ready").clone();
+    assert_eq!(ready["reason"], "WaitingForGarbageCollection");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("earlier MultiVac mv (uid mv-uid)"),
+        "{ready}"
+    );
+    assert!(
+        !h.api
+            .events()
+            .iter()
+            .any(|(r, _)| r == "Conflict" || r == "ChildRejected")
+    );
+
+    h.api.remove(SERVER);
+    h.reconcile().await.unwrap();
+    assert_eq!(
+        h.api.get(SERVER).unwrap()["metadata"]["ownerReferences"],
+        owned_by("mv-uid-2")
+    );
+}
+
+#[tokio::test]
+async fn a_multivac_of_the_previous_release_is_upgraded_without_deleting_data() {
+    let h = Harness::new(json!({"image": "multivac:1"}));
+    // What the previous release made: every child controlled by the
+    // MultiVac, no owner annotation, the ServiceAccount named `mv`.
+    let legacy = |kind: &str, name: &str, extra: Value| {
+        let mut o = json!({"apiVersion": "v1", "kind": kind,
+            "metadata": {"name": name, "namespace": "ns", "ownerReferences": owned_by("mv-uid"),
+                "labels": {"app.kubernetes.io/managed-by": "multivac-operator"}}});
+        o.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        o
+    };
+    h.api.put(
+        CREDENTIALS,
+        legacy(
+            "Secret",
+            "mv-credentials",
+            json!({"stringData": {"redis-password": "old", "mongodb-password": "old"}}),
+        ),
+    );
+    h.api.put(
+        REDIS_PVC,
+        legacy(
+            "PersistentVolumeClaim",
+            "mv-redis-data",
+            json!({"spec": {}}),
+        ),
+    );
+    h.api.put(
+        OLD_SERVICE_ACCOUNT,
+        legacy("ServiceAccount", "mv", json!({})),
+    );
+    let uid = |path: &str| h.api.get(path).unwrap()["metadata"]["uid"].clone();
+    let (secret_uid, pvc_uid) = (uid(CREDENTIALS), uid(REDIS_PVC));
+
+    h.reconcile().await.unwrap();
+    let deletes: Vec<String> = h
+        .api
+        .writes()
+        .into_iter()
+        .filter(|w| w.starts_with("DELETE"))
+        .collect();
+    assert_eq!(
+        deletes,
+        [format!("DELETE {OLD_SERVICE_ACCOUNT}")],
+        "only the old ServiceAccount"
+    );
+    assert!(!h.api.writes().contains(&format!("POST {SECRETS}")));
+    assert_eq!((uid(CREDENTIALS), uid(REDIS_PVC)), (secret_uid, pvc_uid));
+    let secret = h.api.get(CREDENTIALS).unwrap();
+    assert_eq!(
+        secret["stringData"]["redis-password"], "old",
+        "the passwords stay"
+    );
+    for path in [CREDENTIALS, REDIS_PVC] {
+        let meta = &h.api.get(path).unwrap()["metadata"];
+        assert!(
+            meta["ownerReferences"].as_array().is_none_or(Vec::is_empty),
+            "{path}: {meta}"
+        );
+        assert_eq!(meta["annotations"]["multivac.io/owner"], "ns/mv", "{path}");
+    }
+    let pods = h.api.get(SERVER).unwrap()["spec"]["template"]["spec"]["serviceAccountName"].clone();
+    assert_eq!(pods, "mv-multivac");
 }
 
 #[tokio::test]
@@ -332,6 +756,21 @@ async fn a_child_held_by_another_owner_is_never_deleted() {
             false,
         ),
         (redis_external, &redis_deployment, json!([ours]), true),
+        // The previous release's ServiceAccount `mv`: deleted when this
+        // MultiVac controls it; a user's (a MultiVac named `default` and the
+        // namespace's own `default`) is never touched.
+        (
+            json!({"image": "multivac:1"}),
+            OLD_SERVICE_ACCOUNT,
+            json!([ours]),
+            true,
+        ),
+        (
+            json!({"image": "multivac:1"}),
+            OLD_SERVICE_ACCOUNT,
+            json!([]),
+            false,
+        ),
     ];
     for (spec, child, owners, deleted) in cases {
         let h = Harness::new(spec);
@@ -340,10 +779,10 @@ async fn a_child_held_by_another_owner_is_never_deleted() {
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "r"},
                    "stringData": {"redis-url": "redis://r"}}),
         );
-        let kind = if child == PDB {
-            "PodDisruptionBudget"
-        } else {
-            "Deployment"
+        let kind = match child {
+            PDB => "PodDisruptionBudget",
+            OLD_SERVICE_ACCOUNT => "ServiceAccount",
+            _ => "Deployment",
         };
         let name = child.rsplit('/').next().unwrap();
         h.api.put(

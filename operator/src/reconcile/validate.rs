@@ -4,15 +4,15 @@
 //! checks ran, and it carries what they resolved (namespace, owner, how each
 //! store is provided), so building cannot fail on bad input.
 
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
+use kube_quantity::ParsedQuantity;
 
 use super::dereference::Dereferenced;
-use crate::crd::{ManagedStore, MultiVac, MultiVacSpec, SecretSource};
+use crate::crd::{MAX_NAME_LEN, ManagedStore, MultiVac, MultiVacSpec, SecretSource, message};
 use crate::error::{Error, Result};
-
-/// Longest MultiVac name: `<name>-mongodb` must still be a valid Service name (63).
-pub(crate) const MAX_NAME_LEN: usize = 55;
 
 /// How a datastore is provided, once the spec is known to name exactly one way.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,6 +62,10 @@ impl Validated<'_> {
     /// Name of the app's ConfigMap.
     pub(crate) fn config_name(&self) -> String {
         self.mv.config_name()
+    }
+    /// Name of the pods' ServiceAccount.
+    pub(crate) fn service_account_name(&self) -> String {
+        self.mv.service_account_name()
     }
     /// Where the app reads the Redis URL from.
     pub(crate) fn redis_url_source(&self) -> SecretSource {
@@ -114,6 +118,15 @@ pub(crate) fn validate<'a>(mv: &'a MultiVac, read: &Dereferenced) -> Result<Vali
     }
     let redis = store("redis", &s.redis.managed, s.redis.external.is_some())?;
     let mongodb = store("mongodb", &s.mongodb.managed, s.mongodb.external.is_some())?;
+    check_resources("spec.server.resources", &s.server.resources)?;
+    check_resources("spec.workers.resources", &s.workers.resources)?;
+    for (what, store) in [("redis", &redis), ("mongodb", &mongodb)] {
+        if let Store::Managed(m) = store {
+            let path = format!("spec.{what}.managed");
+            check_resources(&format!("{path}.resources"), &m.resources)?;
+            quantity(&format!("{path}.storage.size"), &m.storage.size)?;
+        }
+    }
     let managed = |st: &Store| matches!(st, Store::Managed(_));
     Ok(Validated {
         mv,
@@ -121,23 +134,68 @@ pub(crate) fn validate<'a>(mv: &'a MultiVac, read: &Dereferenced) -> Result<Vali
         namespace,
         owner,
         spec: s,
-        create_credentials: (managed(&redis) || managed(&mongodb)) && !read.credentials_exist,
+        create_credentials: (managed(&redis) || managed(&mongodb)) && read.credentials.is_none(),
         redis,
         mongodb,
     })
 }
 
+/// The CRD's rules on the name, for a CRD installed without them.
 fn check_name(name: &str) -> Result<()> {
+    let invalid = |message: &str| {
+        Err(Error::InvalidSpec(format!(
+            "metadata.name: Invalid value: {name:?}: {message}"
+        )))
+    };
     if name.len() > MAX_NAME_LEN {
-        return Err(Error::InvalidSpec(format!(
-            "metadata.name {name:?} is {} characters; use at most {MAX_NAME_LEN} so the child Service names stay valid DNS labels",
-            name.len()
-        )));
+        return invalid(message::NAME_LENGTH);
     }
-    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Err(Error::InvalidSpec(format!(
-            "metadata.name {name:?} must start with a lowercase letter: Service names derived from it must"
-        )));
+    let dns_label = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !dns_label {
+        return invalid(message::NAME_CHARACTERS);
+    }
+    Ok(())
+}
+
+/// The CRD's rule on a quantity field, for a CRD installed without it.
+fn quantity(path: &str, q: &Quantity) -> Result<ParsedQuantity> {
+    ParsedQuantity::try_from(q).map_err(|_| {
+        Error::InvalidSpec(format!(
+            "{path}: Invalid value: {:?}: {}",
+            q.0,
+            message::QUANTITY
+        ))
+    })
+}
+
+/// The CRD's rules on a `resources` block: quantities, requests within limits.
+fn check_resources(path: &str, resources: &Option<ResourceRequirements>) -> Result<()> {
+    let Some(r) = resources else { return Ok(()) };
+    let (requests, limits) = (
+        r.requests.clone().unwrap_or_default(),
+        r.limits.clone().unwrap_or_default(),
+    );
+    for (key, map) in [("requests", &requests), ("limits", &limits)] {
+        for (name, q) in map {
+            quantity(&format!("{path}.{key}[{name}]"), q)?;
+        }
+    }
+    for (name, request) in &requests {
+        let Some(limit) = limits.get(name) else {
+            continue;
+        };
+        if quantity(path, request)? > quantity(path, limit)? {
+            return Err(Error::InvalidSpec(format!(
+                "{path}: Invalid value: {}: requests {} > limits {} for {name}",
+                message::REQUESTS_ABOVE_LIMITS,
+                request.0,
+                limit.0
+            )));
+        }
     }
     Ok(())
 }
@@ -200,12 +258,80 @@ mod tests {
             assert!(err.is_permanent());
             assert!(err.to_string().contains(needle), "{spec}: {err}");
         }
-        let mut long = mv(json!({"image": "x"}));
-        long.metadata.name = Some("a".repeat(56));
-        assert!(check(&long).unwrap_err().to_string().contains("at most 55"));
-        let mut digit = mv(json!({"image": "x"}));
-        digit.metadata.name = Some("1mv".into());
-        assert!(check(&digit).is_err());
+    }
+
+    /// The CRD's rules, checked again with the same messages (the same
+    /// specs are refused by the API server in operator/tests/reconcile.rs).
+    #[test]
+    fn rejects_what_the_crd_rules_refuse_with_their_messages() {
+        let named = |name: &str| {
+            let mut m = mv(json!({"image": "x"}));
+            m.metadata.name = Some(name.into());
+            m
+        };
+        for (name, message) in [
+            ("a".repeat(56), message::NAME_LENGTH),
+            ("a.b".into(), message::NAME_CHARACTERS),
+            ("1mv".into(), message::NAME_CHARACTERS),
+            ("mv-".into(), message::NAME_CHARACTERS),
+            ("Mv".into(), message::NAME_CHARACTERS),
+        ] {
+            let m = named(&name);
+            let err = check(&m).unwrap_err().to_string();
+            assert!(
+                err.contains(message) && err.contains(&name),
+                "{name}: {err}"
+            );
+        }
+        for name in ["a".repeat(55), "a-1".into(), "default".into()] {
+            assert!(check(&named(&name)).is_ok(), "{name}");
+        }
+        for (spec, needle) in [
+            (
+                json!({"image": "x", "redis": {"managed": {"storage": {"size": "lots"}}}}),
+                format!(
+                    "spec.redis.managed.storage.size: Invalid value: \"lots\": {}",
+                    message::QUANTITY
+                ),
+            ),
+            (
+                json!({"image": "x", "server": {"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1500m"}}}}),
+                format!(
+                    "spec.server.resources: Invalid value: {}",
+                    message::REQUESTS_ABOVE_LIMITS
+                ),
+            ),
+            (
+                json!({"image": "x", "workers": {"resources": {"requests": {"memory": "1025Mi"}, "limits": {"memory": "1Gi"}}}}),
+                format!(
+                    "spec.workers.resources: Invalid value: {}",
+                    message::REQUESTS_ABOVE_LIMITS
+                ),
+            ),
+            (
+                json!({"image": "x", "mongodb": {"managed": {"resources": {"requests": {"nvidia.com/gpu": 2}, "limits": {"nvidia.com/gpu": 1}}}}}),
+                format!(
+                    "spec.mongodb.managed.resources: Invalid value: {}",
+                    message::REQUESTS_ABOVE_LIMITS
+                ),
+            ),
+            (
+                json!({"image": "x", "redis": {"managed": {"resources": {"limits": {"cpu": "lots"}}}}}),
+                format!(
+                    "spec.redis.managed.resources.limits[cpu]: Invalid value: \"lots\": {}",
+                    message::QUANTITY
+                ),
+            ),
+        ] {
+            let m = mv(spec.clone());
+            let err = check(&m).unwrap_err().to_string();
+            assert!(err.contains(&needle), "{spec}: {err}");
+        }
+        // Equal, below, other units, an external store's unused defaults: accepted.
+        let ok = mv(json!({"image": "x",
+            "server": {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": 1, "memory": "1024Mi"}}},
+            "redis": {"managed": {"storage": {"size": 2147483648_i64}}}}));
+        check(&ok).unwrap();
     }
 
     #[test]
@@ -222,7 +348,7 @@ mod tests {
         };
         let read = Dereferenced {
             secret_keys: vec![key("r", "u", true), key("m", "mongodb-uri", false)],
-            credentials_exist: false,
+            credentials: None,
         };
         let err = validate(&m, &read).unwrap_err();
         assert!(
@@ -231,14 +357,14 @@ mod tests {
         );
         let read = Dereferenced {
             secret_keys: vec![key("r", "u", true), key("m", "mongodb-uri", true)],
-            credentials_exist: false,
+            credentials: None,
         };
         let v = validate(&m, &read).unwrap();
         assert_eq!((&v.redis, &v.mongodb), (&Store::External, &Store::External));
         assert!(!v.create_credentials, "no managed store, no credentials");
         let managed = mv(json!({"image": "x"}));
         let existing = Dereferenced {
-            credentials_exist: true,
+            credentials: Some(Default::default()),
             ..Default::default()
         };
         assert!(!validate(&managed, &existing).unwrap().create_credentials);

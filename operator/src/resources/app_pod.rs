@@ -39,7 +39,7 @@ pub fn template(
             "annotations": {super::CONFIG_HASH_ANNOTATION: super::config_map::hash(mv)},
         },
         "spec": {
-            "serviceAccountName": mv.name,
+            "serviceAccountName": mv.service_account_name(),
             "automountServiceAccountToken": false,
             "securityContext": app_pod_security(),
             "imagePullSecrets": pull_secrets(mv),

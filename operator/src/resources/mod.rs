@@ -14,9 +14,11 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::core::ApiResource;
+use kube::runtime::reflector::ObjectRef;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::crd::{MultiVac, Retention};
 use crate::error::Result;
 use crate::reconcile::{Store, Validated};
 
@@ -46,6 +48,38 @@ pub const APP_UID: i64 = 65532;
 pub const STORE_UID: i64 = 999;
 /// Annotation carrying a hash of the ConfigMap so a config change rolls the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "multivac.io/config-hash";
+/// Annotation naming the MultiVac (`namespace/name`) a retained child (its
+/// PVCs, its credentials Secret) belongs to: they carry no ownerReference with
+/// `retention: Retain`, so that deleting the MultiVac does not delete them.
+pub const OWNER_ANNOTATION: &str = "multivac.io/owner";
+/// Value of the `app.kubernetes.io/managed-by` label of every child.
+pub const MANAGED_BY: &str = "multivac-operator";
+
+/// The value of [`OWNER_ANNOTATION`] for the MultiVac `namespace/name`.
+pub(crate) fn owner_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+/// The MultiVac a child belongs to, for the controller's watches: its
+/// controller ownerReference, or the owner annotation of a retained child
+/// (which has no ownerReference, so `owns()` would not map it).
+pub(crate) fn owner_of<K: Resource>(child: K) -> Option<ObjectRef<MultiVac>> {
+    let meta = child.meta();
+    let namespace = meta.namespace.as_deref()?;
+    if let Some((ns, name)) = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(OWNER_ANNOTATION))
+        .and_then(|key| key.split_once('/'))
+    {
+        return (ns == namespace).then(|| ObjectRef::new(name).within(ns));
+    }
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true) && r.kind == MultiVac::kind(&()))
+        .map(|r| ObjectRef::new(&r.name).within(namespace))
+}
 
 /// The kinds of object the reconciler writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -90,6 +124,11 @@ impl Kind {
             Self::NetworkPolicy => "NetworkPolicy",
             Self::PodDisruptionBudget => "PodDisruptionBudget",
         }
+    }
+
+    /// Kinds that hold data and outlive their MultiVac with `retention: Retain`.
+    pub(crate) fn retained(self) -> bool {
+        matches!(self, Self::PersistentVolumeClaim | Self::Secret)
     }
 }
 
@@ -163,9 +202,13 @@ impl Child {
 /// `Debug`: a new credentials Secret holds generated passwords, never logged.
 pub(crate) struct Children {
     /// The generated credentials Secret, only when it must be created: it is
-    /// created once and never rewritten, so the passwords stay those the
-    /// datastores were initialised with.
+    /// created once and its data never rewritten, so the passwords stay those
+    /// the datastores were initialised with.
     pub(crate) credentials: Option<Secret>,
+    /// The metadata the credentials Secret must have (labels, owner
+    /// annotation, ownerReference with `retention: Delete`), whenever a store
+    /// is managed: an existing Secret is brought to it.
+    pub(crate) credentials_meta: Option<ObjectMeta>,
     /// Applied in this order: the ServiceAccount and the ConfigMap before the
     /// pods that use them.
     pub(crate) apply: Vec<Child>,
@@ -240,12 +283,20 @@ pub(crate) fn build(
     } else {
         remove.push(ChildRef::new(Kind::PodDisruptionBudget, mv.server_name()));
     }
+    // The previous release named the ServiceAccount `<mv>` (a MultiVac named
+    // `default` took over the namespace's own); it is deleted if this
+    // MultiVac controls it, and left alone otherwise.
+    remove.push(ChildRef::new(Kind::ServiceAccount, mv.name));
+    let managed = |s: &Store| matches!(s, Store::Managed(_));
+    let credentials_meta =
+        (managed(&mv.redis) || managed(&mv.mongodb)).then(|| secret::metadata(mv));
     let credentials = match mv.create_credentials {
         true => Some(secret::build(mv, &passwords())?),
         false => None,
     };
     Ok(Children {
         credentials,
+        credentials_meta,
         apply,
         remove,
     })
@@ -262,10 +313,7 @@ fn typed<K: DeserializeOwned>(object: Value) -> Result<K> {
 pub(crate) fn labels(mv: &Validated, component: &str) -> BTreeMap<String, String> {
     let mut l = selector_labels(mv, component);
     l.insert("app.kubernetes.io/part-of".into(), "multivac".into());
-    l.insert(
-        "app.kubernetes.io/managed-by".into(),
-        "multivac-operator".into(),
-    );
+    l.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
     l
 }
 
@@ -287,6 +335,21 @@ fn metadata(mv: &Validated, name: &str, component: &str) -> ObjectMeta {
         labels: Some(labels(mv, component)),
         owner_references: Some(vec![mv.owner.clone()]),
         ..Default::default()
+    }
+}
+
+/// `metadata` of a child that holds data (a PVC, the credentials Secret): the
+/// owner annotation always, the controller ownerReference only with
+/// `retention: Delete`, so that with `Retain` deleting the MultiVac keeps it.
+fn retained_metadata(mv: &Validated, name: &str, component: &str) -> ObjectMeta {
+    let owned = mv.spec.retention == Retention::Delete;
+    ObjectMeta {
+        annotations: Some(BTreeMap::from([(
+            OWNER_ANNOTATION.to_string(),
+            owner_key(mv.namespace, mv.name),
+        )])),
+        owner_references: owned.then(|| vec![mv.owner.clone()]),
+        ..metadata(mv, name, component)
     }
 }
 
@@ -456,7 +519,7 @@ mod tests {
         assert_eq!(
             kinds(&built),
             [
-                "ServiceAccount/mv",
+                "ServiceAccount/mv-multivac",
                 "ConfigMap/mv-config",
                 "Deployment/mv-server",
                 "Service/mv-server",
@@ -473,15 +536,37 @@ mod tests {
         );
         assert_eq!(
             built.remove,
-            vec![ChildRef::new(Kind::PodDisruptionBudget, "mv-server")]
+            vec![
+                ChildRef::new(Kind::PodDisruptionBudget, "mv-server"),
+                // The previous release's ServiceAccount, deleted only if owned.
+                ChildRef::new(Kind::ServiceAccount, "mv"),
+            ]
         );
         let secret = built.credentials.as_ref().expect("a credentials Secret");
         assert_eq!(secret.metadata.name.as_deref(), Some("mv-credentials"));
+        assert_eq!(
+            built.credentials_meta.as_ref(),
+            Some(&secret.metadata),
+            "an existing Secret is brought to the metadata a new one gets"
+        );
         for c in &built.apply {
             let object = wire(c);
+            let kind = c.child_ref().kind;
+            // With the default `retention: Retain` the PVCs outlive the
+            // MultiVac: no ownerReference, the owner annotation instead.
+            let (owners, annotation) = match kind.retained() {
+                true => (Value::Null, json!("ns/mv")),
+                false => (testing::owner(), Value::Null),
+            };
             assert_eq!(
                 object["metadata"]["ownerReferences"],
-                testing::owner(),
+                owners,
+                "{}",
+                c.child_ref()
+            );
+            assert_eq!(
+                object["metadata"]["annotations"]["multivac.io/owner"],
+                annotation,
                 "{}",
                 c.child_ref()
             );
@@ -502,7 +587,7 @@ mod tests {
         assert_eq!(
             kinds(&built),
             [
-                "ServiceAccount/mv",
+                "ServiceAccount/mv-multivac",
                 "ConfigMap/mv-config",
                 "Deployment/mv-server",
                 "Service/mv-server",
@@ -520,10 +605,11 @@ mod tests {
                 "Deployment/mv-mongodb",
                 "Service/mv-mongodb",
                 "NetworkPolicy/mv-mongodb",
+                "ServiceAccount/mv",
             ]
         );
         assert!(
-            built.credentials.is_none(),
+            built.credentials.is_none() && built.credentials_meta.is_none(),
             "no managed store, no generated Secret"
         );
     }
@@ -538,6 +624,25 @@ mod tests {
         })
         .unwrap();
         assert!(built.credentials.is_none());
+    }
+
+    #[test]
+    fn children_map_to_their_multivac_by_owner_reference_or_annotation() {
+        let pvc = |meta: Value| -> PersistentVolumeClaim {
+            serde_json::from_value(json!({"metadata": meta})).unwrap()
+        };
+        let mv_in_ns = Some(ObjectRef::<MultiVac>::new("mv").within("ns"));
+        let retained = pvc(json!({"name": "mv-redis-data", "namespace": "ns",
+            "annotations": {"multivac.io/owner": "ns/mv"}}));
+        assert_eq!(owner_of(retained), mv_in_ns);
+        let owned =
+            pvc(json!({"name": "x", "namespace": "ns", "ownerReferences": testing::owner()}));
+        assert_eq!(owner_of(owned), mv_in_ns);
+        // An annotation naming another namespace maps to nothing.
+        let copied = pvc(json!({"name": "x", "namespace": "ns",
+            "annotations": {"multivac.io/owner": "elsewhere/mv"}}));
+        assert_eq!(owner_of(copied), None);
+        assert_eq!(owner_of(pvc(json!({"name": "x", "namespace": "ns"}))), None);
     }
 
     #[test]

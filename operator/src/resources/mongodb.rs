@@ -17,6 +17,25 @@ use crate::reconcile::Validated;
 /// Image used when `mongodb.managed.image` is unset.
 const DEFAULT_IMAGE: &str = "mongo:7.0";
 
+/// The probes, for the official image's first start. On an empty data
+/// directory its docker-entrypoint.sh runs a temporary mongod without
+/// authentication bound to 127.0.0.1 only, waits for it (up to 30 tries, each
+/// a mongosh connection attempt and 1 s), creates the root user from
+/// MONGO_INITDB_ROOT_*, shuts it down, and only then starts the real mongod
+/// with `--auth --bind_ip_all`; a data directory that already holds files is
+/// never initialised again. A restart in the middle would leave data files
+/// with authentication on and no user, locked for good. So:
+/// - startup: TCP on the pod's address, which the temporary mongod does not
+///   listen on: it passes only once the real mongod is up, and allows 5 s x 60
+///   = 300 s for the initialisation (the entrypoint's own bound is about 30
+///   tries plus the user creation and a clean shutdown) or a journal recovery;
+/// - liveness (only after startup passed): a `ping` through mongosh, every
+///   20 s with 10 s to answer, restarting after 6 misses (2 minutes), since
+///   mongosh (a Node.js program) can take seconds to start on a busy node;
+/// - readiness: the same ping every 10 s, taking the pod out of the Service
+///   while it does not answer.
+const PING: [&str; 4] = ["mongosh", "--quiet", "--eval", "db.adminCommand('ping').ok"];
+
 /// Deployment `<mv>-mongodb`.
 pub(super) fn build(mv: &Validated, managed: &ManagedStore) -> Result<Deployment> {
     let secret = mv.credentials_name();
@@ -31,7 +50,7 @@ pub(super) fn build(mv: &Validated, managed: &ManagedStore) -> Result<Deployment
             "template": {
                 "metadata": {"labels": super::labels(mv, "mongodb")},
                 "spec": {
-                    "serviceAccountName": mv.name,
+                    "serviceAccountName": mv.service_account_name(),
                     "automountServiceAccountToken": false,
                     "securityContext": store_pod_security(),
                     "imagePullSecrets": pull_secrets(mv),
@@ -45,11 +64,9 @@ pub(super) fn build(mv: &Validated, managed: &ManagedStore) -> Result<Deployment
                             {"name": "HOME", "value": "/tmp"},
                         ],
                         "ports": [{"name": "mongodb", "containerPort": MONGODB_PORT, "protocol": "TCP"}],
-                        "livenessProbe": {"tcpSocket": {"port": "mongodb"}, "periodSeconds": 10, "failureThreshold": 3},
-                        "readinessProbe": {
-                            "exec": {"command": ["mongosh", "--quiet", "--eval", "db.adminCommand('ping').ok"]},
-                            "periodSeconds": 10, "timeoutSeconds": 5,
-                        },
+                        "startupProbe": {"tcpSocket": {"port": "mongodb"}, "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 60},
+                        "livenessProbe": {"exec": {"command": PING}, "periodSeconds": 20, "timeoutSeconds": 10, "failureThreshold": 6},
+                        "readinessProbe": {"exec": {"command": PING}, "periodSeconds": 10, "timeoutSeconds": 5},
                         "resources": resources_or(&managed.resources, store_default_resources())?,
                         "securityContext": container_security(),
                         "volumeMounts": [
@@ -97,7 +114,7 @@ mod tests {
                     "template": {
                         "metadata": {"labels": labels("mongodb")},
                         "spec": {
-                            "serviceAccountName": "mv",
+                            "serviceAccountName": "mv-multivac",
                             "automountServiceAccountToken": false,
                             "securityContext": {
                                 "runAsNonRoot": true, "runAsUser": 999, "runAsGroup": 999, "fsGroup": 999,
@@ -114,7 +131,11 @@ mod tests {
                                     {"name": "HOME", "value": "/tmp"},
                                 ],
                                 "ports": [{"name": "mongodb", "containerPort": 27017, "protocol": "TCP"}],
-                                "livenessProbe": {"tcpSocket": {"port": "mongodb"}, "periodSeconds": 10, "failureThreshold": 3},
+                                "startupProbe": {"tcpSocket": {"port": "mongodb"}, "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 60},
+                                "livenessProbe": {
+                                    "exec": {"command": ["mongosh", "--quiet", "--eval", "db.adminCommand('ping').ok"]},
+                                    "periodSeconds": 20, "timeoutSeconds": 10, "failureThreshold": 6,
+                                },
                                 "readinessProbe": {
                                     "exec": {"command": ["mongosh", "--quiet", "--eval", "db.adminCommand('ping').ok"]},
                                     "periodSeconds": 10, "timeoutSeconds": 5,

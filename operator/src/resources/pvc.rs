@@ -3,7 +3,7 @@
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde_json::json;
 
-use super::{metadata, typed};
+use super::{retained_metadata, typed};
 use crate::crd::StorageSpec;
 use crate::error::Result;
 use crate::reconcile::Validated;
@@ -29,7 +29,7 @@ pub(super) fn build(
     typed(json!({
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": metadata(mv, &name(mv, component), component),
+        "metadata": retained_metadata(mv, &name(mv, component), component),
         "spec": spec,
     }))
 }
@@ -38,6 +38,7 @@ pub(super) fn build(
 mod tests {
     use super::super::testing::{json_of, labels, mv, owner, validated};
     use super::*;
+    use crate::crd::Retention;
 
     #[test]
     fn pvc_requests_the_configured_storage() {
@@ -49,7 +50,8 @@ mod tests {
             json_of(&build(&validated(&m), "redis", &storage).unwrap()),
             json!({
                 "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                "metadata": {"name": "mv-redis-data", "namespace": "ns", "labels": labels("redis"), "ownerReferences": owner()},
+                "metadata": {"name": "mv-redis-data", "namespace": "ns", "labels": labels("redis"),
+                             "annotations": {"multivac.io/owner": "ns/mv"}},
                 "spec": {
                     "accessModes": ["ReadWriteOnce"],
                     "resources": {"requests": {"storage": "2Gi"}},
@@ -67,5 +69,17 @@ mod tests {
         );
         assert_eq!(default["spec"]["resources"]["requests"]["storage"], "1Gi");
         assert!(default["spec"].get("storageClassName").is_none());
+        // Owned, so garbage-collected with the MultiVac, only with `Delete`.
+        let mut deleting = mv(json!({"image": "x", "retention": "Delete"}));
+        assert_eq!(deleting.spec.retention, Retention::Delete);
+        let owned = json_of(&build(&validated(&deleting), "redis", &storage).unwrap());
+        assert_eq!(owned["metadata"]["ownerReferences"], owner());
+        assert_eq!(
+            owned["metadata"]["annotations"]["multivac.io/owner"],
+            "ns/mv"
+        );
+        deleting.spec.retention = Retention::Retain;
+        let kept = json_of(&build(&validated(&deleting), "redis", &storage).unwrap());
+        assert!(kept["metadata"].get("ownerReferences").is_none(), "{kept}");
     }
 }

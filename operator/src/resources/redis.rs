@@ -35,7 +35,7 @@ pub(super) fn build(mv: &Validated, managed: &ManagedStore) -> Result<Deployment
             "template": {
                 "metadata": {"labels": super::labels(mv, "redis")},
                 "spec": {
-                    "serviceAccountName": mv.name,
+                    "serviceAccountName": mv.service_account_name(),
                     "automountServiceAccountToken": false,
                     "securityContext": store_pod_security(),
                     "imagePullSecrets": pull_secrets(mv),
@@ -91,7 +91,7 @@ mod tests {
                     "template": {
                         "metadata": {"labels": labels("redis")},
                         "spec": {
-                            "serviceAccountName": "mv",
+                            "serviceAccountName": "mv-multivac",
                             "automountServiceAccountToken": false,
                             "securityContext": {
                                 "runAsNonRoot": true, "runAsUser": 999, "runAsGroup": 999, "fsGroup": 999,

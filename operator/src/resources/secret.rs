@@ -6,7 +6,9 @@ use k8s_openapi::api::core::v1::Secret;
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::json;
 
-use super::{MONGODB_PORT, REDIS_PORT, metadata, typed};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::{MONGODB_PORT, REDIS_PORT, retained_metadata, typed};
 use crate::error::Result;
 use crate::reconcile::Validated;
 use multivac_contract::secret_key;
@@ -31,6 +33,11 @@ impl Passwords {
     }
 }
 
+/// The metadata of Secret `<mv>-credentials`.
+pub(super) fn metadata(mv: &Validated) -> ObjectMeta {
+    retained_metadata(mv, &mv.credentials_name(), "multivac")
+}
+
 /// Secret `<mv>-credentials` with the given passwords.
 pub(super) fn build(mv: &Validated, passwords: &Passwords) -> Result<Secret> {
     let ns = mv.namespace;
@@ -40,7 +47,7 @@ pub(super) fn build(mv: &Validated, passwords: &Passwords) -> Result<Secret> {
     typed(json!({
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": metadata(mv, &mv.credentials_name(), "multivac"),
+        "metadata": metadata(mv),
         "type": "Opaque",
         "stringData": {
             secret_key::REDIS_PASSWORD: redis_password,
@@ -57,6 +64,15 @@ pub(super) fn build(mv: &Validated, passwords: &Passwords) -> Result<Secret> {
 #[cfg(test)]
 mod tests {
     use super::super::testing::{json_of, labels, mv, owner, validated};
+
+    #[test]
+    fn the_secret_is_owned_only_with_retention_delete() {
+        let m = mv(json!({"image": "x", "retention": "Delete"}));
+        assert_eq!(
+            json_of(&metadata(&validated(&m)))["ownerReferences"],
+            owner()
+        );
+    }
     use super::*;
 
     #[test]
@@ -69,7 +85,8 @@ mod tests {
             json_of(&build(&validated(&mv(json!({"image": "x"}))), &passwords).unwrap()),
             json!({
                 "apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "mv-credentials", "namespace": "ns", "labels": labels("multivac"), "ownerReferences": owner()},
+                "metadata": {"name": "mv-credentials", "namespace": "ns", "labels": labels("multivac"),
+                             "annotations": {"multivac.io/owner": "ns/mv"}},
                 "type": "Opaque",
                 "stringData": {
                     "redis-password": "rpw",

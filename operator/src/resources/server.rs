@@ -57,7 +57,7 @@ mod tests {
                     "template": {
                         "metadata": {"labels": labels("server"), "annotations": {"multivac.io/config-hash": hash}},
                         "spec": {
-                            "serviceAccountName": "mv",
+                            "serviceAccountName": "mv-multivac",
                             "automountServiceAccountToken": false,
                             "securityContext": {
                                 "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,

@@ -7,12 +7,12 @@ use super::{metadata, typed};
 use crate::error::Result;
 use crate::reconcile::Validated;
 
-/// ServiceAccount `<mv>` shared by all pods of the MultiVac.
+/// ServiceAccount `<mv>-multivac` shared by all pods of the MultiVac.
 pub(super) fn build(mv: &Validated) -> Result<ServiceAccount> {
     typed(json!({
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": metadata(mv, mv.name, "multivac"),
+        "metadata": metadata(mv, &mv.service_account_name(), "multivac"),
         "automountServiceAccountToken": false,
         "imagePullSecrets": super::pull_secrets(mv),
     }))
@@ -30,7 +30,7 @@ mod tests {
             json_of(&build(&validated(&m)).unwrap()),
             json!({
                 "apiVersion": "v1", "kind": "ServiceAccount",
-                "metadata": {"name": "mv", "namespace": "ns", "labels": labels("multivac"), "ownerReferences": owner()},
+                "metadata": {"name": "mv-multivac", "namespace": "ns", "labels": labels("multivac"), "ownerReferences": owner()},
                 "automountServiceAccountToken": false,
                 "imagePullSecrets": [{"name": "reg"}],
             })

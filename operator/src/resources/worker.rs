@@ -60,7 +60,7 @@ mod tests {
                     "template": {
                         "metadata": {"labels": labels("worker"), "annotations": {"multivac.io/config-hash": config_map::hash(&validated(&m))}},
                         "spec": {
-                            "serviceAccountName": "mv",
+                            "serviceAccountName": "mv-multivac",
                             "automountServiceAccountToken": false,
                             "securityContext": {
                                 "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
