@@ -100,11 +100,14 @@ compares the rendered rules.
 - apiGroups: [""]
   resources: ["configmaps", "persistentvolumeclaims", "serviceaccounts"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# The generated credentials Secret is created once and never changed; the
-# reconciler checks referenced Secrets exist, the scaler reads the Redis URL.
+# Secrets are read one by one, never listed or watched: the user's Secrets
+# the spec names (API token, external store URLs: their content is hashed
+# into the pod templates) and the generated `<name>-credentials`, which the
+# reconciler creates when no data volume exists and patches only to rotate
+# it; the scaler reads the Redis URL. Never deleted.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create"]
+  verbs: ["get", "create", "patch"]
 # kube-runtime's Recorder (events.k8s.io/v1) creates events and patches
 # repeated ones.
 - apiGroups: ["events.k8s.io"]
