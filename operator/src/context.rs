@@ -8,6 +8,7 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use prometheus_client::registry::Registry;
 
+use crate::fence::Fence;
 use crate::telemetry::Metrics;
 
 /// Everything a reconcile (or a scaler poll) needs besides the object itself.
@@ -28,6 +29,9 @@ pub struct Context {
     pub ready: AtomicBool,
     /// Consecutive failed reconciles per `namespace/name`, for the backoff.
     pub failures: Mutex<HashMap<String, u32>>,
+    /// Whether this process may write: checked by the client's layer for
+    /// API requests, and before every write to a datastore (rotation).
+    pub fence: Fence,
 }
 
 impl Context {
@@ -49,6 +53,13 @@ impl Context {
             operator_namespace,
             ready: AtomicBool::new(false),
             failures: Mutex::new(HashMap::new()),
+            fence: Fence::open(),
         }
+    }
+
+    /// The same context, writing only while `fence` allows it (the fence
+    /// whose layer `client` carries).
+    pub fn with_fence(self, fence: Fence) -> Self {
+        Self { fence, ..self }
     }
 }
