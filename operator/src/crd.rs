@@ -500,6 +500,10 @@ impl MultiVac {
     pub(crate) fn config_name(&self) -> String {
         self.child("config")
     }
+    /// Name of the PVC holding the data of store `component` (`redis`, `mongodb`).
+    pub(crate) fn data_volume_name(&self, component: &str) -> String {
+        self.child(&format!("{component}-data"))
+    }
     /// Whether the operator runs Redis itself.
     pub(crate) fn redis_managed(&self) -> bool {
         self.spec.redis.external.is_none()

@@ -22,6 +22,8 @@ pub(crate) struct Recorded {
     pub(crate) path: String,
     pub(crate) query: String,
     pub(crate) body: Option<Value>,
+    /// A JSON merge patch (not a server-side apply).
+    pub(crate) merge: bool,
 }
 
 impl Recorded {
@@ -86,6 +88,11 @@ impl FakeApi {
         let mut state = self.state();
         let object = state.stored(object, None);
         state.objects.insert(path.into(), object);
+    }
+
+    /// Deletes the object at `path`, as a user would.
+    pub(crate) fn remove(&self, path: &str) -> Option<Value> {
+        self.state().objects.remove(path)
     }
 
     /// The object at `path`.
@@ -185,6 +192,19 @@ impl State {
     /// generation, and what `previous` had that the writer did not send.
     fn stored(&mut self, mut object: Value, previous: Option<&Value>) -> Value {
         self.uids += 1;
+        // A Secret's stringData is write-only: it is stored into data.
+        if let Some(Value::Object(strings)) =
+            object.as_object_mut().and_then(|o| o.remove("stringData"))
+        {
+            if !object["data"].is_object() {
+                object["data"] = json!({});
+            }
+            for (k, v) in strings {
+                let bytes =
+                    k8s_openapi::ByteString(v.as_str().unwrap_or_default().as_bytes().to_vec());
+                object["data"][k] = serde_json::to_value(bytes).expect("base64");
+            }
+        }
         let meta = &mut object["metadata"];
         let uid = previous
             .map(|p| p["metadata"]["uid"].clone())
@@ -270,6 +290,21 @@ impl State {
                     merge_status(object, &patch["status"]);
                     (StatusCode::OK, object.clone())
                 }
+                None if request.merge => {
+                    let Some(previous) = self.objects.get(path).cloned() else {
+                        return not_found(path);
+                    };
+                    let patch = request.body.clone().unwrap_or_default();
+                    let wanted = &patch["metadata"]["resourceVersion"];
+                    if !wanted.is_null() && *wanted != previous["metadata"]["resourceVersion"] {
+                        return failure(409, "Conflict", &format!("{path} was modified"));
+                    }
+                    let mut merged = previous.clone();
+                    merge_patch(&mut merged, &patch);
+                    let object = self.stored(merged, Some(&previous));
+                    self.objects.insert(path.into(), object.clone());
+                    (StatusCode::OK, object)
+                }
                 None => {
                     let previous = self.objects.get(path).cloned();
                     let body = request.body.clone().unwrap_or_default();
@@ -329,6 +364,26 @@ fn merge_status(object: &mut Value, sent: &Value) {
     }
 }
 
+/// RFC 7386: objects merge key by key, `null` removes, anything else replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Some(patch) = patch.as_object() else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    for (key, value) in patch {
+        if value.is_null() {
+            if let Some(t) = target.as_object_mut() {
+                t.remove(key);
+            }
+        } else {
+            merge_patch(&mut target[key], value);
+        }
+    }
+}
+
 fn not_found(path: &str) -> (StatusCode, Value) {
     failure(404, "NotFound", &format!("{path} not found"))
 }
@@ -350,11 +405,17 @@ async fn serve(mut handle: Handle<Request<Body>, Response<Body>>, state: Arc<Mut
             .get(http::header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("PartialObjectMetadata"));
+        let merge = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("merge-patch"));
         let recorded = Recorded {
             method: parts.method.clone(),
             path: parts.uri.path().to_string(),
             query: parts.uri.query().unwrap_or_default().to_string(),
             body: serde_json::from_slice(&bytes).ok(),
+            merge,
         };
         let (code, answer) = {
             let mut state = state.lock().expect("fake API state");

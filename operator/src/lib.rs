@@ -8,6 +8,7 @@ mod cli;
 mod context;
 mod controller;
 mod crd;
+mod credentials;
 mod error;
 #[cfg(test)]
 mod fake_api;

@@ -4,6 +4,7 @@
 //! MultiVac --dereference--> Dereferenced --validate--> Validated --build--> Children
 //!          (reads Secrets)                 (pure)                  (pure, `resources`)
 //! Children --apply--> Applied (per child: Created/Updated/Unchanged/Removed, rollouts)
+//! Applied  --rotate--> Progress (a step of a requested credentials rotation)
 //! Applied  --status--> MultiVacStatus (server-side applied only on change)
 //! ```
 
@@ -26,11 +27,12 @@ use tracing::{info, instrument, warn};
 
 use crate::context::Context;
 use crate::crd::{MultiVac, MultiVacStatus, now_seconds};
+use crate::credentials;
 use crate::error::{Error, Result};
 use crate::resources::{self, Passwords};
 use crate::telemetry::{ErrorLabels, ResultLabels};
 use apply::{Applied, Change};
-use cluster::Cluster;
+pub(crate) use cluster::Cluster;
 
 #[cfg(test)]
 pub(crate) use dereference::{Dereferenced, SecretKey, referenced};
@@ -42,6 +44,10 @@ const RECHECK_INTERVAL: Duration = Duration::from_secs(300);
 /// How often a MultiVac waiting for a referenced Secret is re-checked: the
 /// operator does not watch the user's Secrets, so their creation brings no event.
 const MISSING_SECRET_RECHECK: Duration = Duration::from_secs(30);
+/// How often a MultiVac that uses Secrets of the user's (API token, external
+/// store URLs) is re-read: a change of their content rolls the pods within
+/// this delay (Secrets are not watched).
+const USER_SECRET_RECHECK: Duration = Duration::from_secs(60);
 
 /// Entry point for the controller: reconciles, then records metrics, events
 /// and, for an error only the user can fix, the status.
@@ -67,7 +73,7 @@ pub(crate) async fn reconcile(mv: Arc<MultiVac>, ctx: Arc<Context>) -> Result<Ac
 /// brings a fix in at once; a missing Secret is re-checked every 30 s);
 /// the others back off exponentially.
 pub(crate) fn error_policy(mv: Arc<MultiVac>, error: &Error, ctx: Arc<Context>) -> Action {
-    if let Error::MissingSecret { .. } = error {
+    if let Error::MissingSecret { .. } | Error::CredentialsMissing { .. } = error {
         return Action::requeue(MISSING_SECRET_RECHECK);
     }
     let failures = {
@@ -94,10 +100,40 @@ async fn reconcile_inner(mv: &MultiVac, ctx: &Context) -> Result<Action> {
     let applied = apply::apply(&cluster, &children, &valid.owner.uid).await;
     publish_changes(ctx, mv, &applied).await;
     let rollouts = applied.into_rollouts()?;
-    let conditions = status::conditions_from_rollouts(&rollouts);
+    let rotation = match &read.credentials {
+        Some(creds) => {
+            let rolled_out = ["server", "worker"].iter().all(|c| {
+                rollouts
+                    .iter()
+                    .find(|r| r.component == *c)
+                    .is_some_and(status::Rollout::done)
+            });
+            credentials::advance(ctx, &cluster, &valid, creds, rolled_out).await
+        }
+        None => credentials::Progress::default(),
+    };
+    if let Some((type_, reason, note)) = &rotation.event {
+        info!(reason, "{note}");
+        publish(ctx, mv, *type_, reason, "Rotate", note.clone(), None).await;
+    }
+    let mut conditions = status::conditions_from_rollouts(&rollouts);
+    if let Some(message) = &rotation.message {
+        status::rotating(&mut conditions, message);
+    }
     let status = status::reconciler_status(mv, &conditions, Some(&rollouts), &now_seconds());
     patch_status(&cluster, mv, &status).await?;
-    Ok(Action::requeue(RECHECK_INTERVAL))
+    Ok(Action::requeue(requeue_after(mv, &rotation)))
+}
+
+/// When to look again without a watch event: soon while a rotation runs,
+/// within [`USER_SECRET_RECHECK`] when the pods use the user's Secrets,
+/// else [`RECHECK_INTERVAL`].
+fn requeue_after(mv: &MultiVac, rotation: &credentials::Progress) -> Duration {
+    let base = match dereference::referenced(mv).is_empty() {
+        false => USER_SECRET_RECHECK,
+        true => RECHECK_INTERVAL,
+    };
+    rotation.requeue.map_or(base, |r| r.min(base))
 }
 
 /// `namespace/name`: the key of the backoff's failure count.
@@ -184,6 +220,7 @@ async fn patch_status(cluster: &Cluster<'_>, mv: &MultiVac, status: &MultiVacSta
 async fn report_permanent(mv: &MultiVac, ctx: &Context, e: &Error) {
     let reason = match e {
         Error::MissingSecret { .. } => "MissingSecret",
+        Error::CredentialsMissing { .. } => "CredentialsMissing",
         _ => "InvalidSpec",
     };
     let conditions = status::conditions_from_error(reason, &e.to_string());

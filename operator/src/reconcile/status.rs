@@ -123,6 +123,16 @@ pub(crate) fn conditions_from_rollouts(rollouts: &[Rollout]) -> Vec<Cond> {
     }
 }
 
+/// Progressing=True while a credentials rotation runs, saying where it is
+/// (Ready still tells whether the pods are available).
+pub(crate) fn rotating(conds: &mut [Cond], message: &str) {
+    for c in conds.iter_mut().filter(|c| c.type_ == PROGRESSING) {
+        c.status = true;
+        c.reason = "RotatingCredentials".into();
+        c.message = message.into();
+    }
+}
+
 /// Ready=False and Progressing=False for an error the user has to fix.
 pub(crate) fn conditions_from_error(reason: &str, message: &str) -> Vec<Cond> {
     vec![
