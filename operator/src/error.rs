@@ -24,7 +24,7 @@ pub enum Error {
     /// The credentials Secret is gone while data volumes it protects exist:
     /// new passwords would lock the stores out of their data.
     #[error(
-        "the credentials Secret {namespace}/{secret} is missing, but data volumes exist whose stores were set up with its passwords (PersistentVolumeClaims {}); the operator will not make new passwords, which MongoDB would refuse. Restore the Secret from your backup (`kubectl apply -f` the copy you saved with `kubectl get secret {secret} -o yaml`), or delete those PersistentVolumeClaims to start with empty stores",
+        "the credentials Secret {namespace}/{secret} is missing, but data volumes exist whose stores were set up with its passwords (PersistentVolumeClaims {}); the operator makes no new passwords over that data (MongoDB keeps the users it was set up with). Restore the Secret from your backup (`kubectl create -f` the copy saved as the README's Credentials section shows), or, to start with empty stores, delete those PersistentVolumeClaims and the store Deployments whose pods hold them",
         volumes.join(", ")
     )]
     CredentialsMissing {

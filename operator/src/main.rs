@@ -93,9 +93,9 @@ async fn run(args: Cli) -> Result<(), Box<dyn std::error::Error>> {
 
 /// The API client: a user agent naming this process (so the API server's
 /// audit log tells replicas apart) and the write fence. Without the kube
-/// client's own retries of 429/503 answers when fenced: a retried write would
-/// go out after the fence allowed it (the controller and the scaler retry
-/// themselves).
+/// client's own retries of 429/503/504 answers: they sit below the fence, so a
+/// retried write could go out after the fence closed (the controller and the
+/// scaler retry on their own, through the fence).
 async fn client(fence: &Fence, identity: &str) -> Result<kube::Client, String> {
     let no_config = |e: &dyn std::fmt::Display| {
         format!("no Kubernetes client configuration (in-cluster or KUBECONFIG): {e}")
