@@ -25,12 +25,16 @@ const DEFAULT_IMAGE: &str = "mongo:7.0";
 const INIT_DIR: &str = "/docker-entrypoint-initdb.d";
 
 /// Creates the app's user from the pod's environment (the Secret's values).
+/// A Secret from before app users has no such user: the app then connects as
+/// root, and the script must not fail (the image would stop the first start).
 const INIT_SCRIPT: &str = r#"// Written by multivac-operator: the app's own user, readWrite on its database only.
-db.getSiblingDB("admin").createUser({
-  user: process.env.MULTIVAC_APP_USERNAME,
-  pwd: process.env.MULTIVAC_APP_PASSWORD,
-  roles: [{ role: "readWrite", db: process.env.MULTIVAC_APP_DATABASE }],
-});
+if (process.env.MULTIVAC_APP_USERNAME) {
+  db.getSiblingDB("admin").createUser({
+    user: process.env.MULTIVAC_APP_USERNAME,
+    pwd: process.env.MULTIVAC_APP_PASSWORD,
+    roles: [{ role: "readWrite", db: process.env.MULTIVAC_APP_DATABASE }],
+  });
+}
 "#;
 
 /// Name of the ConfigMap holding the first-start script.
