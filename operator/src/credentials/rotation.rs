@@ -301,7 +301,10 @@ impl Stores<'_> {
         matches!(self.mv.mongodb, Store::Managed(_))
     }
 
+    /// A connection to change Redis: only while this process may write (checked
+    /// again before each change, as connecting takes time).
     async fn redis(&self, passwords: &[&str]) -> Result<RedisAdmin, StepError> {
+        self.fence("connecting to Redis to change its passwords")?;
         let (host, port) = self.ctx.store_address(
             &service_host(&self.mv.redis_name(), self.mv.namespace),
             REDIS_PORT,
@@ -309,7 +312,9 @@ impl Stores<'_> {
         Ok(RedisAdmin::connect(&host, port, passwords).await?)
     }
 
+    /// A connection to change MongoDB's users, as [`Self::redis`].
     async fn mongodb(&self) -> Result<MongoAdmin, StepError> {
+        self.fence("connecting to MongoDB to change its users")?;
         let (host, port) = self.ctx.store_address(
             &service_host(&self.mv.mongodb_name(), self.mv.namespace),
             MONGODB_PORT,

@@ -650,3 +650,26 @@ async fn a_rotation_prepares_then_waits_for_unreachable_stores_without_failing()
         }
     }
 }
+
+#[tokio::test]
+async fn a_fenced_operator_does_not_touch_the_stores() {
+    // A leader whose Lease was never (or no longer) renewed: closed fence.
+    let fence = crate::fence::Fence::leased("op", "lease", "me", Duration::from_secs(10));
+    let h = Harness::with_context(json!({"image": "multivac:1"}), |ctx| {
+        ctx.with_fence(fence)
+            .with_store_address("mv-redis.ns.svc:6379", "127.0.0.1:1")
+    });
+    h.reconcile().await.unwrap();
+    h.api.edit(MV, |mv| {
+        mv["metadata"]["annotations"] = json!({"multivac.io/rotate-credentials": "1"});
+    });
+    h.reconcile().await.unwrap();
+    h.api.clear();
+    h.reconcile().await.unwrap();
+    let (reason, note) = h.api.events().last().unwrap().clone();
+    assert_eq!(reason, "CredentialsRotationBlocked");
+    assert!(
+        note.contains("refused connecting to Redis") && note.contains("never"),
+        "the fence, not the network, stopped it: {note}"
+    );
+}
