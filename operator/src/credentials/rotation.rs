@@ -34,6 +34,12 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
+
+/// Now, in whole seconds: the same string on every read of the annotation.
+fn now_seconds() -> Timestamp {
+    let now = Timestamp::now();
+    Timestamp::from_second(now.as_second()).unwrap_or(now)
+}
 use k8s_openapi::ByteString;
 use kube::runtime::events::EventType;
 use multivac_contract::secret_key;
@@ -105,8 +111,19 @@ enum Step {
     Switch,
     AwaitRollout,
     MarkRolledOut,
-    AwaitDrain(Duration),
+    /// How long still, and when (for a message that does not change).
+    AwaitDrain(Duration, Timestamp),
     Finish,
+}
+
+/// When old credentials rolled out at `at` are removed.
+fn removal(at: Timestamp) -> Timestamp {
+    at.checked_add(DRAIN).unwrap_or(at)
+}
+
+/// The status message while old pods may still use the old credentials.
+fn draining(removal: Timestamp) -> String {
+    format!("rolled out; the old credentials are removed at {removal}, once old pods have stopped")
 }
 
 fn phase(creds: &Credentials) -> Phase {
@@ -130,13 +147,19 @@ fn plan(requested: Option<&str>, creds: &Credentials, rolled_out: bool, now: Tim
         Phase::Switched if rolled_out => Step::MarkRolledOut,
         Phase::Switched => Step::AwaitRollout,
         Phase::RolledOut => {
-            let since = creds
+            let Some(at) = creds
                 .annotation(ROLLED_OUT_ANNOTATION)
                 .and_then(|t| t.parse::<Timestamp>().ok())
-                .map(|t| now.duration_since(t).unsigned_abs())
-                .unwrap_or(DRAIN);
+            else {
+                return Step::Finish;
+            };
+            // A time ahead of this clock counts as now: the whole wait again.
+            let since = now
+                .duration_since(at)
+                .max(jiff::SignedDuration::ZERO)
+                .unsigned_abs();
             match DRAIN.checked_sub(since) {
-                Some(left) if !left.is_zero() => Step::AwaitDrain(left),
+                Some(left) if !left.is_zero() => Step::AwaitDrain(left, removal(at)),
                 _ => Step::Finish,
             }
         }
@@ -212,22 +235,17 @@ pub(crate) async fn advance(
                 event: None,
             };
         }
-        Step::MarkRolledOut => cluster
-            .patch_secret(&creds.name, &rolled_out_at(creds, Timestamp::now()))
-            .await
-            .map(|()| {
-                format!(
-                    "rolled out; the old credentials are removed in {} s, once old pods have stopped",
-                    DRAIN.as_secs()
-                )
-            })
-            .map_err(StepError::from),
-        Step::AwaitDrain(left) => {
+        Step::MarkRolledOut => {
+            let now = now_seconds();
+            cluster
+                .patch_secret(&creds.name, &rolled_out_at(creds, now))
+                .await
+                .map(|()| draining(removal(now)))
+                .map_err(StepError::from)
+        }
+        Step::AwaitDrain(left, removal) => {
             return Progress {
-                message: Some(rotating(format!(
-                    "rolled out; the old credentials are removed in {} s, once old pods have stopped",
-                    left.as_secs()
-                ))),
+                message: Some(rotating(draining(removal))),
                 requeue: Some(left.min(STEP_INTERVAL).max(Duration::from_secs(1))),
                 event: None,
             };
@@ -602,7 +620,15 @@ mod tests {
         let rolled = |t: &str| at("RolledOut", json!({ROLLED_OUT_ANNOTATION: t}));
         assert_eq!(
             plan(Some("2"), &rolled("2026-01-01T00:09:30Z"), true, now),
-            Step::AwaitDrain(Duration::from_secs(35))
+            Step::AwaitDrain(
+                Duration::from_secs(35),
+                "2026-01-01T00:10:35Z".parse().unwrap()
+            )
+        );
+        assert_eq!(
+            plan(Some("2"), &rolled("2026-01-01T00:10:20Z"), true, now),
+            Step::AwaitDrain(DRAIN, "2026-01-01T00:11:25Z".parse().unwrap()),
+            "a time ahead of the clock waits the whole drain"
         );
         assert_eq!(
             plan(Some("2"), &rolled("2026-01-01T00:08:55Z"), true, now),
