@@ -17,6 +17,8 @@
 #   hack/cluster.sh sa-kubeconfig NAMESPACE SERVICEACCOUNT
 #                                print the path of a kubeconfig that holds a token
 #                                of that ServiceAccount (least-privilege tests)
+#   hack/cluster.sh audit-log    print the path of the API server's audit log: the
+#                                writes of ServiceAccounts outside kube-system
 #
 # State (certificates, etcd data, kubeconfigs, volumes/, logs/, pids/) lives in
 # MULTIVAC_CLUSTER_STATE (default ${TMPDIR:-/tmp}/multivac-cluster).
@@ -172,6 +174,24 @@ start_etcd() {
 
 start_kube-apiserver() {
   local pki="$STATE/pki"
+  # The audit log records writes only, at metadata level (who, what, when, the
+  # user agent; never a body), and only those of ServiceAccounts outside
+  # kube-system: the operators under test. hack/install-test.sh proves from it
+  # that a fenced leader wrote nothing after it lost its lease.
+  mkdir -p "$STATE/audit"
+  cat > "$STATE/audit/policy.yaml" <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    verbs: [get, list, watch]
+  - level: None
+    userGroups: ["system:serviceaccounts:kube-system"]
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+EOF
   # PodSecurity and NodeRestriction on top of the default admission plugins;
   # privileged pods are allowed by the server so that Pod Security admission,
   # namespace by namespace, is what decides.
@@ -195,6 +215,8 @@ start_kube-apiserver() {
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/sa.pub" \
     --service-account-signing-key-file "$pki/sa.key" \
+    --audit-policy-file "$STATE/audit/policy.yaml" --audit-log-path "$STATE/audit/audit.log" \
+    --audit-log-maxsize 100 --audit-log-maxbackup 1 \
     --profiling=false
 }
 
@@ -498,6 +520,12 @@ need_kubeconfig() {
 
 cmd_kubeconfig() { need_kubeconfig; echo "$STATE/kubeconfig"; }
 
+cmd_audit-log() {
+  need_kubeconfig
+  [ -f "$STATE/audit/policy.yaml" ] || die "the cluster in $STATE was started without an audit log: restart it (\`hack/cluster.sh down\` then \`up\`)"
+  echo "$STATE/audit/audit.log"
+}
+
 cmd_env() {
   need_kubeconfig
   printf 'export KUBECONFIG=%q\n' "$STATE/kubeconfig"
@@ -559,6 +587,6 @@ case "${1:-}" in
     cmd_up "$@"
     if [ "${MULTIVAC_REAL_NODE:-}" = 1 ]; then real_node up; fi ;;
   down|status) c="$1"; shift; real_node attach; [ "$c" = down ] && real_node down; "cmd_$c" "$@" ;;
-  build|kubeconfig|env|sa-kubeconfig) c="$1"; shift; "cmd_$c" "$@" ;;
-  *) die "usage: hack/cluster.sh build|up [--real-node]|down|status|kubeconfig|env|sa-kubeconfig NAMESPACE SA" ;;
+  build|kubeconfig|env|sa-kubeconfig|audit-log) c="$1"; shift; "cmd_$c" "$@" ;;
+  *) die "usage: hack/cluster.sh build|up [--real-node]|down|status|kubeconfig|env|sa-kubeconfig NAMESPACE SA|audit-log" ;;
 esac

@@ -9,7 +9,10 @@
 #      CRD), and the same with its ServiceAccount;
 #   d. leader election: two operators, one Lease; only the holder reconciles;
 #      kill -9 it and the other takes over within the lease duration;
-#   e. uninstalling (`helm uninstall`, `kubectl delete -k config/default`)
+#   e. split brain: the leader frozen (SIGSTOP) past its lease while a standby
+#      takes over, then resumed with work waiting: the API server's audit log
+#      shows it wrote nothing after the takeover, and it exits non-zero.
+#   f. uninstalling (`helm uninstall`, `kubectl delete -k config/default`)
 #      deletes neither the CRD nor a MultiVac nor its data.
 # Every check runs even when an earlier one fails; the last line says how many
 # passed, and the exit status is non-zero on any failure.
@@ -241,6 +244,11 @@ create pods/exec -n mv-helm
 update multivacs.multivac.io -n mv-helm
 patch multivacs.multivac.io -n mv-helm
 delete multivacs.multivac.io -n mv-helm
+list secrets --all-namespaces
+watch secrets --all-namespaces
+list secrets -n mv-helm
+watch secrets -n mv-helm
+update secrets -n mv-helm
 delete secrets -n mv-helm
 delete persistentvolumeclaims -n mv-helm
 delete configmaps -n mv-helm
@@ -277,6 +285,9 @@ sa="$work/scoped-sa.kubeconfig"
 check "namespaced: can    patch deployments.apps -n $scoped_ns" can patch deployments.apps -n "$scoped_ns"
 check "namespaced: cannot get secrets -n mv-helm (no MultiVac of its there)" cannot get secrets -n mv-helm
 check "namespaced: cannot list secrets --all-namespaces" cannot list secrets --all-namespaces
+check "namespaced: can    get secrets -n $scoped_ns" can get secrets -n "$scoped_ns"
+check "namespaced: cannot list secrets -n $scoped_ns" cannot list secrets -n "$scoped_ns"
+check "namespaced: cannot watch secrets -n $scoped_ns" cannot watch secrets -n "$scoped_ns"
 check "namespaced: cannot watch multivacs.multivac.io --all-namespaces" cannot watch multivacs.multivac.io --all-namespaces
 stop_operator scoped-op
 check "helm uninstall the namespaced release" "$helm" uninstall mvs -n "$scoped_op_ns" --wait
@@ -293,6 +304,10 @@ check "kustomize's operator Deployment Available" \
   k -n "$kust_ns" rollout status deploy/multivac-operator --timeout=3m
 
 sa_kubeconfig "$kust_ns" "$kust_sa" "$work/kust-sa.kubeconfig"
+sa="$work/kust-sa.kubeconfig"
+check "kustomize: cannot list secrets --all-namespaces" cannot list secrets --all-namespaces
+check "kustomize: cannot watch secrets --all-namespaces" cannot watch secrets --all-namespaces
+check "kustomize: can    get secrets -n mv-kustomize" can get secrets -n mv-kustomize
 start_operator kust-op "$work/kust-sa.kubeconfig" "$kust_ns"
 apply_sample mv-kustomize "$mv_name" >/dev/null
 check "sample MultiVac Ready (reconciled with config/default's ServiceAccount)" ready mv-kustomize "$mv_name"
@@ -327,14 +342,73 @@ check "new leader's multivac_operator_leader is 1" wait_until 10 leader_gauge_is
 apply_sample mv-leader second >/dev/null
 check "MultiVac created after the takeover is Ready" ready mv-leader second
 check "the new leader reconciled it" bash -c '[ "$1" -gt 0 ]' _ "$(reconciles_of "$standby")"
+# --- e. a frozen leader writes nothing after it lost the Lease -------------------------
+frozen="$standby"
+log "e. split brain: SIGSTOP the leader $frozen past its lease, a standby takes over, SIGCONT"
+audit="$(bash hack/cluster.sh audit-log)"
+# audit_writes AGENT [SINCE]: writes in the audit log by the operator whose user
+# agent names AGENT ("multivac-operator/VERSION (AGENT)"), received at or after
+# SINCE (RFC 3339) when given.
+audit_writes() {
+  python3 - "$audit" "$1" "${2:-}" <<'PY'
+import json, sys
+from datetime import datetime
+path, who, since = sys.argv[1:4]
+at = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))
+n = 0
+for line in open(path):
+    e = json.loads(line)
+    if e.get("stage") != "ResponseComplete" or not e.get("userAgent", "").endswith(f"({who})"):
+        continue
+    if e["verb"] in ("get", "list", "watch"):
+        continue
+    if since and at(e["requestReceivedTimestamp"]) < at(since):
+        continue
+    n += 1
+print(n)
+PY
+}
+start_operator op-c "$work/kust-sa.kubeconfig" "$kust_ns"
+check "op-c stands by" wait_until 20 leader_gauge_is op-c 0
+some_writes() { local n; n="$(audit_writes "$1")"; echo "$n writes"; [ "$n" -gt 0 ]; }
+no_writes_since() { local n; n="$(audit_writes "$1" "$2")"; echo "$n writes"; [ "$n" -eq 0 ]; }
+check "audit log: the leader's writes are there, with its user agent" some_writes "$frozen"
+kill -STOP "${op_pid[$frozen]}"
+holds() { [ "$(holder "$kust_ns")" = "$1" ]; }
+check "op-c takes the Lease from the frozen $frozen within ${lease_seconds} s + 10 s" \
+  wait_until $((lease_seconds + 10)) holds op-c
+takeover="$(k -n "$kust_ns" get lease "$lease" -o jsonpath='{.spec.acquireTime}')"
+apply_sample mv-leader third >/dev/null
+check "MultiVac created while $frozen is frozen is Ready (op-c reconciles)" ready mv-leader third
+# Work nobody does: op-c dies (its Lease stays valid for up to ${lease_seconds} s)
+# and a new MultiVac waits in the frozen leader's watch. Without the fence, the
+# resumed leader reconciles it before its lease manager sees the loss.
+kill -9 "${op_pid[op-c]}"
+wait "${op_pid[op-c]}" 2>/dev/null || true
+apply_sample mv-leader fourth >/dev/null
+kill -CONT "${op_pid[$frozen]}"
+gone() { local st; st="$(ps -o stat= -p "$1" 2>/dev/null)"; [ -z "$st" ] || [[ "$st" == Z* ]]; }
+exited_non_zero() {
+  wait_until 30 gone "${op_pid[$frozen]}" || return 1
+  local rc=0; wait "${op_pid[$frozen]}" || rc=$?
+  echo "exit status $rc"; [ "$rc" -ne 0 ]
+}
+check "the resumed $frozen steps down: exits non-zero" exited_non_zero
+log "$frozen: $(grep -c 'refused ' "$work/$frozen.log" || true) writes refused by the fence after SIGCONT"
+check "audit log: $frozen wrote nothing at or after the takeover ($takeover)" \
+  no_writes_since "$frozen" "$takeover"
+check "nothing built for the MultiVac only the stale leader saw" \
+  refused k -n mv-leader get deployment fourth-server
+
 stop_operator op-a
 stop_operator op-b
+stop_operator op-c
 
-# --- e. uninstalling with kustomize -------------------------------------------------------
-log "e. kubectl delete -k config/default"
+# --- f. uninstalling with kustomize -------------------------------------------------------
+log "f. kubectl delete -k config/default"
 check "kubectl delete -k config/default" k delete -k config/default --wait=false
 check "kubectl delete -k config/default leaves the CRD" crd_intact
-for target in mv-kustomize/"$mv_name" mv-leader/first mv-leader/second; do
+for target in mv-kustomize/"$mv_name" mv-leader/first mv-leader/second mv-leader/third; do
   check "kubectl delete -k config/default leaves MultiVac $target and its PVCs" multivac_intact "${target%/*}" "${target#*/}"
 done
 

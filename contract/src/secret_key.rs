@@ -11,9 +11,16 @@ pub const REDIS_PASSWORD: &str = "redis-password";
 /// The MongoDB URI with its credentials (also the default key of
 /// `spec.mongodb.external.secretRef`).
 pub const MONGODB_URI: &str = "mongodb-uri";
-/// The MongoDB root user name, for the MongoDB pod.
+/// The MongoDB root user name: for the MongoDB pod's first start and for the
+/// operator (it creates, rotates and drops the app's users).
 pub const MONGODB_USERNAME: &str = "mongodb-username";
-/// The MongoDB root password, for the MongoDB pod.
+/// The MongoDB root password (see [`MONGODB_USERNAME`]).
 pub const MONGODB_PASSWORD: &str = "mongodb-password";
+/// The app's own MongoDB user (readWrite on its database only), the one
+/// [`MONGODB_URI`] names; absent in Secrets made before it existed, whose URI
+/// names the root user until their first rotation.
+pub const MONGODB_APP_USERNAME: &str = "mongodb-app-username";
+/// The app user's password (see [`MONGODB_APP_USERNAME`]).
+pub const MONGODB_APP_PASSWORD: &str = "mongodb-app-password";
 /// Default key of the API token in the Secret `spec.apiTokenSecretRef` names.
 pub const API_TOKEN: &str = "token";

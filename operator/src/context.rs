@@ -8,6 +8,7 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use prometheus_client::registry::Registry;
 
+use crate::fence::Fence;
 use crate::telemetry::Metrics;
 
 /// Everything a reconcile (or a scaler poll) needs besides the object itself.
@@ -30,6 +31,13 @@ pub struct Context {
     pub ready: AtomicBool,
     /// Consecutive failed reconciles per `namespace/name`, for the backoff.
     pub failures: Mutex<HashMap<String, u32>>,
+    /// Whether this process may write: checked by the client's layer for
+    /// API requests, and before every write to a datastore (rotation).
+    pub fence: Fence,
+    /// Where a managed store's Service (`host:port`, e.g.
+    /// `mv-redis.ns.svc:6379`) is reached instead, for an operator outside
+    /// the cluster (the tests map them to local servers). Empty in a cluster.
+    pub store_addresses: HashMap<String, String>,
 }
 
 impl Context {
@@ -50,6 +58,30 @@ impl Context {
             operator_namespace,
             ready: AtomicBool::new(false),
             failures: Mutex::new(HashMap::new()),
+            fence: Fence::open(),
+            store_addresses: HashMap::new(),
         }
+    }
+
+    /// Reaches the managed store Service `host:port` at `address` instead.
+    pub fn with_store_address(mut self, service: &str, address: &str) -> Self {
+        self.store_addresses.insert(service.into(), address.into());
+        self
+    }
+
+    /// Where to connect for the store Service at `host`:`port`.
+    pub(crate) fn store_address(&self, host: &str, port: i32) -> (String, u16) {
+        let service = format!("{host}:{port}");
+        let address = self.store_addresses.get(&service).unwrap_or(&service);
+        match address.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().unwrap_or(port as u16)),
+            None => (address.clone(), port as u16),
+        }
+    }
+
+    /// The same context, writing only while `fence` allows it (the fence
+    /// whose layer `client` carries).
+    pub fn with_fence(self, fence: Fence) -> Self {
+        Self { fence, ..self }
     }
 }

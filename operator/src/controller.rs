@@ -1,14 +1,16 @@
-//! The controller: watches MultiVacs and every kind of child (filtered by the
-//! managed-by label, so the operator never caches unrelated objects) and runs
-//! the reconciler; hands the MultiVac store to the scaler.
+//! The controller: watches MultiVacs and every kind of child but Secrets
+//! (filtered by the managed-by label, so the operator never caches unrelated
+//! objects) and runs the reconciler; hands the MultiVac store to the scaler.
+//!
+//! Secrets are not watched: that would need `list` and `watch` on every Secret
+//! in scope. The reconciler GETs the few it uses, and re-reads them on a timer
+//! (see `reconcile::requeue_after`).
 
 use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Api;
@@ -40,7 +42,6 @@ pub async fn run(
     .owns(api::<Deployment>(client, ns), children.clone())
     .owns(api::<Service>(client, ns), children.clone())
     .owns(api::<ConfigMap>(client, ns), children.clone())
-    .owns(api::<Secret>(client, ns), children.clone())
     .owns(api::<ServiceAccount>(client, ns), children.clone())
     // Retained PVCs carry no ownerReference: mapped by their owner annotation.
     .watches(

@@ -592,6 +592,10 @@ impl MultiVac {
     pub(crate) fn service_account_name(&self) -> String {
         self.child("multivac")
     }
+    /// Name of the PVC holding the data of store `component` (`redis`, `mongodb`).
+    pub(crate) fn data_volume_name(&self, component: &str) -> String {
+        self.child(&format!("{component}-data"))
+    }
     /// Whether the operator runs Redis itself.
     pub(crate) fn redis_managed(&self) -> bool {
         self.spec.redis.external.is_none()

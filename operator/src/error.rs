@@ -21,6 +21,18 @@ pub enum Error {
         key: String,
     },
 
+    /// The credentials Secret is gone while data volumes it protects exist:
+    /// new passwords would lock the stores out of their data.
+    #[error(
+        "the credentials Secret {namespace}/{secret} is missing, but data volumes exist whose stores were set up with its passwords (PersistentVolumeClaims {}); the operator makes no new passwords over that data (MongoDB keeps the users it was set up with). Restore the Secret from your backup (`kubectl create -f` the copy saved as the README's Credentials section shows), or, to start with empty stores, delete those PersistentVolumeClaims and the store Deployments whose pods hold them",
+        volumes.join(", ")
+    )]
+    CredentialsMissing {
+        namespace: String,
+        secret: String,
+        volumes: Vec<String>,
+    },
+
     /// The API server refused or failed a request; usually transient.
     #[error("Kubernetes API error: {0}")]
     Kube(#[from] kube::Error),
@@ -43,11 +55,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// Permanent errors only go away when the user edits the MultiVac (the
-    /// watch brings that in at once) or creates the referenced Secret (not
-    /// watched: `error_policy` re-checks every 30 s), so retrying fast would
-    /// only spam the API server.
+    /// watch brings that in at once), or creates a Secret or deletes data
+    /// volumes (not watched: `error_policy` re-checks every 30 s), so
+    /// retrying fast would only spam the API server.
     pub(crate) fn is_permanent(&self) -> bool {
-        matches!(self, Self::InvalidSpec(_) | Self::MissingSecret { .. })
+        matches!(
+            self,
+            Self::InvalidSpec(_) | Self::MissingSecret { .. } | Self::CredentialsMissing { .. }
+        )
     }
 
     /// Short label for metrics and event reasons.
@@ -55,6 +70,7 @@ impl Error {
         match self {
             Self::InvalidSpec(_) => "invalid_spec",
             Self::MissingSecret { .. } => "missing_secret",
+            Self::CredentialsMissing { .. } => "credentials_missing",
             Self::Kube(_) => "kube",
             Self::Serialization(_) => "serialization",
             Self::MissingMetadata(_) => "missing_metadata",

@@ -25,6 +25,8 @@ pub(crate) struct Recorded {
     /// The Content-Type, which tells a server-side apply from other patches.
     pub(crate) content_type: String,
     pub(crate) body: Option<Value>,
+    /// A JSON merge patch (not a server-side apply).
+    pub(crate) merge: bool,
 }
 
 impl Recorded {
@@ -91,14 +93,15 @@ impl FakeApi {
         state.objects.insert(path.into(), object);
     }
 
+    /// Deletes the object at `path` as someone else would (a user, the
+    /// garbage collector), returning it.
+    pub(crate) fn remove(&self, path: &str) -> Option<Value> {
+        self.state().objects.remove(path)
+    }
+
     /// The object at `path`.
     pub(crate) fn get(&self, path: &str) -> Option<Value> {
         self.state().objects.get(path).cloned()
-    }
-
-    /// Deletes the object at `path` as someone else would (a user, the garbage collector).
-    pub(crate) fn remove(&self, path: &str) {
-        self.state().objects.remove(path);
     }
 
     /// Changes the object at `path` in place (a user's edit, a controller's status).
@@ -193,6 +196,19 @@ impl State {
     /// generation, and what `previous` had that the writer did not send.
     fn stored(&mut self, mut object: Value, previous: Option<&Value>) -> Value {
         self.uids += 1;
+        // A Secret's stringData is write-only: it is stored into data.
+        if let Some(Value::Object(strings)) =
+            object.as_object_mut().and_then(|o| o.remove("stringData"))
+        {
+            if !object["data"].is_object() {
+                object["data"] = json!({});
+            }
+            for (k, v) in strings {
+                let bytes =
+                    k8s_openapi::ByteString(v.as_str().unwrap_or_default().as_bytes().to_vec());
+                object["data"][k] = serde_json::to_value(bytes).expect("base64");
+            }
+        }
         let meta = &mut object["metadata"];
         let uid = previous
             .map(|p| p["metadata"]["uid"].clone())
@@ -291,6 +307,21 @@ impl State {
                     self.objects.insert(path.into(), object.clone());
                     (StatusCode::OK, object)
                 }
+                None if request.merge => {
+                    let Some(previous) = self.objects.get(path).cloned() else {
+                        return not_found(path);
+                    };
+                    let patch = request.body.clone().unwrap_or_default();
+                    let wanted = &patch["metadata"]["resourceVersion"];
+                    if !wanted.is_null() && *wanted != previous["metadata"]["resourceVersion"] {
+                        return failure(409, "Conflict", &format!("{path} was modified"));
+                    }
+                    let mut merged = previous.clone();
+                    merge_patch(&mut merged, &patch);
+                    let object = self.stored(merged, Some(&previous));
+                    self.objects.insert(path.into(), object.clone());
+                    (StatusCode::OK, object)
+                }
                 None => {
                     let previous = self.objects.get(path).cloned();
                     let body = request.body.clone().unwrap_or_default();
@@ -379,6 +410,26 @@ fn merge_status(object: &mut Value, sent: &Value) {
     }
 }
 
+/// RFC 7386: objects merge key by key, `null` removes, anything else replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Some(patch) = patch.as_object() else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    for (key, value) in patch {
+        if value.is_null() {
+            if let Some(t) = target.as_object_mut() {
+                t.remove(key);
+            }
+        } else {
+            merge_patch(&mut target[key], value);
+        }
+    }
+}
+
 fn not_found(path: &str) -> (StatusCode, Value) {
     failure(404, "NotFound", &format!("{path} not found"))
 }
@@ -400,6 +451,11 @@ async fn serve(mut handle: Handle<Request<Body>, Response<Body>>, state: Arc<Mut
             .get(http::header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("PartialObjectMetadata"));
+        let merge = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("merge-patch"));
         let recorded = Recorded {
             method: parts.method.clone(),
             path: parts.uri.path().to_string(),
@@ -411,6 +467,7 @@ async fn serve(mut handle: Handle<Request<Body>, Response<Body>>, state: Arc<Mut
                 .unwrap_or_default()
                 .to_string(),
             body: serde_json::from_slice(&bytes).ok(),
+            merge,
         };
         let (code, answer) = {
             let mut state = state.lock().expect("fake API state");

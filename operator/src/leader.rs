@@ -1,7 +1,11 @@
 //! Leader election on a `coordination.k8s.io` Lease (kube-lease-manager), so
 //! that of several operator replicas only one reconciles and scales. Standbys
 //! wait; the leader that loses its lease stops and exits non-zero, so its pod
-//! restarts into standby instead of running a second, stale controller.
+//! restarts into standby instead of running a second, stale controller. The
+//! lease manager may see the loss only after a standby took over; the
+//! [`Fence`] stops the leader's writes before the lease can expire.
+
+use std::time::Duration;
 
 use kube::Client;
 use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
@@ -11,11 +15,16 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
+use crate::fence::Fence;
 
 /// Seconds a lease stays valid after its last renewal.
 const LEASE_DURATION_SECONDS: u64 = 15;
 /// The holder renews this many seconds before expiry, i.e. about every 5 s.
 const LEASE_GRACE_SECONDS: u64 = 10;
+/// The leader stops writing this long before its lease would expire without a
+/// renewal: room for clock skew between it and a standby, and for a write
+/// already on its way (as client-go's renewDeadline of 10 s in a 15 s lease).
+const FENCE_MARGIN: Duration = Duration::from_secs(5);
 
 /// Which Lease, and who we are.
 #[derive(Clone, Debug)]
@@ -50,6 +59,22 @@ impl LeaderConfig {
             namespace,
             identity: default_identity(),
         }
+    }
+
+    /// Who this process is in the Lease (and in its user agent).
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// The fence of this Lease and identity: the client that [`Self::acquire`]
+    /// is given must carry its layer, which is how it sees the renewals.
+    pub fn fence(&self) -> Fence {
+        Fence::leased(
+            &self.namespace,
+            &self.lease_name,
+            &self.identity,
+            Duration::from_secs(LEASE_DURATION_SECONDS) - FENCE_MARGIN,
+        )
     }
 
     /// Stands by until this process holds the lease. Returns `None` when
@@ -116,7 +141,7 @@ impl Leadership {
     pub async fn release(self) {
         drop(self.state);
         // Bounded: if the API server is gone, the lease simply expires.
-        match tokio::time::timeout(std::time::Duration::from_secs(5), self.task).await {
+        match tokio::time::timeout(Duration::from_secs(5), self.task).await {
             Ok(Ok(Ok(_))) => info!(identity = %self.identity, "released the leader lease"),
             Ok(Ok(Err(e))) => {
                 warn!(identity = %self.identity, error = %e, "could not release the leader lease")

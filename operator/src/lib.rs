@@ -8,9 +8,11 @@ mod cli;
 mod context;
 mod controller;
 mod crd;
+mod credentials;
 mod error;
 #[cfg(test)]
 mod fake_api;
+mod fence;
 mod http;
 mod leader;
 mod reconcile;
@@ -27,6 +29,8 @@ pub use controller::run;
 /// The custom resource: `MultiVac::crd()` is the CRD that `cargo xtask generate` writes.
 pub use crd::{MultiVac, MultiVacSpec, MultiVacStatus};
 pub use error::{Error, Result};
+/// Writes only while the leader Lease is provably held.
+pub use fence::{Fence, FenceLayer, Fenced};
 /// `/metrics`, `/healthz` and `/readyz`.
 pub use http::router;
 /// Leader election on a Lease.

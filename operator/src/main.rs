@@ -1,13 +1,14 @@
 //! `multivac-operator`: the controller process. Serves /metrics, /healthz and
 //! /readyz, optionally waits for the leader lease, then runs the controller
-//! and the scaler until SIGTERM (or until it loses the lease).
+//! and the scaler until SIGTERM, or until it loses the lease or cannot renew
+//! it in time (then it exits 1, to restart as a standby).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use clap::Parser;
 use multivac_contract::{init_logging, on_signals};
-use multivac_operator::{Cli, Context, LeaderConfig};
+use multivac_operator::{Cli, Context, Fence, LeaderConfig};
 use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 use tracing::{error, info};
@@ -23,15 +24,17 @@ async fn main() {
 }
 
 async fn run(args: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let client = kube::Client::try_default().await.map_err(|e| {
-        format!("no Kubernetes client configuration (in-cluster or KUBECONFIG): {e}")
-    })?;
+    let leader = LeaderConfig::new(args.lease_name.clone(), args.lease_namespace.clone());
+    let fence = match args.leader_election {
+        true => leader.fence(),
+        false => Fence::open(),
+    };
+    let client = client(&fence, leader.identity()).await?;
     let registry = Arc::new(Mutex::new(Registry::default()));
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        registry,
-        args.lease_namespace.clone(),
-    ));
+    let ctx = Arc::new(
+        Context::new(client.clone(), registry, args.lease_namespace.clone())
+            .with_fence(fence.clone()),
+    );
 
     let listener = tokio::net::TcpListener::bind(args.metrics_bind)
         .await
@@ -51,46 +54,63 @@ async fn run(args: Cli) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot reach the Kubernetes API server: {e}"))?;
     ctx.ready.store(true, Ordering::Relaxed);
 
-    let code = if args.leader_election {
-        let config = LeaderConfig::new(args.lease_name, args.lease_namespace);
+    if args.leader_election {
         let mut stop = shutdown.clone();
-        match config.acquire(client, &mut stop).await? {
-            None => 0,
-            Some(mut leadership) => {
-                ctx.metrics.leader.set(1);
-                let (ctl_stop, ctl) = spawn_controller(ctx.clone(), args.watch_namespace.clone());
-                let mut stop = shutdown.clone();
-                let lost = tokio::select! {
-                    _ = leadership.lost() => true,
-                    _ = stop.wait() => false,
-                };
-                ctx.metrics.leader.set(0);
-                let _ = ctl_stop.send(());
-                stop_controller(ctl).await;
-                if lost {
-                    error!("lost the leader lease: exiting so this replica restarts as a standby");
-                    1
-                } else {
-                    leadership.release().await;
-                    0
-                }
-            }
-        }
-    } else {
-        info!("leader election disabled: running the controller");
+        let Some(mut leadership) = leader.acquire(client, &mut stop).await? else {
+            let _ = http.await;
+            return Ok(());
+        };
         ctx.metrics.leader.set(1);
         let (ctl_stop, ctl) = spawn_controller(ctx.clone(), args.watch_namespace.clone());
-        shutdown.clone().wait().await;
+        let why = tokio::select! {
+            _ = leadership.lost() => Some("lost the leader lease"),
+            _ = fence.expired() => Some("could not renew the leader lease in time; writes are fenced off"),
+            _ = stop.wait() => None,
+        };
+        ctx.metrics.leader.set(0);
         let _ = ctl_stop.send(());
         stop_controller(ctl).await;
-        0
-    };
+        let Some(why) = why else {
+            leadership.release().await;
+            let _ = http.await;
+            info!("shut down");
+            return Ok(());
+        };
+        // Not released: the Lease may be another replica's by now.
+        error!("{why}: exiting so this replica restarts as a standby");
+        std::process::exit(1);
+    }
+    info!("leader election disabled: running the controller");
+    ctx.metrics.leader.set(1);
+    let (ctl_stop, ctl) = spawn_controller(ctx.clone(), args.watch_namespace.clone());
+    shutdown.clone().wait().await;
+    let _ = ctl_stop.send(());
+    stop_controller(ctl).await;
     let _ = http.await;
     info!("shut down");
-    if code != 0 {
-        std::process::exit(code);
-    }
     Ok(())
+}
+
+/// The API client: a user agent naming this process (so the API server's
+/// audit log tells replicas apart) and the write fence. Without the kube
+/// client's own retries of 429/503/504 answers: they sit below the fence, so a
+/// retried write could go out after the fence closed (the controller and the
+/// scaler retry on their own, through the fence).
+async fn client(fence: &Fence, identity: &str) -> Result<kube::Client, String> {
+    let no_config = |e: &dyn std::fmt::Display| {
+        format!("no Kubernetes client configuration (in-cluster or KUBECONFIG): {e}")
+    };
+    let mut config = kube::Config::infer().await.map_err(|e| no_config(&e))?;
+    let agent = format!(
+        "multivac-operator/{} ({identity})",
+        env!("CARGO_PKG_VERSION")
+    );
+    let agent = http::HeaderValue::from_str(&agent)
+        .map_err(|e| format!("POD_NAME {identity:?} cannot be a user agent: {e}"))?;
+    config.headers.push((http::header::USER_AGENT, agent));
+    config.default_retry = false;
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| no_config(&e))?;
+    Ok(builder.with_layer(&fence.layer()).build())
 }
 
 /// Waits for the controller's graceful shutdown (in-flight reconciles finish),

@@ -103,13 +103,15 @@ compares the rendered rules.
 - apiGroups: [""]
   resources: ["configmaps", "persistentvolumeclaims"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# The generated credentials Secret is created once and its data never
-# changed (patch: only its labels, owner annotation and ownerReference, as
-# spec.retention asks); the reconciler checks referenced Secrets exist, the
-# scaler reads the Redis URL. Never deleted.
+# Secrets are read one by one, never listed or watched: the user's Secrets
+# the spec names (API token, external store URLs: their content is hashed
+# into the pod templates) and the generated `<name>-credentials`, which the
+# reconciler creates when no data volume exists and patches only to rotate
+# it or to settle its labels, owner annotation and ownerReference as
+# spec.retention asks; the scaler reads the Redis URL. Never deleted.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "create", "patch"]
 # kube-runtime's Recorder (events.k8s.io/v1) creates events and patches
 # repeated ones.
 - apiGroups: ["events.k8s.io"]

@@ -8,6 +8,7 @@
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
@@ -135,6 +136,21 @@ impl<'a> Cluster<'a> {
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// JSON-merge-patches a Secret (a rotation step of the credentials). The
+    /// patch carries the resourceVersion it was computed from, so the API
+    /// server refuses it (409) if anyone wrote the Secret since.
+    pub(crate) async fn patch_secret(&self, name: &str, body: &Value) -> Result<()> {
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        self.api::<Secret>()
+            .patch(name, &params, &Patch::Merge(body))
+            .await?;
+        self.ctx.metrics.write("Secret");
+        Ok(())
     }
 
     /// Server-side applies the reconciler's fields of the MultiVac's status.

@@ -1,13 +1,17 @@
 //! Reads what the spec points at: the Secrets the user provides (external
-//! datastores, API token) and whether the generated credentials Secret
-//! exists. It only reads and reports; [`super::validate`] decides what a
-//! missing key means.
+//! datastores, API token), the generated credentials Secret, and, when that
+//! is missing, whether data volumes exist that its passwords protect. It
+//! only reads and reports; [`super::validate`] decides what a missing key
+//! means. Secrets are read one by one (GET): the operator may not list or
+//! watch them.
+
+use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::cluster::Cluster;
 use crate::crd::{MultiVac, SecretSource};
+use crate::credentials::{Credentials, digest};
 use crate::error::Result;
 use crate::resources::Kind;
 
@@ -17,6 +21,9 @@ pub(crate) struct SecretKey {
     pub(crate) source: SecretSource,
     /// The Secret exists and has the key.
     pub(crate) present: bool,
+    /// The SHA-256 of the key's value (never the value), for the pods'
+    /// digest of the Secrets they use.
+    pub(crate) digest: Option<String>,
 }
 
 /// What the spec points at, as the API server has it now.
@@ -24,9 +31,11 @@ pub(crate) struct SecretKey {
 pub(crate) struct Dereferenced {
     /// Every user-provided Secret key, in the order the spec names them.
     pub(crate) secret_keys: Vec<SecretKey>,
-    /// The generated credentials Secret's metadata, when it exists (only read
-    /// when a store is managed): whose it is decides whether it may be changed.
-    pub(crate) credentials: Option<ObjectMeta>,
+    /// The generated credentials Secret (only read when a store is managed).
+    pub(crate) credentials: Option<Credentials>,
+    /// The data PVCs of the managed stores that exist, read only when the
+    /// credentials Secret is missing: new passwords would lock their data out.
+    pub(crate) data_volumes: Vec<String>,
 }
 
 /// The user-provided Secret keys this MultiVac needs.
@@ -42,36 +51,65 @@ pub(crate) fn referenced(mv: &MultiVac) -> Vec<SecretSource> {
     refs
 }
 
-/// Reads every referenced Secret and, with a managed store, the credentials
-/// Secret's metadata.
+/// Reads every referenced Secret (each once) and, with a managed store, the
+/// credentials Secret, or the data volumes when it is missing.
 pub(crate) async fn dereference(cluster: &Cluster<'_>, mv: &MultiVac) -> Result<Dereferenced> {
+    let mut secrets: HashMap<String, Option<Secret>> = HashMap::new();
     let mut secret_keys = vec![];
     for source in referenced(mv) {
-        let secret = cluster.get::<Secret>(&source.name).await?;
+        if !secrets.contains_key(&source.name) {
+            let secret = cluster.get::<Secret>(&source.name).await?;
+            secrets.insert(source.name.clone(), secret);
+        }
+        let value = secrets[&source.name]
+            .as_ref()
+            .and_then(|s| value(s, &source.key));
         secret_keys.push(SecretKey {
-            present: secret.is_some_and(|s| has_key(&s, &source.key)),
+            present: value.is_some(),
+            digest: value.map(digest),
             source,
         });
     }
-    let credentials = if mv.redis_managed() || mv.mongodb_managed() {
-        cluster
-            .metadata(Kind::Secret, &mv.credentials_name())
-            .await?
-    } else {
-        None
-    };
-    Ok(Dereferenced {
+    let mut read = Dereferenced {
         secret_keys,
-        credentials,
-    })
+        ..Default::default()
+    };
+    if !(mv.redis_managed() || mv.mongodb_managed()) {
+        return Ok(read);
+    }
+    read.credentials = cluster
+        .get::<Secret>(&mv.credentials_name())
+        .await?
+        .map(|s| Credentials::from_secret(&s));
+    if read.credentials.is_none() {
+        for component in ["redis", "mongodb"] {
+            let name = mv.data_volume_name(component);
+            if cluster
+                .metadata(Kind::PersistentVolumeClaim, &name)
+                .await?
+                .is_some()
+            {
+                read.data_volumes.push(name);
+            }
+        }
+    }
+    Ok(read)
 }
 
-fn has_key(secret: &Secret, key: &str) -> bool {
-    secret.data.as_ref().is_some_and(|d| d.contains_key(key))
-        || secret
-            .string_data
-            .as_ref()
-            .is_some_and(|d| d.contains_key(key))
+/// A key's value, in `data` or in `stringData`.
+fn value<'a>(secret: &'a Secret, key: &str) -> Option<&'a [u8]> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|v| v.0.as_slice())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|v| v.as_bytes())
+        })
 }
 
 #[cfg(test)]
@@ -104,9 +142,15 @@ mod tests {
     #[test]
     fn a_key_counts_in_data_or_string_data() {
         let s = |v| serde_json::from_value::<Secret>(v).unwrap();
-        assert!(has_key(&s(json!({"data": {"k": "eA=="}})), "k"));
-        assert!(has_key(&s(json!({"stringData": {"k": "x"}})), "k"));
-        assert!(!has_key(&s(json!({"data": {"other": "eA=="}})), "k"));
-        assert!(!has_key(&s(json!({})), "k"));
+        assert_eq!(
+            value(&s(json!({"data": {"k": "eA=="}})), "k"),
+            Some(&b"x"[..])
+        );
+        assert_eq!(
+            value(&s(json!({"stringData": {"k": "x"}})), "k"),
+            Some(&b"x"[..])
+        );
+        assert_eq!(value(&s(json!({"data": {"other": "eA=="}})), "k"), None);
+        assert_eq!(value(&s(json!({})), "k"), None);
     }
 }

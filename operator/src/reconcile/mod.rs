@@ -5,6 +5,7 @@
 //!          (reads Secrets)                 (pure)                  (pure, `resources`)
 //! Children --apply--> Applied (per child: Created/Updated/Unchanged/Removed,
 //!                              or why not: Conflict/Rejected/Waiting/Failed; rollouts)
+//! Applied  --rotate--> Progress (a step of a requested credentials rotation)
 //! Applied  --status--> MultiVacStatus (server-side applied only on change)
 //! ```
 //!
@@ -32,11 +33,12 @@ use tracing::{info, instrument, warn};
 
 use crate::context::Context;
 use crate::crd::{MultiVac, MultiVacStatus, now_seconds};
+use crate::credentials;
 use crate::error::{Error, Result};
 use crate::resources::{self, Passwords};
 use crate::telemetry::{ErrorLabels, ResultLabels};
 use apply::{Applied, Change, Problem};
-use cluster::Cluster;
+pub(crate) use cluster::Cluster;
 use ownership::Owner;
 
 #[cfg(test)]
@@ -54,6 +56,10 @@ const MISSING_SECRET_RECHECK: Duration = Duration::from_secs(30);
 const BLOCKED_RECHECK: Duration = Duration::from_secs(30);
 /// How often a MultiVac waiting for the garbage collector is re-checked.
 const WAITING_RECHECK: Duration = Duration::from_secs(5);
+/// How often a MultiVac that uses Secrets of the user's (API token, external
+/// store URLs) is re-read: a change of their content rolls the pods within
+/// this delay (Secrets are not watched).
+const USER_SECRET_RECHECK: Duration = Duration::from_secs(60);
 
 /// Entry point for the controller: reconciles, then records metrics, events
 /// and, for an error only the user can fix, the status.
@@ -79,7 +85,7 @@ pub(crate) async fn reconcile(mv: Arc<MultiVac>, ctx: Arc<Context>) -> Result<Ac
 /// brings a fix in at once; a missing Secret is re-checked every 30 s);
 /// the others back off exponentially.
 pub(crate) fn error_policy(mv: Arc<MultiVac>, error: &Error, ctx: Arc<Context>) -> Action {
-    if let Error::MissingSecret { .. } = error {
+    if let Error::MissingSecret { .. } | Error::CredentialsMissing { .. } = error {
         return Action::requeue(MISSING_SECRET_RECHECK);
     }
     let failures = {
@@ -104,7 +110,8 @@ async fn reconcile_inner(mv: &MultiVac, ctx: &Context) -> Result<Action> {
     let valid = validate(mv, &read)?;
     let owner = Owner::new(valid.owner.clone(), valid.namespace);
     let children = resources::build(&valid, &ctx.operator_namespace, Passwords::generate)?;
-    let mut applied = apply::apply(&cluster, &children, &owner, read.credentials.as_ref()).await;
+    let credentials_meta = read.credentials.as_ref().map(|c| &c.meta);
+    let mut applied = apply::apply(&cluster, &children, &owner, credentials_meta).await;
     publish_changes(ctx, mv, &applied).await;
     let mut failure = applied.take_failure();
     let blocked = Blocked::of(&applied);
@@ -115,7 +122,15 @@ async fn reconcile_inner(mv: &MultiVac, ctx: &Context) -> Result<Action> {
         // (its observedGeneration says which spec it describes) until a retry.
         return Err(e);
     }
+    let rotation = rotate(ctx, &cluster, &valid, &read, &applied).await;
+    if let Some((type_, reason, note)) = &rotation.event {
+        info!(reason, "{note}");
+        publish(ctx, mv, *type_, reason, "Rotate", note.clone(), None).await;
+    }
     let mut conditions = status::conditions_from_rollouts(&applied.rollouts);
+    if let Some(message) = &rotation.message {
+        status::rotating(&mut conditions, message);
+    }
     if let Some(b) = &blocked {
         // Ready=False says what is wrong, whatever the rollouts say.
         status::not_ready(&mut conditions, b.reason, &b.message);
@@ -128,11 +143,41 @@ async fn reconcile_inner(mv: &MultiVac, ctx: &Context) -> Result<Action> {
     if let Some(e) = failure {
         return Err(e);
     }
+    let recheck = requeue_after(mv, &rotation);
     Ok(Action::requeue(match blocked {
-        None => RECHECK_INTERVAL,
+        None => recheck,
         Some(b) if b.waiting_only => WAITING_RECHECK,
-        Some(_) => BLOCKED_RECHECK,
+        Some(_) => BLOCKED_RECHECK.min(recheck),
     }))
+}
+
+/// A step of a requested credentials rotation, once the apply is done. Only
+/// a credentials Secret that is this MultiVac's is used or rotated: a foreign
+/// one is reported as a conflict by the apply and left alone.
+async fn rotate(
+    ctx: &Context,
+    cluster: &Cluster<'_>,
+    valid: &Validated<'_>,
+    read: &dereference::Dereferenced,
+    applied: &Applied,
+) -> credentials::Progress {
+    let Some(creds) = &read.credentials else {
+        return credentials::Progress::default();
+    };
+    let secret_blocked = applied
+        .blocked()
+        .any(|(child, _)| child.kind == resources::Kind::Secret && child.name == creds.name);
+    if secret_blocked {
+        return credentials::Progress::default();
+    }
+    let rolled_out = ["server", "worker"].iter().all(|c| {
+        applied
+            .rollouts
+            .iter()
+            .find(|r| r.component == *c)
+            .is_some_and(status::Rollout::done)
+    });
+    credentials::advance(ctx, cluster, valid, creds, rolled_out).await
 }
 
 /// The children left as they are, as the Ready condition reports them.
@@ -189,6 +234,17 @@ fn problem_text(p: &Problem) -> String {
         Problem::Conflict(m) | Problem::Rejected(m) | Problem::Waiting(m) => m.clone(),
         Problem::Failed(e) => e.to_string(),
     }
+}
+
+/// When to look again without a watch event: soon while a rotation runs,
+/// within [`USER_SECRET_RECHECK`] when the pods use the user's Secrets,
+/// else [`RECHECK_INTERVAL`].
+fn requeue_after(mv: &MultiVac, rotation: &credentials::Progress) -> Duration {
+    let base = match dereference::referenced(mv).is_empty() {
+        false => USER_SECRET_RECHECK,
+        true => RECHECK_INTERVAL,
+    };
+    rotation.requeue.map_or(base, |r| r.min(base))
 }
 
 /// `namespace/name`: the key of the backoff's failure count.
@@ -305,6 +361,7 @@ async fn patch_status(cluster: &Cluster<'_>, mv: &MultiVac, status: &MultiVacSta
 async fn report_permanent(mv: &MultiVac, ctx: &Context, e: &Error) {
     let reason = match e {
         Error::MissingSecret { .. } => "MissingSecret",
+        Error::CredentialsMissing { .. } => "CredentialsMissing",
         _ => "InvalidSpec",
     };
     let conditions = status::conditions_from_error(reason, &e.to_string());

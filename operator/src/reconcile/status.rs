@@ -133,6 +133,16 @@ pub(crate) fn not_ready(conditions: &mut [Cond], reason: &str, message: &str) {
     }
 }
 
+/// Progressing=True while a credentials rotation runs, saying where it is
+/// (Ready still tells whether the pods are available).
+pub(crate) fn rotating(conds: &mut [Cond], message: &str) {
+    for c in conds.iter_mut().filter(|c| c.type_ == PROGRESSING) {
+        c.status = true;
+        c.reason = "RotatingCredentials".into();
+        c.message = message.into();
+    }
+}
+
 /// The message of the Ready condition the MultiVac has now, if any.
 pub(crate) fn ready_message(mv: &MultiVac) -> &str {
     mv.status

@@ -29,7 +29,7 @@ const MONGODB_PVC: &str = "/api/v1/namespaces/ns/persistentvolumeclaims/mv-mongo
 const OLD_SERVICE_ACCOUNT: &str = "/api/v1/namespaces/ns/serviceaccounts/mv";
 
 /// Every child of the minimal MultiVac, in the order they are applied.
-const CHILDREN: [&str; 13] = [
+const CHILDREN: [&str; 14] = [
     "/api/v1/namespaces/ns/serviceaccounts/mv-multivac",
     "/api/v1/namespaces/ns/configmaps/mv-config",
     "/apis/apps/v1/namespaces/ns/deployments/mv-server",
@@ -40,6 +40,7 @@ const CHILDREN: [&str; 13] = [
     "/api/v1/namespaces/ns/services/mv-redis",
     "/apis/networking.k8s.io/v1/namespaces/ns/networkpolicies/mv-redis",
     "/api/v1/namespaces/ns/persistentvolumeclaims/mv-mongodb-data",
+    "/api/v1/namespaces/ns/configmaps/mv-mongodb-init",
     "/apis/apps/v1/namespaces/ns/deployments/mv-mongodb",
     "/api/v1/namespaces/ns/services/mv-mongodb",
     "/apis/networking.k8s.io/v1/namespaces/ns/networkpolicies/mv-mongodb",
@@ -54,14 +55,19 @@ struct Harness {
 
 impl Harness {
     fn new(spec: Value) -> Self {
+        Self::with_context(spec, |ctx| ctx)
+    }
+
+    /// A harness whose context `adjust` changes first.
+    fn with_context(spec: Value, adjust: impl FnOnce(Context) -> Context) -> Self {
         let (client, api) = FakeApi::start();
         api.put(MV, multivac("mv-uid", spec));
         let registry = Arc::new(Mutex::new(Registry::default()));
-        let ctx = Arc::new(Context::new(
+        let ctx = Arc::new(adjust(Context::new(
             client,
             registry.clone(),
             "multivac-system".into(),
-        ));
+        )));
         Self { api, ctx, registry }
     }
 
@@ -157,6 +163,23 @@ fn patch(path: &str) -> String {
     format!("PATCH {path}")
 }
 
+const WORKER: &str = "/apis/apps/v1/namespaces/ns/deployments/mv-worker";
+const VOLUMES: [&str; 2] = [
+    "/api/v1/namespaces/ns/persistentvolumeclaims/mv-redis-data",
+    "/api/v1/namespaces/ns/persistentvolumeclaims/mv-mongodb-data",
+];
+
+fn b64(text: &str) -> Value {
+    serde_json::to_value(k8s_openapi::ByteString(text.as_bytes().to_vec())).unwrap()
+}
+
+/// The digest of its Secrets a Deployment's pod template carries.
+fn secrets_hash(api: &FakeApi, deployment: &str) -> Value {
+    api.get(deployment).unwrap()["spec"]["template"]["metadata"]["annotations"]
+        ["multivac.io/secrets-hash"]
+        .clone()
+}
+
 #[tokio::test]
 async fn an_unchanged_multivac_makes_no_writes() {
     let h = Harness::new(json!({"image": "multivac:1"}));
@@ -182,7 +205,7 @@ async fn an_unchanged_multivac_makes_no_writes() {
         );
     }
     let created: Vec<String> = h.api.events().into_iter().map(|(_, note)| note).collect();
-    assert_eq!(created.len(), 14, "{created:?}");
+    assert_eq!(created.len(), 15, "{created:?}");
     assert_eq!(created[0], "Created Secret/mv-credentials");
     assert_eq!(created[3], "Created Deployment/mv-server");
     let status = h.status_sent();
@@ -262,14 +285,19 @@ async fn a_lost_create_race_keeps_the_winners_credentials() {
                 "app.kubernetes.io/component": "multivac", "app.kubernetes.io/part-of": "multivac",
                 "app.kubernetes.io/managed-by": "multivac-operator"},
             "annotations": {"multivac.io/owner": "ns/mv"}},
-        "stringData": {"redis-password": "the-winners", "mongodb-password": "the-winners"}});
+        "stringData": {"redis-password": "the-winners", "redis-url": "the-winners",
+            "mongodb-username": "the-winners", "mongodb-password": "the-winners",
+            "mongodb-uri": "the-winners"}});
     h.api
         .lose_race(Method::POST, SECRETS, 409, CREDENTIALS, winner.clone());
 
     h.reconcile().await.unwrap();
     let stored = h.api.get(CREDENTIALS).unwrap();
+    let winners = "dGhlLXdpbm5lcnM=";
     assert_eq!(
-        stored["stringData"], winner["stringData"],
+        stored["data"],
+        json!({"redis-password": winners, "redis-url": winners, "mongodb-username": winners,
+            "mongodb-password": winners, "mongodb-uri": winners}),
         "the winner's values stay"
     );
     let secret_writes: Vec<String> = h
@@ -678,7 +706,10 @@ async fn a_multivac_of_the_previous_release_is_upgraded_without_deleting_data() 
         legacy(
             "Secret",
             "mv-credentials",
-            json!({"stringData": {"redis-password": "old", "mongodb-password": "old"}}),
+            // As 0.1.0 made it: the root user in the URI, no app user.
+            json!({"stringData": {"redis-password": "old", "redis-url": "redis://:old@mv-redis.ns.svc:6379/0",
+                "mongodb-username": "multivac", "mongodb-password": "old",
+                "mongodb-uri": "mongodb://multivac:old@mv-mongodb.ns.svc:27017/?authSource=admin"}}),
         ),
     );
     h.api.put(
@@ -712,8 +743,8 @@ async fn a_multivac_of_the_previous_release_is_upgraded_without_deleting_data() 
     assert_eq!((uid(CREDENTIALS), uid(REDIS_PVC)), (secret_uid, pvc_uid));
     let secret = h.api.get(CREDENTIALS).unwrap();
     assert_eq!(
-        secret["stringData"]["redis-password"], "old",
-        "the passwords stay"
+        secret["data"]["redis-password"], "b2xk",
+        "the passwords stay (\"old\", base64)"
     );
     for path in [CREDENTIALS, REDIS_PVC] {
         let meta = &h.api.get(path).unwrap()["metadata"];
@@ -883,5 +914,208 @@ async fn a_missing_secret_is_reported_in_status_and_builds_nothing() {
     assert_eq!(
         condition(&h.status_sent(), "Ready")["reason"],
         "ComponentsNotAvailable"
+    );
+}
+
+#[tokio::test]
+async fn no_new_passwords_while_their_data_exists() {
+    let h = Harness::new(json!({"image": "multivac:1"}));
+    h.reconcile().await.unwrap();
+    let backup = h.api.remove(CREDENTIALS).expect("the credentials Secret");
+
+    h.api.clear();
+    let err = h.reconcile().await.unwrap_err();
+    assert!(matches!(err, Error::CredentialsMissing { .. }), "{err}");
+    assert_eq!(
+        h.api.writes(),
+        [patch(&format!("{MV}/status"))],
+        "no new Secret, no child written"
+    );
+    let ready = condition(&h.status_sent(), "Ready").clone();
+    assert_eq!(
+        (&ready["status"], &ready["reason"]),
+        (&json!("False"), &json!("CredentialsMissing"))
+    );
+    let message = ready["message"].as_str().unwrap();
+    for needle in [
+        "ns/mv-credentials",
+        "mv-redis-data",
+        "mv-mongodb-data",
+        "backup",
+    ] {
+        assert!(message.contains(needle), "{needle:?} in {message}");
+    }
+    assert_eq!(
+        h.metric("multivac_operator_reconcile_errors_total{error=\"credentials_missing\"}"),
+        1.0
+    );
+    assert_eq!(
+        h.error_policy(&err),
+        Action::requeue(Duration::from_secs(30)),
+        "Secrets are not watched: re-checked on a timer"
+    );
+
+    // Restored from the backup: used as it is.
+    h.api.put(CREDENTIALS, backup.clone());
+    h.api.clear();
+    h.reconcile().await.unwrap();
+    assert!(!h.api.writes().iter().any(|w| w.contains("/secrets")));
+    assert_eq!(h.api.get(CREDENTIALS).unwrap()["data"], backup["data"]);
+
+    // The data deleted on purpose: new passwords for empty stores.
+    h.api.remove(CREDENTIALS);
+    for volume in VOLUMES {
+        h.api.remove(volume);
+    }
+    h.api.clear();
+    h.reconcile().await.unwrap();
+    assert_eq!(h.api.writes()[0], format!("POST {SECRETS}"));
+    assert_ne!(h.api.get(CREDENTIALS).unwrap()["data"], backup["data"]);
+}
+
+#[tokio::test]
+async fn a_changed_api_token_rolls_the_server_and_is_read_every_minute() {
+    const TOKEN: &str = "/api/v1/namespaces/ns/secrets/tok";
+    let h = Harness::new(json!({"image": "multivac:1", "apiTokenSecretRef": {"name": "tok"}}));
+    h.api.put(
+        TOKEN,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tok"},
+               "data": {"token": b64("first-token")}}),
+    );
+    assert_eq!(
+        h.reconcile().await.unwrap(),
+        Action::requeue(Duration::from_secs(60)),
+        "the token Secret is re-read within a minute"
+    );
+    let (server, worker) = (secrets_hash(&h.api, SERVER), secrets_hash(&h.api, WORKER));
+    h.api.clear();
+    h.reconcile().await.unwrap();
+    assert!(
+        h.api.writes().is_empty(),
+        "unchanged token: {:?}",
+        h.api.writes()
+    );
+
+    h.api
+        .edit(TOKEN, |s| s["data"]["token"] = b64("second-token"));
+    h.api.clear();
+    h.reconcile().await.unwrap();
+    assert!(
+        h.api.writes().contains(&patch(SERVER)),
+        "{:?}",
+        h.api.writes()
+    );
+    assert!(
+        !h.api.writes().contains(&patch(WORKER)),
+        "workers do not use the token"
+    );
+    assert_ne!(secrets_hash(&h.api, SERVER), server);
+    assert_eq!(secrets_hash(&h.api, WORKER), worker);
+    let sent = serde_json::to_string(&h.api.requests().iter().map(|r| &r.body).collect::<Vec<_>>())
+        .unwrap();
+    for secret in ["second-token", b64("second-token").as_str().unwrap()] {
+        assert!(!sent.contains(secret), "the token itself is never sent");
+    }
+}
+
+#[tokio::test]
+async fn a_rotation_prepares_then_waits_for_unreachable_stores_without_failing() {
+    // Nothing listens on port 1: the stores refuse at once.
+    let h = Harness::with_context(json!({"image": "multivac:1"}), |ctx| {
+        ctx.with_store_address("mv-redis.ns.svc:6379", "127.0.0.1:1")
+            .with_store_address("mv-mongodb.ns.svc:27017", "127.0.0.1:1")
+    });
+    h.reconcile().await.unwrap();
+    h.roll_out();
+    h.reconcile().await.unwrap();
+    let before = h.api.get(CREDENTIALS).unwrap();
+    h.api.edit(MV, |mv| {
+        mv["metadata"]["annotations"] = json!({"multivac.io/rotate-credentials": "2026-05-01"});
+    });
+
+    // Step 1: the new passwords go into the Secret, conditioned on its version.
+    h.api.clear();
+    assert_eq!(
+        h.reconcile().await.unwrap(),
+        Action::requeue(Duration::from_secs(5))
+    );
+    let secret_patch = h
+        .api
+        .requests()
+        .into_iter()
+        .find(|r| r.method == Method::PATCH && r.path == CREDENTIALS)
+        .expect("a patch of the credentials Secret");
+    assert!(secret_patch.merge);
+    assert_eq!(
+        secret_patch.body.unwrap()["metadata"]["resourceVersion"],
+        before["metadata"]["resourceVersion"]
+    );
+    let prepared = h.api.get(CREDENTIALS).unwrap();
+    assert_eq!(
+        prepared["metadata"]["annotations"],
+        json!({"multivac.io/owner": "ns/mv", "multivac.io/rotating": "2026-05-01", "multivac.io/rotation-phase": "Prepared"})
+    );
+    for key in [
+        "redis-password-next",
+        "mongodb-password-next",
+        "mongodb-app-password-next",
+    ] {
+        assert!(prepared["data"].get(key).is_some(), "{key}");
+    }
+    assert_eq!(
+        prepared["data"]["redis-url"], before["data"]["redis-url"],
+        "not switched yet"
+    );
+    let progressing = condition(&h.status_sent(), "Progressing").clone();
+    assert_eq!(
+        (&progressing["status"], &progressing["reason"]),
+        (&json!("True"), &json!("RotatingCredentials"))
+    );
+    assert_eq!(condition(&h.status_sent(), "Ready")["status"], "True");
+
+    // Step 2 cannot reach Redis: reported, retried, the Secret unchanged.
+    h.api.clear();
+    assert_eq!(
+        h.reconcile().await.unwrap(),
+        Action::requeue(Duration::from_secs(15))
+    );
+    assert!(!h.api.writes().contains(&patch(CREDENTIALS)));
+    assert_eq!(h.api.get(CREDENTIALS).unwrap()["data"], prepared["data"]);
+    let (reason, note) = h.api.events().last().unwrap().clone();
+    assert_eq!(reason, "CredentialsRotationBlocked");
+    assert!(note.contains("cannot reach Redis at 127.0.0.1:1"), "{note}");
+    let message = condition(&h.status_sent(), "Progressing")["message"].clone();
+    assert!(message.as_str().unwrap().contains("blocked"), "{message}");
+    // No password in an event, a status or a log-visible body.
+    let shown = format!("{:?} {}", h.api.events(), h.status_sent());
+    for (key, value) in prepared["data"].as_object().unwrap() {
+        let bytes: k8s_openapi::ByteString = serde_json::from_value(value.clone()).unwrap();
+        let text = String::from_utf8(bytes.0).unwrap();
+        if key.contains("password") {
+            assert!(!shown.contains(&text), "{key} shown");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_fenced_operator_does_not_touch_the_stores() {
+    // A leader whose Lease was never (or no longer) renewed: closed fence.
+    let fence = crate::fence::Fence::leased("op", "lease", "me", Duration::from_secs(10));
+    let h = Harness::with_context(json!({"image": "multivac:1"}), |ctx| {
+        ctx.with_fence(fence)
+            .with_store_address("mv-redis.ns.svc:6379", "127.0.0.1:1")
+    });
+    h.reconcile().await.unwrap();
+    h.api.edit(MV, |mv| {
+        mv["metadata"]["annotations"] = json!({"multivac.io/rotate-credentials": "1"});
+    });
+    h.reconcile().await.unwrap();
+    h.api.clear();
+    h.reconcile().await.unwrap();
+    let (reason, note) = h.api.events().last().unwrap().clone();
+    assert_eq!(reason, "CredentialsRotationBlocked");
+    assert!(
+        note.contains("refused connecting to Redis") && note.contains("never"),
+        "the fence, not the network, stopped it: {note}"
     );
 }

@@ -4,15 +4,21 @@
 //! checks ran, and it carries what they resolved (namespace, owner, how each
 //! store is provided), so building cannot fail on bad input.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 use kube_quantity::ParsedQuantity;
+use multivac_contract::secret_key;
 
 use super::dereference::Dereferenced;
+use super::ownership::{Claim, Owner, claim};
 use crate::crd::{MAX_NAME_LEN, ManagedStore, MultiVac, MultiVacSpec, SecretSource, message};
+use crate::credentials::{Credentials, digest};
 use crate::error::{Error, Result};
+use crate::resources::Kind;
 
 /// How a datastore is provided, once the spec is known to name exactly one way.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,9 +42,11 @@ pub(crate) struct Validated<'a> {
     pub(crate) mongodb: Store,
     /// A store is managed and its generated credentials Secret does not exist yet.
     pub(crate) create_credentials: bool,
+    /// SHA-256 of each Secret value the pods may use, by (Secret, key).
+    pub(crate) secret_digests: BTreeMap<(String, String), String>,
 }
 
-impl Validated<'_> {
+impl<'a> Validated<'a> {
     /// Name of the server Deployment and Service.
     pub(crate) fn server_name(&self) -> String {
         self.mv.server_name()
@@ -78,6 +86,28 @@ impl Validated<'_> {
     /// Where the app reads its API token from, when one is configured.
     pub(crate) fn api_token_source(&self) -> Option<SecretSource> {
         self.mv.api_token_source()
+    }
+    /// Name of the data PVC of store `component`.
+    pub(crate) fn data_volume_name(&self, component: &str) -> String {
+        self.mv.data_volume_name(component)
+    }
+    /// An annotation of the MultiVac.
+    pub(crate) fn annotation(&self, key: &str) -> Option<&'a str> {
+        self.mv
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .map(String::as_str)
+    }
+    /// The same MultiVac, with the digests of a Secret about to be created.
+    pub(crate) fn with_secret(&self, name: &str, values: &BTreeMap<String, String>) -> Self {
+        let mut v = self.clone();
+        for (key, value) in values {
+            v.secret_digests
+                .insert((name.into(), key.clone()), digest(value.as_bytes()));
+        }
+        v
     }
 }
 
@@ -128,13 +158,52 @@ pub(crate) fn validate<'a>(mv: &'a MultiVac, read: &Dereferenced) -> Result<Vali
         }
     }
     let managed = |st: &Store| matches!(st, Store::Managed(_));
+    let create_credentials = (managed(&redis) || managed(&mongodb)) && read.credentials.is_none();
+    if create_credentials && !read.data_volumes.is_empty() {
+        return Err(Error::CredentialsMissing {
+            namespace: namespace.into(),
+            secret: mv.credentials_name(),
+            volumes: read.data_volumes.clone(),
+        });
+    }
+    let mut secret_digests: BTreeMap<(String, String), String> = read
+        .secret_keys
+        .iter()
+        .filter_map(|k| {
+            Some((
+                (k.source.name.clone(), k.source.key.clone()),
+                k.digest.clone()?,
+            ))
+        })
+        .collect();
+    // A credentials Secret that is not this MultiVac's is neither used nor
+    // checked: the apply reports it as a conflict and leaves it alone.
+    let ours = |creds: &&Credentials| {
+        let owner = Owner::new(owner.clone(), namespace);
+        matches!(claim(Kind::Secret, &creds.meta, &owner), Claim::Ours)
+    };
+    if let Some(creds) = read.credentials.as_ref().filter(ours) {
+        if let Some(key) = creds.missing_keys().first() {
+            return Err(Error::MissingSecret {
+                namespace: namespace.into(),
+                name: creds.name.clone(),
+                key: key.to_string(),
+            });
+        }
+        for key in [secret_key::REDIS_URL, secret_key::MONGODB_URI] {
+            if let Some(value) = creds.value(key) {
+                secret_digests.insert((creds.name.clone(), key.into()), digest(value.as_bytes()));
+            }
+        }
+    }
     Ok(Validated {
         mv,
         name,
         namespace,
         owner,
         spec: s,
-        create_credentials: (managed(&redis) || managed(&mongodb)) && read.credentials.is_none(),
+        create_credentials,
+        secret_digests,
         redis,
         mongodb,
     })
@@ -214,6 +283,7 @@ fn store(what: &str, managed: &Option<ManagedStore>, external: bool) -> Result<S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::Credentials;
     use crate::reconcile::dereference::SecretKey;
     use crate::resources::testing::mv;
     use serde_json::json;
@@ -345,10 +415,11 @@ mod tests {
                 key: key.into(),
             },
             present,
+            digest: present.then(|| format!("digest-of-{name}")),
         };
         let read = Dereferenced {
             secret_keys: vec![key("r", "u", true), key("m", "mongodb-uri", false)],
-            credentials: None,
+            ..Default::default()
         };
         let err = validate(&m, &read).unwrap_err();
         assert!(
@@ -357,17 +428,69 @@ mod tests {
         );
         let read = Dereferenced {
             secret_keys: vec![key("r", "u", true), key("m", "mongodb-uri", true)],
-            credentials: None,
+            ..Default::default()
         };
         let v = validate(&m, &read).unwrap();
         assert_eq!((&v.redis, &v.mongodb), (&Store::External, &Store::External));
         assert!(!v.create_credentials, "no managed store, no credentials");
+        assert_eq!(
+            v.secret_digests[&("m".to_string(), "mongodb-uri".to_string())],
+            "digest-of-m"
+        );
         let managed = mv(json!({"image": "x"}));
         let existing = Dereferenced {
-            credentials: Some(Default::default()),
+            credentials: Some(credentials(json!({"redis-password": "p", "redis-url": "u",
+                "mongodb-username": "multivac", "mongodb-password": "q", "mongodb-uri": "v"}))),
             ..Default::default()
         };
-        assert!(!validate(&managed, &existing).unwrap().create_credentials);
+        let v = validate(&managed, &existing).unwrap();
+        assert!(!v.create_credentials);
+        assert_eq!(
+            v.secret_digests[&("mv-credentials".to_string(), "redis-url".to_string())],
+            digest(b"u")
+        );
+    }
+
+    fn credentials(data: serde_json::Value) -> Credentials {
+        Credentials::from_secret(
+            &serde_json::from_value(
+                // This MultiVac's: a retained Secret of `ns/mv`.
+                json!({"metadata": {"name": "mv-credentials",
+                    "labels": {"app.kubernetes.io/managed-by": "multivac-operator"},
+                    "annotations": {"multivac.io/owner": "ns/mv"}}, "stringData": data}),
+            )
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn no_new_passwords_over_existing_data() {
+        let m = mv(json!({"image": "x"}));
+        let orphaned = Dereferenced {
+            data_volumes: vec!["mv-mongodb-data".into()],
+            ..Default::default()
+        };
+        let err = validate(&m, &orphaned).unwrap_err();
+        assert!(err.is_permanent());
+        let text = err.to_string();
+        for needle in ["ns/mv-credentials", "mv-mongodb-data", "backup", "delete"] {
+            assert!(text.contains(needle), "{needle:?} in {text}");
+        }
+        // No data volume: new passwords are safe.
+        assert!(
+            validate(&m, &Dereferenced::default())
+                .unwrap()
+                .create_credentials
+        );
+        // A Secret restored without one of its keys is named, not used.
+        let partial = Dereferenced {
+            credentials: Some(credentials(json!({"redis-password": "p"}))),
+            ..Default::default()
+        };
+        assert!(matches!(
+            validate(&m, &partial),
+            Err(Error::MissingSecret { key, .. }) if key == "redis-url"
+        ));
     }
 
     #[test]

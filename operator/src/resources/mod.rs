@@ -80,6 +80,9 @@ pub(crate) fn owner_of<K: Resource>(child: K) -> Option<ObjectRef<MultiVac>> {
         .find(|r| r.controller == Some(true) && r.kind == MultiVac::kind(&()))
         .map(|r| ObjectRef::new(&r.name).within(namespace))
 }
+/// Annotation carrying a digest of the Secret values a pod uses (never the
+/// values), so a changed token, URL or rotated password rolls the pods.
+pub const SECRETS_HASH_ANNOTATION: &str = "multivac.io/secrets-hash";
 
 /// The kinds of object the reconciler writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -225,6 +228,22 @@ pub(crate) fn build(
     operator_namespace: &str,
     passwords: impl FnOnce() -> Passwords,
 ) -> Result<Children> {
+    let credentials = match mv.create_credentials {
+        true => Some(secret::build(mv, &passwords())?),
+        false => None,
+    };
+    // The pods' digest of their Secrets covers the one created now.
+    let with_new_secret;
+    let mv = match &credentials {
+        Some(secret) => {
+            with_new_secret = mv.with_secret(
+                &mv.credentials_name(),
+                &secret.string_data.clone().unwrap_or_default(),
+            );
+            &with_new_secret
+        }
+        None => mv,
+    };
     let mut apply = vec![
         Child::ServiceAccount(service_account::build(mv)?),
         Child::ConfigMap(config_map::build(mv)?),
@@ -265,16 +284,21 @@ pub(crate) fn build(
                 "mongodb",
                 &store.storage,
             )?));
+            apply.push(Child::ConfigMap(mongodb::init_script(mv)?));
             apply.push(Child::Deployment(mongodb::build(mv, store)?));
             apply.push(Child::Service(service::mongodb(mv)?));
         }
         Store::External => {
+            remove.push(ChildRef::new(Kind::ConfigMap, mongodb::init_name(mv)));
             remove.push(ChildRef::new(Kind::Deployment, mv.mongodb_name()));
             remove.push(ChildRef::new(Kind::Service, mv.mongodb_name()));
         }
     }
     if policies && matches!(mv.mongodb, Store::Managed(_)) {
-        apply.push(Child::NetworkPolicy(network_policy::mongodb(mv)?));
+        apply.push(Child::NetworkPolicy(network_policy::mongodb(
+            mv,
+            operator_namespace,
+        )?));
     } else {
         remove.push(ChildRef::new(Kind::NetworkPolicy, mv.mongodb_name()));
     }
@@ -290,10 +314,6 @@ pub(crate) fn build(
     let managed = |s: &Store| matches!(s, Store::Managed(_));
     let credentials_meta =
         (managed(&mv.redis) || managed(&mv.mongodb)).then(|| secret::metadata(mv));
-    let credentials = match mv.create_credentials {
-        true => Some(secret::build(mv, &passwords())?),
-        false => None,
-    };
     Ok(Children {
         credentials,
         credentials_meta,
@@ -443,11 +463,13 @@ pub(crate) mod testing {
         .unwrap()
     }
 
-    /// `mv` validated, with every referenced Secret present and no credentials Secret yet.
+    /// `mv` validated, with every referenced Secret present (the digest of
+    /// a value: `<name>/<key>`) and no credentials Secret yet.
     pub(crate) fn validated(mv: &MultiVac) -> Validated<'_> {
         let mut read = Dereferenced::default();
         for source in crate::reconcile::referenced(mv) {
             read.secret_keys.push(crate::reconcile::SecretKey {
+                digest: Some(format!("{}/{}", source.name, source.key)),
                 source,
                 present: true,
             });
@@ -489,6 +511,7 @@ mod tests {
         build(&validated(&mv(spec)), "op", || Passwords {
             redis: "rpw".into(),
             mongodb: "mpw".into(),
+            mongodb_app: "apw".into(),
         })
         .unwrap()
     }
@@ -529,6 +552,7 @@ mod tests {
                 "Service/mv-redis",
                 "NetworkPolicy/mv-redis",
                 "PersistentVolumeClaim/mv-mongodb-data",
+                "ConfigMap/mv-mongodb-init",
                 "Deployment/mv-mongodb",
                 "Service/mv-mongodb",
                 "NetworkPolicy/mv-mongodb",
@@ -602,6 +626,7 @@ mod tests {
                 "Deployment/mv-redis",
                 "Service/mv-redis",
                 "NetworkPolicy/mv-redis",
+                "ConfigMap/mv-mongodb-init",
                 "Deployment/mv-mongodb",
                 "Service/mv-mongodb",
                 "NetworkPolicy/mv-mongodb",
@@ -624,6 +649,63 @@ mod tests {
         })
         .unwrap();
         assert!(built.credentials.is_none());
+    }
+
+    fn secrets_hash(children: &Children, deployment: &str) -> Value {
+        let d = children
+            .apply
+            .iter()
+            .find(|c| c.child_ref().to_string() == format!("Deployment/{deployment}"))
+            .map(wire)
+            .unwrap();
+        d["spec"]["template"]["metadata"]["annotations"][SECRETS_HASH_ANNOTATION].clone()
+    }
+
+    #[test]
+    fn pods_roll_when_a_secret_they_use_changes() {
+        let m = mv(json!({"image": "m", "apiTokenSecretRef": {"name": "tok"},
+            "redis": {"external": {"secretRef": {"name": "r"}}}}));
+        let v = validated(&m);
+        let built = |v: &Validated| {
+            build(v, "op", || Passwords {
+                redis: "rpw".into(),
+                mongodb: "mpw".into(),
+                mongodb_app: "apw".into(),
+            })
+            .unwrap()
+        };
+        let before = built(&v);
+        let (server, worker) = (
+            secrets_hash(&before, "mv-server"),
+            secrets_hash(&before, "mv-worker"),
+        );
+        assert!(server.as_str().is_some_and(|h| h.len() == 16), "{server}");
+        assert_ne!(server, worker, "only the server uses the token");
+        // A new token: the server rolls, the workers do not.
+        let mut token = v.clone();
+        token
+            .secret_digests
+            .insert(("tok".into(), "token".into()), "other".into());
+        let after = built(&token);
+        assert_ne!(secrets_hash(&after, "mv-server"), server);
+        assert_eq!(secrets_hash(&after, "mv-worker"), worker);
+        // A new external Redis URL: both roll.
+        let mut url = v.clone();
+        url.secret_digests
+            .insert(("r".into(), "redis-url".into()), "other".into());
+        let after = built(&url);
+        assert_ne!(secrets_hash(&after, "mv-server"), server);
+        assert_ne!(secrets_hash(&after, "mv-worker"), worker);
+        // A new credentials Secret: its MongoDB URI counts, its passwords differ per run.
+        let mut other = v.clone();
+        other.create_credentials = true;
+        let other = build(&other, "op", || Passwords {
+            redis: "x".into(),
+            mongodb: "y".into(),
+            mongodb_app: "z".into(),
+        })
+        .unwrap();
+        assert_ne!(secrets_hash(&other, "mv-worker"), worker);
     }
 
     #[test]

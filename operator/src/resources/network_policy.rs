@@ -1,6 +1,7 @@
 //! NetworkPolicies: Redis and MongoDB accept connections only from this
-//! MultiVac's server and worker pods (and Redis also from the operator, whose
-//! scaler reads the backlog).
+//! MultiVac's server and worker pods and from the operator (its scaler reads
+//! the backlog from Redis; a credentials rotation changes the passwords in
+//! both).
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::{Value, json};
@@ -36,28 +37,32 @@ fn policy(
     }))
 }
 
-/// NetworkPolicy `<mv>-redis`.
-pub fn redis(mv: &Validated, operator_namespace: &str) -> Result<NetworkPolicy> {
-    let operator = json!({
+/// The operator's pods, in the namespace they run in.
+fn operator_peer(operator_namespace: &str) -> Value {
+    json!({
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": operator_namespace}},
         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "multivac-operator"}},
-    });
+    })
+}
+
+/// NetworkPolicy `<mv>-redis`.
+pub fn redis(mv: &Validated, operator_namespace: &str) -> Result<NetworkPolicy> {
     policy(
         mv,
         "redis",
         &mv.redis_name(),
-        vec![app_peer(mv), operator],
+        vec![app_peer(mv), operator_peer(operator_namespace)],
         REDIS_PORT,
     )
 }
 
 /// NetworkPolicy `<mv>-mongodb`.
-pub fn mongodb(mv: &Validated) -> Result<NetworkPolicy> {
+pub fn mongodb(mv: &Validated, operator_namespace: &str) -> Result<NetworkPolicy> {
     policy(
         mv,
         "mongodb",
         &mv.mongodb_name(),
-        vec![app_peer(mv)],
+        vec![app_peer(mv), operator_peer(operator_namespace)],
         MONGODB_PORT,
     )
 }
@@ -101,10 +106,17 @@ mod tests {
     }
 
     #[test]
-    fn mongodb_admits_only_this_multivacs_app_pods() {
-        let p = json_of(&mongodb(&validated(&mv(json!({"image": "x"})))).unwrap());
+    fn mongodb_admits_only_this_multivacs_app_pods_and_the_operator() {
+        let p = json_of(&mongodb(&validated(&mv(json!({"image": "x"}))), "op-ns").unwrap());
         assert_eq!(p["metadata"]["name"], "mv-mongodb");
-        assert_eq!(p["spec"]["ingress"][0]["from"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            p["spec"]["ingress"][0]["from"][1],
+            json!({
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "op-ns"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "multivac-operator"}},
+            })
+        );
+        assert_eq!(p["spec"]["ingress"][0]["from"].as_array().unwrap().len(), 2);
         assert_eq!(
             p["spec"]["ingress"][0]["from"][0]["podSelector"]["matchExpressions"][2]["values"],
             json!(["server", "worker"])

@@ -10,7 +10,7 @@ use crate::reconcile::Validated;
 
 /// Name of the data PVC of `component` (`redis` or `mongodb`).
 pub(super) fn name(mv: &Validated, component: &str) -> String {
-    format!("{}-{component}-data", mv.name)
+    mv.data_volume_name(component)
 }
 
 /// PVC `<mv>-<component>-data`, ReadWriteOnce.

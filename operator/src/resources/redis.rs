@@ -18,8 +18,16 @@ use crate::reconcile::Validated;
 const DEFAULT_IMAGE: &str = "redis:7.4";
 
 /// The password reaches redis-server through its stdin config (`-`), so it is
-/// never on a command line that `ps` or an audit log would show.
-const START: &str = "exec redis-server - --dir /data --appendonly yes --port 6379 <<EOF\nrequirepass $REDIS_PASSWORD\nEOF\n";
+/// never on a command line that `ps` or an audit log would show. It is read
+/// from the Secret when the container starts: a restart takes the current
+/// one. The `multivac-probe` user may only PING, without a password, so the
+/// readiness probe works whichever password a rotation has reached.
+const START: &str = "exec redis-server - --dir /data --appendonly yes --port 6379 <<EOF\nrequirepass $REDIS_PASSWORD\nuser multivac-probe on nopass resetchannels -@all +ping\nEOF\n";
+
+/// PONG from the probe user: Redis is up and has loaded its data (PING is
+/// refused with LOADING before).
+const READY: &str =
+    "redis-cli -p 6379 --user multivac-probe --pass none --no-auth-warning ping | grep -q PONG";
 
 /// Deployment `<mv>-redis`.
 pub(super) fn build(mv: &Validated, managed: &ManagedStore) -> Result<Deployment> {
@@ -47,7 +55,7 @@ pub(super) fn build(mv: &Validated, managed: &ManagedStore) -> Result<Deployment
                         "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
                         "livenessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 10, "failureThreshold": 3},
                         "readinessProbe": {
-                            "exec": {"command": ["sh", "-c", "REDISCLI_AUTH=\"$REDIS_PASSWORD\" redis-cli -p 6379 ping | grep -q PONG"]},
+                            "exec": {"command": ["sh", "-c", READY]},
                             "periodSeconds": 5, "timeoutSeconds": 2,
                         },
                         "resources": resources_or(&managed.resources, store_default_resources())?,
@@ -102,12 +110,12 @@ mod tests {
                             "containers": [{
                                 "name": "redis",
                                 "image": "redis:7.4",
-                                "command": ["sh", "-c", "exec redis-server - --dir /data --appendonly yes --port 6379 <<EOF\nrequirepass $REDIS_PASSWORD\nEOF\n"],
+                                "command": ["sh", "-c", "exec redis-server - --dir /data --appendonly yes --port 6379 <<EOF\nrequirepass $REDIS_PASSWORD\nuser multivac-probe on nopass resetchannels -@all +ping\nEOF\n"],
                                 "env": [{"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "mv-credentials", "key": "redis-password"}}}],
                                 "ports": [{"name": "redis", "containerPort": 6379, "protocol": "TCP"}],
                                 "livenessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 10, "failureThreshold": 3},
                                 "readinessProbe": {
-                                    "exec": {"command": ["sh", "-c", "REDISCLI_AUTH=\"$REDIS_PASSWORD\" redis-cli -p 6379 ping | grep -q PONG"]},
+                                    "exec": {"command": ["sh", "-c", "redis-cli -p 6379 --user multivac-probe --pass none --no-auth-warning ping | grep -q PONG"]},
                                     "periodSeconds": 5, "timeoutSeconds": 2,
                                 },
                                 "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},

@@ -1,34 +1,38 @@
-//! The generated credentials Secret. It is created once (create-if-absent) and
-//! never rewritten while it exists, so the passwords stay those the datastores
-//! were initialised with. The random values are passed in, keeping this pure.
+//! The generated credentials Secret. It is created only when no data volume
+//! of the MultiVac exists (see `reconcile::validate`), and afterwards changed
+//! only by a rotation (`credentials::advance`), so the passwords stay those
+//! the datastores know. The random values are passed in, keeping this pure.
 
 use k8s_openapi::api::core::v1::Secret;
-use rand::distr::{Alphanumeric, SampleString};
 use serde_json::json;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{MONGODB_PORT, REDIS_PORT, retained_metadata, typed};
+use crate::credentials::{
+    APP_USERNAMES, ROOT_USERNAME, ROTATE_ANNOTATION, ROTATED_ANNOTATION, mongodb_uri, new_password,
+    redis_url,
+};
 use crate::error::Result;
 use crate::reconcile::Validated;
 use multivac_contract::secret_key;
 
-/// User name of the managed MongoDB's root user.
-const MONGODB_USERNAME: &str = "multivac";
-
 /// The passwords a new credentials Secret holds.
 pub(crate) struct Passwords {
     pub(crate) redis: String,
+    /// MongoDB's root user (the operator's, for the app's users).
     pub(crate) mongodb: String,
+    /// The app's own MongoDB user.
+    pub(crate) mongodb_app: String,
 }
 
 impl Passwords {
-    /// Random alphanumeric passwords (URL-safe, so they need no escaping in URLs).
+    /// Random passwords, see [`new_password`].
     pub(crate) fn generate() -> Self {
-        let password = || Alphanumeric.sample_string(&mut rand::rng(), 32);
         Self {
-            redis: password(),
-            mongodb: password(),
+            redis: new_password(),
+            mongodb: new_password(),
+            mongodb_app: new_password(),
         }
     }
 }
@@ -38,25 +42,33 @@ pub(super) fn metadata(mv: &Validated) -> ObjectMeta {
     retained_metadata(mv, &mv.credentials_name(), "multivac")
 }
 
-/// Secret `<mv>-credentials` with the given passwords.
+/// Secret `<mv>-credentials` with the given passwords. A rotation already
+/// asked for on the new MultiVac counts as done: its passwords are new.
 pub(super) fn build(mv: &Validated, passwords: &Passwords) -> Result<Secret> {
     let ns = mv.namespace;
-    let redis_host = format!("{}.{ns}.svc", mv.redis_name());
-    let mongodb_host = format!("{}.{ns}.svc", mv.mongodb_name());
-    let (redis_password, mongodb_password) = (&passwords.redis, &passwords.mongodb);
+    let redis_host = format!("{}.{ns}.svc:{REDIS_PORT}", mv.redis_name());
+    let mongodb_host = format!("{}.{ns}.svc:{MONGODB_PORT}", mv.mongodb_name());
+    let app = APP_USERNAMES[0];
+    let mut metadata = metadata(mv);
+    if let Some(token) = mv.annotation(ROTATE_ANNOTATION) {
+        metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(ROTATED_ANNOTATION.to_string(), token.to_string());
+    }
     typed(json!({
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": metadata(mv),
+        "metadata": metadata,
         "type": "Opaque",
         "stringData": {
-            secret_key::REDIS_PASSWORD: redis_password,
-            secret_key::REDIS_URL: format!("redis://:{redis_password}@{redis_host}:{REDIS_PORT}/0"),
-            secret_key::MONGODB_USERNAME: MONGODB_USERNAME,
-            secret_key::MONGODB_PASSWORD: mongodb_password,
-            secret_key::MONGODB_URI: format!(
-                "mongodb://{MONGODB_USERNAME}:{mongodb_password}@{mongodb_host}:{MONGODB_PORT}/?authSource=admin"
-            ),
+            secret_key::REDIS_PASSWORD: passwords.redis,
+            secret_key::REDIS_URL: redis_url(&passwords.redis, &redis_host),
+            secret_key::MONGODB_USERNAME: ROOT_USERNAME,
+            secret_key::MONGODB_PASSWORD: passwords.mongodb,
+            secret_key::MONGODB_APP_USERNAME: app,
+            secret_key::MONGODB_APP_PASSWORD: passwords.mongodb_app,
+            secret_key::MONGODB_URI: mongodb_uri(app, &passwords.mongodb_app, &mongodb_host),
         },
     }))
 }
@@ -64,6 +76,7 @@ pub(super) fn build(mv: &Validated, passwords: &Passwords) -> Result<Secret> {
 #[cfg(test)]
 mod tests {
     use super::super::testing::{json_of, labels, mv, owner, validated};
+    use super::*;
 
     #[test]
     fn the_secret_is_owned_only_with_retention_delete() {
@@ -73,13 +86,13 @@ mod tests {
             owner()
         );
     }
-    use super::*;
 
     #[test]
     fn secret_wires_passwords_into_urls() {
         let passwords = Passwords {
             redis: "rpw".into(),
             mongodb: "mpw".into(),
+            mongodb_app: "apw".into(),
         };
         assert_eq!(
             json_of(&build(&validated(&mv(json!({"image": "x"}))), &passwords).unwrap()),
@@ -93,9 +106,25 @@ mod tests {
                     "redis-url": "redis://:rpw@mv-redis.ns.svc:6379/0",
                     "mongodb-username": "multivac",
                     "mongodb-password": "mpw",
-                    "mongodb-uri": "mongodb://multivac:mpw@mv-mongodb.ns.svc:27017/?authSource=admin",
+                    "mongodb-app-username": "multivac-a",
+                    "mongodb-app-password": "apw",
+                    "mongodb-uri": "mongodb://multivac-a:apw@mv-mongodb.ns.svc:27017/?authSource=admin",
                 },
             })
+        );
+        // Created for a MultiVac that already asks for a rotation: done.
+        let mut m = mv(json!({"image": "x"}));
+        m.metadata.annotations = Some(
+            [(
+                "multivac.io/rotate-credentials".to_string(),
+                "7".to_string(),
+            )]
+            .into(),
+        );
+        let s = json_of(&build(&validated(&m), &passwords).unwrap());
+        assert_eq!(
+            s["metadata"]["annotations"],
+            json!({"multivac.io/owner": "ns/mv", "multivac.io/rotated": "7"})
         );
     }
 
@@ -104,9 +133,10 @@ mod tests {
         let Passwords {
             redis: a,
             mongodb: b,
+            mongodb_app: c,
         } = Passwords::generate();
         assert_eq!(a.len(), 32);
-        assert_ne!(a, b);
+        assert!(a != b && b != c && a != c);
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
         assert_ne!(a, Passwords::generate().redis);
     }

@@ -42,8 +42,12 @@ mod tests {
         let m = mv(json!({"image": "multivac:1", "imagePullPolicy": "Always",
             "server": {"replicas": 2}, "apiTokenSecretRef": {"name": "tok"}}));
         let hash = config_map::hash(&validated(&m));
+        let built = json_of(&build(&validated(&m)).unwrap());
+        let secrets =
+            &built["spec"]["template"]["metadata"]["annotations"]["multivac.io/secrets-hash"];
+        assert!(secrets.as_str().is_some_and(|h| h.len() == 16), "{secrets}");
         assert_eq!(
-            json_of(&build(&validated(&m)).unwrap()),
+            built,
             json!({
                 "apiVersion": "apps/v1", "kind": "Deployment",
                 "metadata": {"name": "mv-server", "namespace": "ns", "labels": labels("server"), "ownerReferences": owner()},
@@ -55,7 +59,7 @@ mod tests {
                         "app.kubernetes.io/component": "server",
                     }},
                     "template": {
-                        "metadata": {"labels": labels("server"), "annotations": {"multivac.io/config-hash": hash}},
+                        "metadata": {"labels": labels("server"), "annotations": {"multivac.io/config-hash": hash, "multivac.io/secrets-hash": secrets}},
                         "spec": {
                             "serviceAccountName": "mv-multivac",
                             "automountServiceAccountToken": false,

@@ -46,8 +46,12 @@ mod tests {
             "redis": {"external": {"secretRef": {"name": "ext", "key": "url"}}},
             "workers": {"resources": {"limits": {"memory": "1Gi"}}},
             "apiTokenSecretRef": {"name": "tok"}}));
+        let built = json_of(&build(&validated(&m)).unwrap());
+        let secrets =
+            &built["spec"]["template"]["metadata"]["annotations"]["multivac.io/secrets-hash"];
+        assert!(secrets.as_str().is_some_and(|h| h.len() == 16), "{secrets}");
         assert_eq!(
-            json_of(&build(&validated(&m)).unwrap()),
+            built,
             json!({
                 "apiVersion": "apps/v1", "kind": "Deployment",
                 "metadata": {"name": "mv-worker", "namespace": "ns", "labels": labels("worker"), "ownerReferences": owner()},
@@ -58,7 +62,7 @@ mod tests {
                         "app.kubernetes.io/component": "worker",
                     }},
                     "template": {
-                        "metadata": {"labels": labels("worker"), "annotations": {"multivac.io/config-hash": config_map::hash(&validated(&m))}},
+                        "metadata": {"labels": labels("worker"), "annotations": {"multivac.io/config-hash": config_map::hash(&validated(&m)), "multivac.io/secrets-hash": secrets}},
                         "spec": {
                             "serviceAccountName": "mv-multivac",
                             "automountServiceAccountToken": false,
