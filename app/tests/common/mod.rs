@@ -64,6 +64,8 @@ pub struct Redis {
     dir: TempDir,
     persistent: bool,
     password: Option<String>,
+    /// More configuration, as `redis-server` arguments.
+    extra: Vec<String>,
 }
 
 impl Redis {
@@ -79,7 +81,13 @@ impl Redis {
         })
     }
 
-    fn spawn(port: u16, dir: &Path, persistent: bool, password: Option<&str>) -> Child {
+    fn spawn(
+        port: u16,
+        dir: &Path,
+        persistent: bool,
+        password: Option<&str>,
+        extra: &[String],
+    ) -> Child {
         let mut cmd = Command::new(Self::binary());
         cmd.args([
             "--port",
@@ -101,6 +109,7 @@ impl Redis {
         } else {
             cmd.args(["--appendonly", "no"]);
         }
+        cmd.args(extra);
         let mut child = cmd.spawn().expect("starting redis-server");
         wait_listening(port, "redis-server", &mut child, Duration::from_secs(10));
         // Listening is not ready: while it loads its append-only file Redis
@@ -139,29 +148,37 @@ impl Redis {
 
     /// A Redis that requires `password` (AUTH).
     pub fn start_with_password(password: &str) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let child = Self::spawn(port, dir.path(), false, Some(password));
-        Redis {
-            child,
-            port,
-            dir,
-            persistent: false,
-            password: Some(password.to_owned()),
-        }
+        Self::start_full(false, Some(password), &[])
+    }
+
+    /// An in-memory Redis with more configuration, e.g.
+    /// `["--maxmemory", "4mb"]`.
+    pub fn start_configured(extra: &[&str]) -> Self {
+        Self::start_full(false, None, extra)
     }
 
     fn start_with(persistent: bool) -> Self {
+        Self::start_full(persistent, None, &[])
+    }
+
+    fn start_full(persistent: bool, password: Option<&str>, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let child = Self::spawn(port, dir.path(), persistent, None);
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        let child = Self::spawn(port, dir.path(), persistent, password, &extra);
         Redis {
             child,
             port,
             dir,
             persistent,
-            password: None,
+            password: password.map(str::to_owned),
+            extra,
         }
+    }
+
+    /// Its data directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     pub fn url(&self) -> String {
@@ -183,6 +200,7 @@ impl Redis {
             self.dir.path(),
             self.persistent,
             self.password.as_deref(),
+            &self.extra,
         );
     }
 
@@ -445,6 +463,11 @@ impl Multivac {
             .status()
             .expect("running kill");
         assert!(status.success(), "kill -TERM failed");
+        self.wait(timeout)
+    }
+
+    /// Its exit status (panics after `timeout`).
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("waiting for multivac") {
@@ -452,7 +475,7 @@ impl Multivac {
             }
             assert!(
                 start.elapsed() < timeout,
-                "multivac did not exit within {timeout:?} of SIGTERM"
+                "multivac did not exit within {timeout:?}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
