@@ -190,6 +190,10 @@ enum ApiError {
     QueueFull(#[source] QueueError),
     #[error("{}; nothing was accepted, retry later", queue_trouble(.0))]
     QueueUnavailable(#[source] QueueError),
+    #[error(
+        "the queue did not confirm the datum (the connection to Redis broke or timed out): it may have been accepted; retry later, knowing that a retry may store it twice"
+    )]
+    QueueUnconfirmed(#[source] QueueError),
     #[error("the knowledge store is unavailable and no answer is known yet; retry later")]
     StoreUnavailable,
     #[error("the server is at its limit of requests in flight ({limit}, {var}); retry later", var = env::MAX_IN_FLIGHT)]
@@ -228,6 +232,7 @@ impl ApiError {
             BacklogFull { .. }
             | QueueFull(_)
             | QueueUnavailable(_)
+            | QueueUnconfirmed(_)
             | StoreUnavailable
             | Overloaded { .. }
             | Timeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -251,6 +256,7 @@ impl ApiError {
             BacklogFull { .. } => "backlog_full",
             QueueFull(_) => "queue_full",
             QueueUnavailable(_) => "queue_unavailable",
+            QueueUnconfirmed(_) => "queue_unconfirmed",
             StoreUnavailable => "store_unavailable",
             Overloaded { .. } => "overloaded",
             Timeout { .. } => "timeout",
@@ -265,20 +271,26 @@ impl ApiError {
         use ApiError::*;
         match self {
             BacklogFull { .. } | QueueFull(_) => Some(RETRY_AFTER_FULL_SECONDS),
-            QueueUnavailable(_) | StoreUnavailable | Overloaded { .. } | Timeout { .. } => {
-                Some(RETRY_AFTER_SECONDS)
-            }
+            QueueUnavailable(_)
+            | QueueUnconfirmed(_)
+            | StoreUnavailable
+            | Overloaded { .. }
+            | Timeout { .. } => Some(RETRY_AFTER_SECONDS),
             _ => None,
         }
     }
 }
 
-/// A queue error as the answer to a POST: full, or unavailable.
+/// A queue error as the answer to a POST: full, unavailable (nothing was
+/// queued), or unconfirmed (the XADD may have run: the connection broke
+/// after it was sent, or no answer came in time).
 fn queue_refusal(e: QueueError) -> ApiError {
     if e.redis_code() == Some("OOM") {
         ApiError::QueueFull(e)
-    } else {
+    } else if e.surely_not_executed() {
         ApiError::QueueUnavailable(e)
+    } else {
+        ApiError::QueueUnconfirmed(e)
     }
 }
 

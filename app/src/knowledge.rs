@@ -2,12 +2,12 @@
 //! request ever waits long for it.
 //!
 //! One read at a time refreshes the figures when they are older than
-//! `MULTIVAC_STATS_TTL_MS`; a request waits for it (at most
-//! `MULTIVAC_BACKEND_TIMEOUT_MS`) only while MongoDB is believed reachable.
-//! Once a read has failed, requests answer at once from the last figures,
-//! marked stale with their age, or say that none are known, while one
-//! read in the background tries again. So a MongoDB outage costs `GET
-//! /multivac` at most one backend timeout, never a queue of them.
+//! `MULTIVAC_STATS_TTL_MS` (the read itself may take up to
+//! `MULTIVAC_BACKEND_TIMEOUT_MS`). A request waits for it at most
+//! [`ANSWER_WAIT`], and only while MongoDB is believed reachable; otherwise
+//! it answers at once from the last figures, marked stale with their age, or
+//! says that none are known, while the read goes on in the background. So a
+//! MongoDB outage costs `GET /multivac` at most [`ANSWER_WAIT`], once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +17,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 
 use crate::store::{Knowledge, Store};
+
+/// The longest a request waits for MongoDB's figures (a healthy read takes
+/// milliseconds); a slower read finishes in the background for later
+/// requests.
+pub(crate) const ANSWER_WAIT: Duration = Duration::from_millis(500);
 
 /// What the last reads said.
 #[derive(Clone, Copy, Debug, Default)]
@@ -30,7 +35,7 @@ struct Snapshot {
 /// The figures as a request gets them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Reading {
-    /// Read within the last `ttl + timeout`.
+    /// Read within the last `ttl + timeout`: what a healthy MongoDB gives.
     Fresh(Knowledge),
     /// The last figures known, older than that: MongoDB did not answer since.
     Stale { knowledge: Knowledge, age: Duration },
@@ -81,7 +86,8 @@ impl KnowledgeCache {
         let mut changed = self.snapshot.subscribe();
         self.refresh();
         if snapshot.reachable != Some(false) {
-            let _ = tokio::time::timeout(self.timeout, changed.changed()).await;
+            let wait = self.timeout.min(ANSWER_WAIT);
+            let _ = tokio::time::timeout(wait, changed.changed()).await;
         }
         self.current()
     }

@@ -57,6 +57,21 @@ pub enum QueueError {
 }
 
 impl QueueError {
+    /// True when the command surely did not run: Redis answered with an
+    /// error, or refused the connection (or the credentials). Otherwise (the
+    /// connection broke, or no answer came in time) it may have run.
+    pub fn surely_not_executed(&self) -> bool {
+        match self {
+            QueueError::Redis { source, .. } => {
+                source.code().is_some()
+                    || source.is_connection_refusal()
+                    || source.kind() == redis::ErrorKind::AuthenticationFailed
+            }
+            QueueError::Url { .. } => true,
+            QueueError::Backlog { .. } => false,
+        }
+    }
+
     /// Redis' error code when Redis answered with an error (`OOM`,
     /// `MISCONF`, `READONLY`, `LOADING`, ...), as opposed to not answering.
     pub fn redis_code(&self) -> Option<&str> {

@@ -219,6 +219,11 @@ impl Worker {
                 Err(e) => {
                     self.metrics.queue_errors.inc();
                     tracing::warn!(error = %e, "reading the queue failed; retrying");
+                    // A read (or claim) whose answer was lost may have
+                    // delivered entries to this consumer all the same:
+                    // look at its own pending entries first, rather than
+                    // leave them for a reclaim a visibility timeout later.
+                    own_pending = true;
                     self.pause(attempt).await;
                     attempt += 1;
                 }

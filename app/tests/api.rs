@@ -364,6 +364,18 @@ async fn redis_down_gives_503_with_retry_after_and_writes_nothing() {
         );
     }
     redis.stop();
+    // The first POST may go out on the connection that just broke: the
+    // server cannot know whether Redis ran it, and says so; once the
+    // connection is refused, it knows nothing was queued.
+    let (status, first, retry_after) = refusal(post_form(&server, "refused").await).await;
+    assert_eq!(
+        (status, retry_after.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "1")
+    );
+    assert!(
+        ["queue_unconfirmed", "queue_unavailable"].contains(&first.as_str()),
+        "{first}"
+    );
     let refused = post_form(&server, "refused").await;
     assert_eq!(refused.headers()["retry-after"], "1");
     assert_error(

@@ -81,21 +81,6 @@ async fn read_history(redis: &Redis, name: &str, count: usize, times: usize) {
     }
 }
 
-async fn pending_of(redis: &Redis, consumer: &str) -> u64 {
-    let mut conn = redis.conn().await;
-    let reply: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
-        .arg("multivac:data")
-        .arg("multivac-workers")
-        .arg("-")
-        .arg("+")
-        .arg(100_000)
-        .arg(consumer)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    reply.ids.len() as u64
-}
-
 /// A worker that died after its MongoDB writes and before XACK: another
 /// worker reclaims the entries, writes them again and acknowledges them, and
 /// no count changes.
@@ -130,7 +115,7 @@ async fn redelivery_after_writes_without_ack_changes_no_count() {
             data_processed: 50
         }
     );
-    assert_eq!(pending_of(&redis, "doomed").await, 50);
+    assert_eq!(redis.pending_of("doomed").await, 50);
 
     let worker = Multivac::worker(
         &redis,
@@ -140,7 +125,7 @@ async fn redelivery_after_writes_without_ack_changes_no_count() {
     );
     let after = wait_all_learned(&queue, &store, 50, Duration::from_secs(30)).await;
     assert_eq!(after, before, "a redelivered entry changed the counts");
-    assert_eq!(pending_of(&redis, "doomed").await, 0);
+    assert_eq!(redis.pending_of("doomed").await, 0);
     assert_eq!(worker.metric("multivac_worker_reclaimed_total").await, 50.0);
     assert_eq!(worker.metric("multivac_worker_processed_total").await, 50.0);
     assert_eq!(queue.dead_letters().await.unwrap(), 0);
@@ -176,7 +161,7 @@ async fn sigkill_mid_batch_under_10000_data_learns_each_exactly_once() {
                 return None;
             }
             victim.freeze();
-            let held = pending_of(&redis, "victim").await;
+            let held = redis.pending_of("victim").await;
             if held == 0 {
                 victim.thaw();
                 return None;
@@ -186,7 +171,7 @@ async fn sigkill_mid_batch_under_10000_data_learns_each_exactly_once() {
     )
     .await;
     victim.kill9();
-    assert_eq!(pending_of(&redis, "victim").await, orphaned);
+    assert_eq!(redis.pending_of("victim").await, orphaned);
     assert!(orphaned > 0, "the victim died holding no batch");
 
     let knowledge = wait_all_learned(&queue, &store, N, Duration::from_secs(180)).await;
@@ -197,7 +182,7 @@ async fn sigkill_mid_batch_under_10000_data_learns_each_exactly_once() {
             data_processed: N
         }
     );
-    assert_eq!(pending_of(&redis, "victim").await, 0);
+    assert_eq!(redis.pending_of("victim").await, 0);
     assert!(survivor.metric("multivac_worker_reclaimed_total").await >= orphaned as f64);
     assert_eq!(queue.dead_letters().await.unwrap(), 0);
     let mut conn = redis.conn().await;
@@ -327,8 +312,7 @@ async fn sigterm_finishes_the_batch_in_flight_and_exits_zero() {
     push_all(&queue, (0..5000).map(|i| format!("drain w{i}"))).await;
     let mut worker = Multivac::worker(&redis, &mongo, "drainer", &[("MULTIVAC_BATCH_SIZE", "100")]);
     eventually(Duration::from_secs(30), "the worker to be busy", || async {
-        (store.knowledge().await.ok()?.data_processed > 0
-            && pending_of(&redis, "drainer").await > 0)
+        (store.knowledge().await.ok()?.data_processed > 0 && redis.pending_of("drainer").await > 0)
             .then_some(())
     })
     .await;
@@ -339,7 +323,7 @@ async fn sigterm_finishes_the_batch_in_flight_and_exits_zero() {
         "exit status after SIGTERM: {status}"
     );
     assert_eq!(
-        pending_of(&redis, "drainer").await,
+        redis.pending_of("drainer").await,
         0,
         "the in-flight batch was not finished"
     );

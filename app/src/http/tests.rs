@@ -291,7 +291,8 @@ async fn bad_input_gets_a_clear_error_and_never_reaches_the_queue() {
     );
 
     // At the limit (100 bytes, counted in UTF-8) is accepted: it goes on to
-    // the queue, which does not answer here.
+    // the queue, which does not answer here (so the server cannot say
+    // whether the datum was queued).
     for (what, body) in [
         ("100 ASCII bytes", format!("data={}", "a".repeat(100))),
         (
@@ -302,7 +303,7 @@ async fn bad_input_gets_a_clear_error_and_never_reaches_the_queue() {
         server
             .post(path::DATA, Some(FORM), body.into_bytes())
             .await
-            .assert_error(StatusCode::SERVICE_UNAVAILABLE, "queue_unavailable", what);
+            .assert_error(StatusCode::SERVICE_UNAVAILABLE, "queue_unconfirmed", what);
     }
     assert!(server.redis_contacted());
 }
@@ -340,7 +341,7 @@ async fn post_requires_the_bearer_token_when_one_is_set() {
     for authorization in ["Bearer s3cret-token", "bearer s3cret-token"] {
         post(Some(authorization)).await.assert_error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "queue_unavailable",
+            "queue_unconfirmed",
             authorization,
         );
     }
@@ -525,6 +526,56 @@ async fn redis_refusals_give_503_with_retry_after_and_the_reason() {
     }
 }
 
+/// A Redis that closes the connection on the command: the XADD may have
+/// run, so the answer says so (503 `queue_unconfirmed`) instead of claiming
+/// that nothing was accepted; a Redis that refuses the connection did not
+/// run it (503 `queue_unavailable`).
+#[tokio::test]
+async fn a_broken_connection_is_unconfirmed_and_a_refused_one_unavailable() {
+    let server = Server::start(&["--backend-timeout-ms", "2000"]).await;
+    let listener = tokio::net::TcpListener::from_std(server.redis.try_clone().unwrap()).unwrap();
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        while let Ok((mut conn, _)) = listener.accept().await {
+            // Read the first bytes, then hang up without answering.
+            let mut buf = [0; 1024];
+            let _ = conn.read(&mut buf).await;
+        }
+    });
+    let answer = server
+        .post(path::DATA, Some(FORM), b"data=maybe".to_vec())
+        .await;
+    answer.assert_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "queue_unconfirmed",
+        "broken",
+    );
+    assert_eq!(answer.headers[header::RETRY_AFTER], "1");
+    assert!(
+        answer.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("may have been accepted"),
+        "{}",
+        answer.text()
+    );
+
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let redis_url = format!("redis://{closed}");
+    let refused = Server::start(&["--redis-url", &redis_url]).await;
+    refused
+        .post(path::DATA, Some(FORM), b"data=never".to_vec())
+        .await
+        .assert_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_unavailable",
+            "refused",
+        );
+}
+
 /// Past MULTIVAC_MAX_BACKLOG a POST is refused before it reaches Redis, with
 /// a JSON reason and Retry-After; below it the POST goes on to the queue.
 #[tokio::test]
@@ -554,7 +605,7 @@ async fn a_full_backlog_refuses_post_before_redis() {
         .await
         .assert_error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "queue_unavailable",
+            "queue_unconfirmed",
             "below the bound",
         );
     assert!(server.redis_contacted());
@@ -599,7 +650,7 @@ async fn requests_over_the_in_flight_limit_are_shed_at_once() {
     // The slot comes back once the first request is answered.
     holder.await.unwrap().assert_error(
         StatusCode::SERVICE_UNAVAILABLE,
-        "queue_unavailable",
+        "queue_unconfirmed",
         "holder",
     );
     assert_eq!(server.get(path::WELCOME).await.status, StatusCode::OK);

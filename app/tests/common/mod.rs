@@ -157,6 +157,12 @@ impl Redis {
         Self::start_full(false, None, extra)
     }
 
+    /// A persistent Redis (see [`Redis::start_persistent`]) with more
+    /// configuration.
+    pub fn start_persistent_configured(extra: &[&str]) -> Self {
+        Self::start_full(true, None, extra)
+    }
+
     fn start_with(persistent: bool) -> Self {
         Self::start_full(persistent, None, &[])
     }
@@ -207,6 +213,22 @@ impl Redis {
     /// A queue handle for assertions.
     pub fn queue(&self) -> Queue {
         Queue::connect(&self.url(), Duration::from_secs(5)).expect("redis url")
+    }
+
+    /// Entries delivered to `consumer` and not acknowledged.
+    pub async fn pending_of(&self, consumer: &str) -> u64 {
+        let mut conn = self.conn().await;
+        let reply: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg("multivac:data")
+            .arg("multivac-workers")
+            .arg("-")
+            .arg("+")
+            .arg(100_000)
+            .arg(consumer)
+            .query_async(&mut conn)
+            .await
+            .expect("XPENDING");
+        reply.ids.len() as u64
     }
 
     /// A plain Redis connection for assertions about the stream itself.
@@ -386,7 +408,28 @@ impl Multivac {
         port: u16,
         env: &[(&str, &str)],
     ) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_multivac"));
+        Self::spawn_wrapped(subcommand, redis, mongo, port, env, &[])
+    }
+
+    /// The binary run by `wrapper` (a program and its arguments, the
+    /// binary's path and arguments appended), e.g. to limit its memory.
+    fn spawn_wrapped(
+        subcommand: &str,
+        redis: &str,
+        mongo: &Mongo,
+        port: u16,
+        env: &[(&str, &str)],
+        wrapper: &[String],
+    ) -> Self {
+        let binary = env!("CARGO_BIN_EXE_multivac");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(binary);
+                cmd
+            }
+            None => Command::new(binary),
+        };
         cmd.arg(subcommand)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -420,9 +463,25 @@ impl Multivac {
 
     /// `multivac worker` named `name` with extra environment.
     pub fn worker(redis: &Redis, mongo: &Mongo, name: &str, env: &[(&str, &str)]) -> Self {
+        Self::worker_wrapped(redis, mongo, name, env, &[])
+    }
+
+    /// [`Multivac::worker`] run by `wrapper` (see `spawn_wrapped`).
+    pub fn worker_wrapped(
+        redis: &Redis,
+        mongo: &Mongo,
+        name: &str,
+        env: &[(&str, &str)],
+        wrapper: &[String],
+    ) -> Self {
         let mut all = vec![("MULTIVAC_CONSUMER_NAME", name)];
         all.extend_from_slice(env);
-        Self::spawn("worker", &redis.url(), mongo, free_port(), &all)
+        Self::spawn_wrapped("worker", &redis.url(), mongo, free_port(), &all, wrapper)
+    }
+
+    /// The exit status if it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("waiting for multivac")
     }
 
     pub fn url(&self, path: &str) -> String {
