@@ -150,10 +150,11 @@ pub(crate) struct WorkerArgs {
     #[arg(long, env = env::BATCH_SIZE, default_value_t = 512)]
     pub(crate) batch_size: usize,
 
-    /// Data bytes learned and written to MongoDB in one bulk write: a read
-    /// batch larger than this is stored in several (each at least one
-    /// entry). The default keeps a worker under 60% of a 256Mi memory limit
-    /// with 64 KiB data.
+    /// Data bytes per read and per bulk write to MongoDB: a read asks for
+    /// about this much (by the largest entry of the last read, at most
+    /// --batch-size entries), a larger read is stored in several bulk writes
+    /// (each at least one entry). The default keeps a worker under 60% of a
+    /// 256Mi memory limit with 64 KiB data.
     #[arg(long, env = env::BATCH_BYTES, default_value_t = DEFAULT_BATCH_BYTES)]
     pub(crate) batch_bytes: usize,
 

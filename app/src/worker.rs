@@ -29,6 +29,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Entries taken over from other consumers at once. They are tried one at
 /// a time, so this bounds how long they wait in this worker.
 const RECLAIM_COUNT: usize = 100;
+/// The entry size a worker assumes before its first read: the server's
+/// default `MULTIVAC_MAX_DATA_BYTES`.
+const ASSUMED_ENTRY_BYTES: usize = 64 * 1024;
 
 /// The worker's tuning, from [`WorkerArgs`].
 #[derive(Clone, Debug)]
@@ -60,6 +63,14 @@ impl Settings {
     /// worker's entries wait at most about 1.5 timeouts.
     fn claim_interval(&self) -> Duration {
         (self.claim_idle / 2).clamp(Duration::from_millis(100), Duration::from_secs(5))
+    }
+
+    /// Entries to read next: about `batch_bytes` of data if the next entries
+    /// are as large as the largest of the last read (Redis reads by count
+    /// only, and a read's reply is held whole while its groups are stored),
+    /// at most `batch_size`.
+    fn read_count(&self, largest_seen: usize) -> usize {
+        (self.batch_bytes / largest_seen.max(1)).clamp(1, self.batch_size)
     }
 }
 
@@ -104,6 +115,8 @@ struct Worker {
     metrics: Arc<WorkerMetrics>,
     shutdown: Shutdown,
     stop_seen_at: Option<Instant>,
+    /// The largest entry of the last read that returned any.
+    largest_seen: usize,
 }
 
 /// What became of a batch.
@@ -130,6 +143,7 @@ impl Worker {
             metrics,
             shutdown,
             stop_seen_at: None,
+            largest_seen: ASSUMED_ENTRY_BYTES,
         }
     }
 
@@ -204,12 +218,14 @@ impl Worker {
                         Outcome::Done
                     })
             } else {
-                match self
-                    .consumer
-                    .read_new(self.settings.batch_size, self.settings.block)
-                    .await
-                {
-                    Ok(batch) => Ok(self.process_new(batch).await),
+                let count = self.settings.read_count(self.largest_seen);
+                match self.consumer.read_new(count, self.settings.block).await {
+                    Ok(batch) => {
+                        if let Some(largest) = batch.iter().map(Entry::size).max() {
+                            self.largest_seen = largest;
+                        }
+                        Ok(self.process_new(batch).await)
+                    }
                     Err(e) => Err(e),
                 }
             };
@@ -588,6 +604,29 @@ mod tests {
             .map(|e| e.id)
             .collect();
         assert_eq!(ids, ["0", "1", "2", "3"]);
+    }
+
+    #[test]
+    fn reads_carry_about_batch_bytes_of_the_largest_entries_seen() {
+        let settings = Settings {
+            batch_size: 512,
+            batch_bytes: 4 << 20,
+            block: Duration::ZERO,
+            claim_idle: Duration::ZERO,
+            max_deliveries: 1,
+            shutdown_timeout: Duration::ZERO,
+            backend_timeout: Duration::ZERO,
+        };
+        // (largest entry of the last read, entries read next)
+        for (largest, count) in [
+            (ASSUMED_ENTRY_BYTES, 64),
+            (100, 512),
+            (0, 512),
+            (1 << 20, 4),
+            (17 << 20, 1),
+        ] {
+            assert_eq!(settings.read_count(largest), count, "{largest}");
+        }
     }
 
     #[test]
