@@ -133,29 +133,41 @@ post_rps_with always
 everysec_rps="$(cat "$work/rps-everysec")"
 always_rps="$(cat "$work/rps-always")"
 
+# queued FILE NAME: a fresh stream and group holding the XADDs of FILE, and a
+# worker named NAME started on it; sets $worker_pid, $worker_port and
+# $worker_start (when the worker started).
+queued() {
+  redis-cli -p "$redis_port" DEL multivac:data >/dev/null
+  redis-cli -p "$redis_port" XGROUP CREATE multivac:data multivac-workers 0 MKSTREAM >/dev/null
+  redis-cli -p "$redis_port" --pipe <"$1" >/dev/null
+  worker_port="$(free_port)"
+  worker_start="$(date +%s.%N)"
+  MULTIVAC_METRICS_BIND="127.0.0.1:$worker_port" MULTIVAC_CONSUMER_NAME="$2" "$multivac" worker \
+    >"$work/worker-$2.log" 2>&1 &
+  worker_pid=$!
+  pids+=("$worker_pid")
+}
+
+# processed N: waits until the worker on $worker_port has processed N data.
+processed() {
+  local count=0 deadline=$(( $(date +%s) + 300 ))
+  while [ "$count" -lt "$1" ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || die "the worker processed only $count of $1 in 300 s; see $work/worker-*.log"
+    sleep 0.05
+    count="$(curl -fs "http://127.0.0.1:$worker_port/metrics" 2>/dev/null \
+      | awk '/^multivac_worker_processed_total/ {print $2}')" || true
+    count="${count:-0}"
+  done
+}
+
 log "one worker, $worker_data data"
-redis-cli -p "$redis_port" DEL multivac:data >/dev/null
-redis-cli -p "$redis_port" XGROUP CREATE multivac:data multivac-workers 0 MKSTREAM >/dev/null
-redis-cli -p "$redis_port" --pipe <"$work/load.redis" >/dev/null
-metrics_port="$(free_port)"
-start="$(date +%s.%N)"
-MULTIVAC_METRICS_BIND="127.0.0.1:$metrics_port" MULTIVAC_CONSUMER_NAME=bench "$multivac" worker \
-  >"$work/worker.log" 2>&1 &
-bench_worker=$!
-pids+=("$bench_worker")
-processed=0
-deadline=$(( $(date +%s) + 300 ))
-while [ "$processed" -lt "$worker_data" ]; do
-  [ "$(date +%s)" -lt "$deadline" ] || die "the worker processed only $processed of $worker_data in 300 s"
-  sleep 0.05
-  processed="$(curl -fs "http://127.0.0.1:$metrics_port/metrics" 2>/dev/null \
-    | awk '/^multivac_worker_processed_total/ {print $2}')" || true
-  processed="${processed:-0}"
-done
+queued "$work/load.redis" bench
+processed "$worker_data"
+start="$worker_start"
 end="$(date +%s.%N)"
 
 log "one worker's peak memory on a full batch of 64 KiB data"
-kill "$bench_worker" && wait "$bench_worker" || true
+kill "$worker_pid" && wait "$worker_pid" || true
 python3 - "$work" <<'PY'
 import random, sys
 work = sys.argv[1]
@@ -180,24 +192,9 @@ with open(f"{work}/large.redis", "w") as f:
         s = datum(65536)
         f.write("*5\r\n$4\r\nXADD\r\n$13\r\nmultivac:data\r\n$1\r\n*\r\n$4\r\ndata\r\n$%d\r\n%s\r\n" % (len(s), s))
 PY
-redis-cli -p "$redis_port" DEL multivac:data >/dev/null
-redis-cli -p "$redis_port" XGROUP CREATE multivac:data multivac-workers 0 MKSTREAM >/dev/null
-redis-cli -p "$redis_port" --pipe <"$work/large.redis" >/dev/null
-memory_port="$(free_port)"
-MULTIVAC_METRICS_BIND="127.0.0.1:$memory_port" MULTIVAC_CONSUMER_NAME=memory "$multivac" worker \
-  >"$work/worker-memory.log" 2>&1 &
-memory_pid=$!
-pids+=("$memory_pid")
-processed=0
-deadline=$(( $(date +%s) + 300 ))
-while [ "$processed" -lt 512 ]; do
-  [ "$(date +%s)" -lt "$deadline" ] || die "the worker processed only $processed of 512 large data in 300 s"
-  sleep 0.2
-  processed="$(curl -fs "http://127.0.0.1:$memory_port/metrics" 2>/dev/null \
-    | awk '/^multivac_worker_processed_total/ {print $2}')" || true
-  processed="${processed:-0}"
-done
-peak_kib="$(awk '/^VmHWM:/ {print $2}' "/proc/$memory_pid/status")"
+queued "$work/large.redis" memory
+processed 512
+peak_kib="$(awk '/^VmHWM:/ {print $2}' "/proc/$worker_pid/status")"
 
 python3 - "$raw_rps" "$raw_p50" "$raw_p99" "$post_rps" "$post_p50" "$post_p99" "$worker_data" "$start" "$end" \
   "$everysec_rps" "$always_rps" "$peak_kib" <<'PY'
