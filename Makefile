@@ -1,6 +1,6 @@
 # Entry points; `make` alone lists them. The scripts they call live in hack/.
 .DEFAULT_GOAL := help
-.PHONY: help demo unit lint generate test test-only e2e bench fmt images
+.PHONY: help demo unit lint generate test test-only faults e2e bench fmt images
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z0-9-]+:.*## / { printf "  make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -24,6 +24,9 @@ test: ## Run every test, installing what is missing (what CI runs): lints, then 
 
 test-only: ## Every test without the lints (the pipeline's test job; its lint jobs run those)
 	bash hack/test.sh --no-lint
+
+faults: ## The fault suite: Redis, MongoDB, workers and a server killed, filled or stopped under load; a table of what was lost
+	bash hack/faults.sh
 
 e2e: ## End-to-end on a real node (root): operator from its chart, a MultiVac on local images, HTTP through its Service
 	bash hack/e2e.sh

@@ -7,6 +7,12 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use multivac_contract::{LogFormat, env, port};
 
+use crate::auth::ApiToken;
+
+/// `--batch-bytes` by default: see `hack/bench/app.sh` for the worker's peak
+/// memory on full batches of 64 KiB data.
+const DEFAULT_BATCH_BYTES: usize = 4 << 20;
+
 // The whole command line of the `multivac` binary: parse it with
 // `clap::Parser` and hand it to `multivac::run`; generators read its options
 // with `clap::CommandFactory`. (The doc comment below is clap's `about`.)
@@ -87,17 +93,38 @@ pub(crate) struct ServerArgs {
     pub(crate) max_data_bytes: usize,
 
     /// Bearer token required by POST /multivac/data; unset leaves POST open.
-    #[arg(long, env = env::API_TOKEN, hide_env_values = true)]
-    pub(crate) api_token: Option<String>,
+    /// Surrounding whitespace is trimmed (a Secret made with --from-file ends
+    /// with a newline); an empty or blank token refuses to start.
+    #[arg(long, env = env::API_TOKEN, hide_env_values = true, value_parser = ApiToken::parse)]
+    pub(crate) api_token: Option<ApiToken>,
 
     /// How long the knowledge counts read from MongoDB are reused, in
     /// milliseconds; bounds the count queries to one per period under load.
     #[arg(long, env = env::STATS_TTL_MS, default_value_t = 250)]
     pub(crate) stats_ttl_ms: u64,
 
-    /// Upper bound for one request, in milliseconds; slower requests get 503.
+    /// Upper bound for one request, in milliseconds; slower requests get 503
+    /// `timeout` with Retry-After.
     #[arg(long, env = env::REQUEST_TIMEOUT_MS, default_value_t = 10_000)]
     pub(crate) request_timeout_ms: u64,
+
+    /// Backlog (undelivered + pending entries) at which POST answers 503
+    /// `backlog_full` with Retry-After; 0 = no bound but Redis' maxmemory.
+    /// Read from Redis at most every 200 ms and shared by all requests.
+    #[arg(long, env = env::MAX_BACKLOG, default_value_t = 0)]
+    pub(crate) max_backlog: u64,
+
+    /// Requests served at once (probes and /metrics aside); more are refused
+    /// at once with 503 `overloaded` and Retry-After instead of queueing.
+    #[arg(long, env = env::MAX_IN_FLIGHT, default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_in_flight: u32,
+
+    /// After SIGTERM, how long the server keeps serving while /readyz
+    /// answers 503 `draining`, in milliseconds, so load balancers stop
+    /// sending first; then it finishes the requests in flight and exits.
+    #[arg(long, env = env::DRAIN_MS, default_value_t = 0)]
+    pub(crate) drain_ms: u64,
 
     /// How long Redis and MongoDB calls may take before they count as
     /// unreachable, in milliseconds.
@@ -122,6 +149,14 @@ pub(crate) struct WorkerArgs {
     /// Entries read from the stream at once and written to MongoDB in one bulk write.
     #[arg(long, env = env::BATCH_SIZE, default_value_t = 512)]
     pub(crate) batch_size: usize,
+
+    /// Data bytes per read and per bulk write to MongoDB: a read asks for
+    /// about this much (by the largest entry of the last read, at most
+    /// --batch-size entries), a larger read is stored in several bulk writes
+    /// (each at least one entry). The default keeps a worker under 60% of a
+    /// 256Mi memory limit with 64 KiB data.
+    #[arg(long, env = env::BATCH_BYTES, default_value_t = DEFAULT_BATCH_BYTES)]
+    pub(crate) batch_bytes: usize,
 
     /// How long one blocking read waits for new entries, in milliseconds;
     /// also the longest a stop request waits for the read to return.

@@ -4,22 +4,29 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use multivac_contract::{Backlog, Probes, Readiness, encode_metrics, env, path, probe_routes};
+use axum::{BoxError, Json, Router};
+use multivac_contract::{
+    Backlog, Drain, Probes, Readiness, Shutdown, encode_metrics, env, path, probe_routes,
+};
 use serde::Serialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
-use tokio::sync::Mutex;
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
 
+use crate::auth::ApiToken;
 use crate::config::{ServerArgs, ms};
-use crate::metrics::{RequestLabels, RouteLabels, ServerMetrics};
+use crate::intake::{BacklogGate, Full};
+use crate::knowledge::{self, KnowledgeCache, Reading};
+use crate::metrics::{ErrorLabels, RequestLabels, RouteLabels, ServerMetrics, method_label};
 use crate::queue::{Heartbeat, Queue, QueueError};
-use crate::store::{Knowledge, Store, StoreError};
+use crate::store::{Knowledge, Store};
 
 #[cfg(test)]
 mod tests;
@@ -30,87 +37,115 @@ const QUESTION: &str = "How can the entropy of the universe be reversed?";
 const INSUFFICIENT: &str = "INSUFFICIENT DATA FOR MEANINGFUL ANSWER.";
 /// The answer once MultiVAC knows enough.
 const ENLIGHTENED: &str = "LET THERE BE LIGHT!";
-/// Seconds a client should wait before retrying when a backend is down.
+/// Seconds a client should wait before retrying when a backend is down or
+/// the server is busy.
 const RETRY_AFTER_SECONDS: &str = "1";
+/// Seconds a client should wait before retrying when the queue is full:
+/// the workers need time to drain it.
+const RETRY_AFTER_FULL_SECONDS: &str = "5";
+/// Extra time, beyond the request timeout, that the requests in flight get
+/// after the drain before their connections are dropped.
+const FINISH_MARGIN: Duration = Duration::from_secs(1);
 
 /// Server settings the handlers need.
 #[derive(Clone, Debug)]
 struct Settings {
     required_concepts: u64,
     max_data_bytes: usize,
-    api_token: Option<String>,
-    stats_ttl: Duration,
+    api_token: Option<ApiToken>,
+    request_timeout: Duration,
+    max_in_flight: usize,
 }
 
 /// Everything the handlers share.
 struct AppState {
     queue: Queue,
-    store: Store,
     settings: Settings,
     metrics: ServerMetrics,
-    knowledge_cache: Mutex<Option<(Instant, Knowledge)>>,
+    knowledge: Arc<KnowledgeCache>,
+    backlog: BacklogGate,
+    shutdown: Shutdown,
 }
 
 impl AppState {
     /// Lazily connected clients and the settings, from the command line:
     /// nothing here needs Redis or MongoDB to be up.
-    async fn connect(args: &ServerArgs) -> Result<Self, crate::Error> {
+    async fn connect(args: &ServerArgs, shutdown: Shutdown) -> Result<Self, crate::Error> {
         let backend_timeout = ms(args.backend_timeout_ms);
-        Ok(AppState {
-            queue: Queue::connect(&args.common.redis_url, backend_timeout)?,
-            store: Store::connect(
+        let store = Arc::new(
+            Store::connect(
                 &args.common.mongodb_uri,
                 &args.common.mongodb_database,
                 backend_timeout,
             )
             .await?,
+        );
+        let metrics = ServerMetrics::default();
+        metrics
+            .required_concepts
+            .set(i64::try_from(args.required_concepts).unwrap_or(i64::MAX));
+        let gauges = knowledge::Gauges {
+            mongodb_up: metrics.mongodb_up.clone(),
+            concepts: metrics.concepts.clone(),
+        };
+        Ok(AppState {
+            queue: Queue::connect(&args.common.redis_url, backend_timeout)?,
+            knowledge: Arc::new(KnowledgeCache::new(
+                store,
+                ms(args.stats_ttl_ms),
+                backend_timeout,
+                gauges,
+            )),
             settings: Settings {
                 required_concepts: args.required_concepts,
                 max_data_bytes: args.max_data_bytes,
-                api_token: args.api_token.clone().filter(|t| !t.is_empty()),
-                stats_ttl: ms(args.stats_ttl_ms),
+                api_token: args.api_token.clone(),
+                request_timeout: ms(args.request_timeout_ms),
+                max_in_flight: args.max_in_flight as usize,
             },
-            metrics: ServerMetrics::default(),
-            knowledge_cache: Mutex::new(None),
+            metrics,
+            backlog: BacklogGate::new(args.max_backlog),
+            shutdown,
         })
-    }
-
-    /// The knowledge figures, reused for `stats_ttl` so that heavy polling
-    /// costs at most one pair of count queries per period. The lock makes
-    /// concurrent callers wait for one query instead of each sending one.
-    async fn knowledge(&self) -> Result<Knowledge, StoreError> {
-        let mut cache = self.knowledge_cache.lock().await;
-        if let Some((at, knowledge)) = *cache
-            && at.elapsed() < self.settings.stats_ttl
-        {
-            return Ok(knowledge);
-        }
-        let knowledge = self.store.knowledge().await?;
-        *cache = Some((Instant::now(), knowledge));
-        Ok(knowledge)
     }
 }
 
 impl Probes for AppState {
+    /// Ready when the server can queue (Redis answers) and is not draining.
+    /// MongoDB is reported, not gated on: intake does not need it, and an
+    /// unready server would leave the Service exactly when the queue is
+    /// there to absorb a MongoDB outage.
     async fn readiness(&self) -> Readiness {
-        backends_readiness(&self.queue, &self.store).await
+        let redis = self.queue.ping().await;
+        let mongodb = match self.knowledge.reachable() {
+            Some(true) => Ok(()),
+            Some(false) => Err("the last read failed"),
+            None => Err("not read yet"),
+        };
+        let readiness = Readiness::default()
+            .check("redis", redis)
+            .report("mongodb", mongodb);
+        if self.shutdown.is_triggered() {
+            readiness.draining()
+        } else {
+            readiness
+        }
     }
 
     async fn metrics(&self) -> String {
-        if let Ok(backlog) = self.queue.backlog().await {
+        let backlog = match self.backlog.enabled() {
+            true => self.backlog.last(),
+            false => self.queue.backlog().await.ok(),
+        };
+        if let Some(backlog) = backlog {
             self.metrics.backlog.set(backlog.total() as i64);
             self.metrics.pending.set(backlog.pending as i64);
         }
+        if let Some(age) = self.knowledge.age() {
+            self.metrics.knowledge_age.set(age.as_secs_f64());
+        }
         encode_metrics(&self.metrics.registry)
     }
-}
-
-/// `/readyz` of the server and of the workers: both need Redis and MongoDB.
-pub(crate) async fn backends_readiness(queue: &Queue, store: &Store) -> Readiness {
-    let (redis, mongo) = tokio::join!(queue.ping(), store.ping());
-    Readiness::default()
-        .check("redis", redis)
-        .check("mongodb", mongo)
 }
 
 /// An error answer: a status, a stable code and a message saying what to do.
@@ -146,14 +181,39 @@ enum ApiError {
         var = env::API_TOKEN
     )]
     Unauthorized,
-    #[error("the queue is unavailable, nothing was accepted; retry later")]
+    #[error(
+        "the backlog holds {backlog} data, the bound is {max} ({var}); nothing was accepted, retry later",
+        var = env::MAX_BACKLOG
+    )]
+    BacklogFull { backlog: u64, max: u64 },
+    #[error("the queue is full (Redis is at its maxmemory); nothing was accepted, retry later")]
+    QueueFull(#[source] QueueError),
+    #[error("{}; nothing was accepted, retry later", queue_trouble(.0))]
     QueueUnavailable(#[source] QueueError),
-    #[error("the knowledge store is unavailable; retry later")]
-    StoreUnavailable(#[source] StoreError),
+    #[error(
+        "the queue did not confirm the datum (the connection to Redis broke or timed out): it may have been accepted; retry later, knowing that a retry may store it twice"
+    )]
+    QueueUnconfirmed(#[source] QueueError),
+    #[error("the knowledge store is unavailable and no answer is known yet; retry later")]
+    StoreUnavailable,
+    #[error("the server is at its limit of requests in flight ({limit}, {var}); retry later", var = env::MAX_IN_FLIGHT)]
+    Overloaded { limit: usize },
+    #[error("the request took longer than {limit:?} ({var}); if it was a POST it may or may not have been accepted", var = env::REQUEST_TIMEOUT_MS)]
+    Timeout { limit: Duration },
     #[error("no route for {0}; try GET /, GET /multivac, POST /multivac/data or GET /zzz/")]
     NotFound(String),
     #[error("{0} is not allowed here")]
     MethodNotAllowed(Method),
+}
+
+/// What is wrong with the queue, from Redis' error code.
+fn queue_trouble(e: &QueueError) -> &'static str {
+    match e.redis_code() {
+        Some("LOADING") => "the queue is loading its data after a restart",
+        Some("READONLY") => "the queue is a read-only replica (a failover is under way?)",
+        Some("MISCONF") => "the queue cannot persist data (Redis reports a disk error)",
+        _ => "the queue is unavailable",
+    }
 }
 
 impl ApiError {
@@ -169,7 +229,13 @@ impl ApiError {
             TooLarge { .. } | BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Unauthorized => StatusCode::UNAUTHORIZED,
-            QueueUnavailable(_) | StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            BacklogFull { .. }
+            | QueueFull(_)
+            | QueueUnavailable(_)
+            | QueueUnconfirmed(_)
+            | StoreUnavailable
+            | Overloaded { .. }
+            | Timeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
             NotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -187,13 +253,50 @@ impl ApiError {
             TooLarge { .. } | BodyTooLarge { .. } => "data_too_large",
             UnsupportedMediaType(_) => "unsupported_media_type",
             Unauthorized => "unauthorized",
+            BacklogFull { .. } => "backlog_full",
+            QueueFull(_) => "queue_full",
             QueueUnavailable(_) => "queue_unavailable",
-            StoreUnavailable(_) => "store_unavailable",
+            QueueUnconfirmed(_) => "queue_unconfirmed",
+            StoreUnavailable => "store_unavailable",
+            Overloaded { .. } => "overloaded",
+            Timeout { .. } => "timeout",
             NotFound(_) => "not_found",
             MethodNotAllowed(_) => "method_not_allowed",
         }
     }
+
+    /// The Retry-After of a 503: longer when the queue is full, since the
+    /// workers need time to drain it.
+    fn retry_after(&self) -> Option<&'static str> {
+        use ApiError::*;
+        match self {
+            BacklogFull { .. } | QueueFull(_) => Some(RETRY_AFTER_FULL_SECONDS),
+            QueueUnavailable(_)
+            | QueueUnconfirmed(_)
+            | StoreUnavailable
+            | Overloaded { .. }
+            | Timeout { .. } => Some(RETRY_AFTER_SECONDS),
+            _ => None,
+        }
+    }
 }
+
+/// A queue error as the answer to a POST: full, unavailable (nothing was
+/// queued), or unconfirmed (the XADD may have run: the connection broke
+/// after it was sent, or no answer came in time).
+fn queue_refusal(e: QueueError) -> ApiError {
+    if e.redis_code() == Some("OOM") {
+        ApiError::QueueFull(e)
+    } else if e.surely_not_executed() {
+        ApiError::QueueUnavailable(e)
+    } else {
+        ApiError::QueueUnconfirmed(e)
+    }
+}
+
+/// The error code of an error answer, for the `record` middleware.
+#[derive(Clone, Copy)]
+struct ErrorCode(&'static str);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -207,18 +310,13 @@ impl IntoResponse for ApiError {
         }
         let body = Json(json!({"error": self.code(), "message": self.to_string()}));
         let mut response = (status, body).into_response();
+        response.extensions_mut().insert(ErrorCode(self.code()));
         let headers = response.headers_mut();
-        match self {
-            ApiError::QueueUnavailable(_) | ApiError::StoreUnavailable(_) => {
-                headers.insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
-                );
-            }
-            ApiError::Unauthorized => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            _ => {}
+        if let Some(seconds) = self.retry_after() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
+        }
+        if let ApiError::Unauthorized = self {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -226,22 +324,44 @@ impl IntoResponse for ApiError {
 
 /// The server's routes and layers; `multivac_contract::serve` adds the
 /// trailing-slash normalisation (tests add it with `http_service`).
-fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {
-    Router::new()
+///
+/// The API routes are behind the in-flight limit: one request over
+/// `MULTIVAC_MAX_IN_FLIGHT` is refused at once (503 `overloaded`) instead of
+/// waiting for a slot until it times out. The probes and /metrics are not,
+/// so the kubelet and Prometheus still reach an overloaded server. Every
+/// route has the request timeout (503 `timeout`) and is counted.
+fn router(state: Arc<AppState>) -> Router {
+    let limit = state.settings.max_in_flight;
+    let api = Router::new()
         .route(path::WELCOME, get(welcome))
         .route(path::QUESTION, get(question))
         .route(path::DATA, post(post_data))
         .route(path::ZZZ, get(zzz))
-        .merge(probe_routes(state.clone()))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(move |_: BoxError| async move {
+                    ApiError::Overloaded { limit }
+                }))
+                .layer(LoadShedLayer::new())
+                .layer(GlobalConcurrencyLimitLayer::new(limit)),
+        );
+    api.merge(probe_routes(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .with_state(state)
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            request_timeout,
-        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// Cuts a request at `MULTIVAC_REQUEST_TIMEOUT_MS` with a JSON answer (the
+/// `record` middleware around it counts it).
+async fn timeout(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let limit = state.settings.request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout { limit }.into_response(),
+    }
 }
 
 async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
@@ -251,7 +371,7 @@ async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let response = next.run(request).await;
     let elapsed = start.elapsed().as_secs_f64();
     state
@@ -263,6 +383,13 @@ async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next
             status: response.status().as_u16(),
         })
         .inc();
+    if let Some(ErrorCode(error)) = response.extensions().get::<ErrorCode>() {
+        state
+            .metrics
+            .errors
+            .get_or_create(&ErrorLabels { error })
+            .inc();
+    }
     state
         .metrics
         .latency
@@ -291,6 +418,11 @@ struct Answer {
     meaningful: bool,
     knowledge: KnowledgeView,
     backlog: Option<u64>,
+    /// True when MongoDB did not answer lately: the figures are the last
+    /// known, `age_seconds` old.
+    stale: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    age_seconds: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -300,37 +432,55 @@ struct KnowledgeView {
     data_processed: u64,
 }
 
+/// The figures and, when they are stale, their age.
+fn figures(reading: Reading) -> Result<(Knowledge, Option<Duration>), ApiError> {
+    match reading {
+        Reading::Fresh(knowledge) => Ok((knowledge, None)),
+        Reading::Stale { knowledge, age } => Ok((knowledge, Some(age))),
+        Reading::Unknown => Err(ApiError::StoreUnavailable),
+    }
+}
+
+/// `GET /multivac`. During a MongoDB outage it answers at once from the last
+/// figures known, with `Age: <seconds>` (and `"stale": true` in JSON), or
+/// 503 `store_unavailable` when none are known.
 async fn question(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let knowledge = state
-        .knowledge()
-        .await
-        .map_err(ApiError::StoreUnavailable)?;
+    let (knowledge, age) = figures(state.knowledge.read().await)?;
     let meaningful = knowledge.concepts >= state.settings.required_concepts;
     let answer = if meaningful {
         ENLIGHTENED
     } else {
         INSUFFICIENT
     };
-    if !wants_json(&headers) {
-        return Ok(answer.into_response());
+    let mut response = if wants_json(&headers) {
+        // The backlog is extra information: the answer stands without Redis.
+        let backlog = state.queue.backlog().await.ok().map(|b| b.total());
+        Json(Answer {
+            question: QUESTION,
+            answer,
+            meaningful,
+            knowledge: KnowledgeView {
+                concepts: knowledge.concepts,
+                required: state.settings.required_concepts,
+                data_processed: knowledge.data_processed,
+            },
+            backlog,
+            stale: age.is_some(),
+            age_seconds: age.map(|a| a.as_secs()),
+        })
+        .into_response()
+    } else {
+        answer.into_response()
+    };
+    if let Some(age) = age {
+        response
+            .headers_mut()
+            .insert(header::AGE, HeaderValue::from(age.as_secs()));
     }
-    // The backlog is extra information: the answer stands without Redis.
-    let backlog = state.queue.backlog().await.ok().map(|b| b.total());
-    Ok(Json(Answer {
-        question: QUESTION,
-        answer,
-        meaningful,
-        knowledge: KnowledgeView {
-            concepts: knowledge.concepts,
-            required: state.settings.required_concepts,
-            data_processed: knowledge.data_processed,
-        },
-        backlog,
-    })
-    .into_response())
+    Ok(response)
 }
 
 /// MultiVAC's state for /zzz.
@@ -341,9 +491,14 @@ struct Zzz {
     undelivered: u64,
     pending: u64,
     dead_letters: u64,
-    data_processed: u64,
-    concepts: u64,
+    /// `ok`, or `unavailable` while MongoDB does not answer (the figures
+    /// below are then the last known, or null).
+    mongodb: &'static str,
+    data_processed: Option<u64>,
+    concepts: Option<u64>,
     required_concepts: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    knowledge_age_seconds: Option<u64>,
     workers: Vec<Heartbeat>,
 }
 
@@ -360,26 +515,36 @@ fn zzz_state(meaningful: bool, backlog: &Backlog) -> &'static str {
 }
 
 async fn zzz(State(state): State<Arc<AppState>>) -> Result<Json<Zzz>, ApiError> {
-    let (backlog, workers, dead, knowledge) = tokio::join!(
+    let (backlog, workers, dead, reading) = tokio::join!(
         state.queue.backlog(),
         state.queue.live_workers(),
         state.queue.dead_letters(),
-        state.knowledge()
+        state.knowledge.read()
     );
     let backlog = backlog.map_err(ApiError::QueueUnavailable)?;
     let workers = workers.map_err(ApiError::QueueUnavailable)?;
     let dead_letters = dead.map_err(ApiError::QueueUnavailable)?;
-    let knowledge = knowledge.map_err(ApiError::StoreUnavailable)?;
-    let meaningful = knowledge.concepts >= state.settings.required_concepts;
+    let (knowledge, age) = match reading {
+        Reading::Fresh(k) => (Some(k), None),
+        Reading::Stale { knowledge, age } => (Some(knowledge), Some(age)),
+        Reading::Unknown => (None, None),
+    };
+    let meaningful = knowledge.is_some_and(|k| k.concepts >= state.settings.required_concepts);
     Ok(Json(Zzz {
         state: zzz_state(meaningful, &backlog),
         backlog: backlog.total(),
         undelivered: backlog.undelivered,
         pending: backlog.pending,
         dead_letters,
-        data_processed: knowledge.data_processed,
-        concepts: knowledge.concepts,
+        mongodb: if state.knowledge.reachable() == Some(true) {
+            "ok"
+        } else {
+            "unavailable"
+        },
+        data_processed: knowledge.map(|k| k.data_processed),
+        concepts: knowledge.map(|k| k.concepts),
         required_concepts: state.settings.required_concepts,
+        knowledge_age_seconds: age.map(|a| a.as_secs()),
         workers,
     }))
 }
@@ -426,14 +591,12 @@ fn authorize(settings: &Settings, headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .unwrap_or("");
-    // Constant time, so response timing does not leak the token.
-    if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
+        });
+    // A missing header is refused without comparing; the comparison itself
+    // takes the same time for every presented value (see `auth`).
+    match presented {
+        Some(presented) if token.accepts(presented) => Ok(()),
+        _ => Err(ApiError::Unauthorized),
     }
 }
 
@@ -559,11 +722,17 @@ async fn post_data(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     authorize(&state.settings, &headers)?;
     let data = extract_data(&headers, body, state.settings.max_data_bytes).await?;
-    let id = state
-        .queue
-        .push(&data)
-        .await
-        .map_err(ApiError::QueueUnavailable)?;
+    let place = state
+        .backlog
+        .reserve()
+        .map_err(|Full { backlog, max }| ApiError::BacklogFull { backlog, max })?;
+    let id = match state.queue.push(&data).await {
+        Ok(id) => id,
+        Err(e) => {
+            place.cancel();
+            return Err(queue_refusal(e));
+        }
+    };
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"response": "MultiVAC updated!", "id": id})),
@@ -578,19 +747,18 @@ async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::MethodNotAllowed(method)
 }
 
-/// `multivac server`: serves the API until a stop request, then lets
-/// in-flight requests finish.
-pub(crate) async fn run(
-    args: ServerArgs,
-    shutdown: multivac_contract::Shutdown,
-) -> Result<(), crate::Error> {
-    let state = Arc::new(AppState::connect(&args).await?);
+/// `multivac server`: serves the API until a stop request, keeps serving
+/// (unready) for the drain period, then lets in-flight requests finish.
+pub(crate) async fn run(args: ServerArgs, shutdown: Shutdown) -> Result<(), crate::Error> {
+    let state = Arc::new(AppState::connect(&args, shutdown.clone()).await?);
     tracing::info!(
         redis = state.queue.redacted_url(),
-        mongodb = state.store.redacted_uri(),
         database = %args.common.mongodb_database,
         required_concepts = args.required_concepts,
         auth = state.settings.api_token.is_some(),
+        max_backlog = args.max_backlog,
+        max_in_flight = args.max_in_flight,
+        drain_ms = args.drain_ms,
         "starting server"
     );
     // The group makes the backlog figures right before any worker ran; a
@@ -598,14 +766,34 @@ pub(crate) async fn run(
     if let Err(e) = state.queue.ensure_group().await {
         tracing::warn!(error = %e, "could not create the consumer group yet");
     }
+    state.knowledge.refresh();
+    tokio::spawn(crate::queue::report_eviction_policy(
+        state.queue.clone(),
+        state.metrics.redis_policy.clone(),
+        shutdown.clone(),
+    ));
+    if state.backlog.enabled() {
+        let gate = state.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            gate.backlog
+                .run(
+                    gate.queue.clone(),
+                    gate.metrics.backlog.clone(),
+                    gate.metrics.pending.clone(),
+                    shutdown,
+                )
+                .await
+        });
+    }
     let listener = crate::listen(args.bind).await?;
     let addr = listener.local_addr().unwrap_or(args.bind);
     tracing::info!(%addr, "serving HTTP");
-    multivac_contract::serve(
-        listener,
-        router(state, ms(args.request_timeout_ms)),
-        shutdown,
-    )
-    .await
-    .map_err(crate::Error::Serve)
+    let drain = Drain {
+        serve_for: ms(args.drain_ms),
+        finish_within: Some(state.settings.request_timeout + FINISH_MARGIN),
+    };
+    multivac_contract::serve_with_drain(listener, router(state), shutdown, drain)
+        .await
+        .map_err(crate::Error::Serve)
 }

@@ -8,8 +8,11 @@
 //! What the app shares with the operator (Redis names, the backlog,
 //! environment variables, ports, paths, telemetry) is in `multivac_contract`.
 
+mod auth;
 mod config;
 mod http;
+mod intake;
+mod knowledge;
 mod learn;
 mod metrics;
 mod queue;
@@ -26,7 +29,7 @@ pub use config::Cli;
 use config::Command;
 pub use multivac_contract::Backlog;
 pub use queue::{Consumer, Entry, Heartbeat, Payload, Queue, QueueError};
-pub use store::{Knowledge, Learned, Store, StoreError};
+pub use store::{Knowledge, Learned, Rejected, Store, StoreError};
 
 /// Why a subcommand could not run.
 #[derive(Debug, thiserror::Error)]

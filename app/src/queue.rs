@@ -6,18 +6,22 @@
 //! a dead-letter stream. Nothing is trimmed: an entry leaves the stream only
 //! after it is in MongoDB or in the dead-letter stream.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use multivac_contract::{
-    Backlog, BacklogError, DATA_FIELD, DEAD_LETTER, GROUP, HEARTBEAT_PREFIX, STREAM, acknowledge,
-    env, read_backlog,
+    Backlog, BacklogError, BacklogReading, DATA_FIELD, DEAD_LETTER, EvictionPolicy, GROUP,
+    HEARTBEAT_PREFIX, STREAM, acknowledge, env, read_backlog, read_eviction_policy,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
 use redis::{AsyncCommands, Value};
 use serde::{Deserialize, Serialize};
 
+use multivac_contract::Shutdown;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::metrics::PolicyLabels;
 use crate::redact::redact_url;
 
 /// Redis failures, with what to check.
@@ -52,6 +56,36 @@ pub enum QueueError {
     },
 }
 
+impl QueueError {
+    /// True when the command surely did not run: Redis answered with an
+    /// error, or refused the connection (or the credentials). Otherwise (the
+    /// connection broke, or no answer came in time) it may have run.
+    pub fn surely_not_executed(&self) -> bool {
+        match self {
+            QueueError::Redis { source, .. } => {
+                source.code().is_some()
+                    || source.is_connection_refusal()
+                    || source.kind() == redis::ErrorKind::AuthenticationFailed
+            }
+            QueueError::Url { .. } => true,
+            QueueError::Backlog { .. } => false,
+        }
+    }
+
+    /// Redis' error code when Redis answered with an error (`OOM`,
+    /// `MISCONF`, `READONLY`, `LOADING`, ...), as opposed to not answering.
+    pub fn redis_code(&self) -> Option<&str> {
+        match self {
+            QueueError::Redis { source, .. } => source.code(),
+            QueueError::Backlog {
+                source: BacklogError::Command(source),
+                ..
+            } => source.code(),
+            _ => None,
+        }
+    }
+}
+
 /// A stream entry as a worker sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -73,24 +107,70 @@ pub enum Payload {
 }
 
 impl Entry {
-    fn from_stream_id(entry: StreamId) -> Self {
+    fn from_stream_id(mut entry: StreamId) -> Self {
         let malformed = |reason: &str, raw: Vec<u8>| Payload::Malformed {
             reason: reason.to_owned(),
             raw,
         };
-        let payload = match entry.map.get(DATA_FIELD) {
-            Some(Value::BulkString(bytes)) => match String::from_utf8(bytes.clone()) {
+        let payload = match entry.map.remove(DATA_FIELD) {
+            Some(Value::BulkString(bytes)) => match String::from_utf8(bytes) {
                 Ok(text) => Payload::Datum(text),
                 Err(e) => malformed("the data field is not valid UTF-8", e.into_bytes()),
             },
-            Some(Value::SimpleString(s)) => Payload::Datum(s.clone()),
+            Some(Value::SimpleString(s)) => Payload::Datum(s),
             Some(_) => malformed("the data field is not a string", Vec::new()),
+            // Also an entry deleted from the stream while still pending:
+            // Redis then returns its id without fields.
             None => malformed("the entry has no data field", Vec::new()),
         };
         Entry {
             id: entry.id,
             payload,
         }
+    }
+
+    /// Bytes of data the entry carries (what learning and storing it costs
+    /// grows with this).
+    pub fn size(&self) -> usize {
+        match &self.payload {
+            Payload::Datum(text) => text.len(),
+            Payload::Malformed { raw, .. } => raw.len(),
+        }
+    }
+}
+
+/// Reads Redis' `maxmemory-policy` once Redis answers, logs a warning when
+/// it may evict the stream (or cannot be read) and sets `metric` (label
+/// `policy`: the policy, `other` or `unknown`). Never fails the process: the
+/// Redis may be a provider's with `CONFIG` disabled.
+pub(crate) async fn report_eviction_policy(
+    queue: Queue,
+    metric: Family<PolicyLabels, Gauge>,
+    mut shutdown: Shutdown,
+) {
+    let mut pause = Duration::from_millis(500);
+    let policy = loop {
+        match queue.eviction_policy().await {
+            Ok(policy) => break policy,
+            Err(e) => tracing::debug!(error = %e, "cannot read maxmemory-policy yet"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.wait() => return,
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
+    };
+    metric
+        .get_or_create(&PolicyLabels {
+            policy: policy.label(),
+        })
+        .set(1);
+    match policy.warning() {
+        Some(warning) => tracing::warn!(policy = policy.label(), "{warning}"),
+        None => tracing::info!(
+            policy = policy.label(),
+            "Redis keeps the stream at maxmemory"
+        ),
     }
 }
 
@@ -197,6 +277,12 @@ impl Queue {
         match created {
             Ok(()) => Ok(()),
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            // At maxmemory Redis refuses XGROUP CREATE (it may need memory)
+            // before looking for the group: it may well be there already.
+            Err(e) if e.code() == Some("OOM") => match self.backlog_reading().await {
+                Ok(BacklogReading::Lag { .. } | BacklogReading::LenFallback { .. }) => Ok(()),
+                _ => Err(self.err(e)),
+            },
             Err(e) => Err(self.err(e)),
         }
     }
@@ -204,14 +290,27 @@ impl Queue {
     /// Work waiting, as the contract defines it (the operator's scaler reads
     /// the same figure).
     pub async fn backlog(&self) -> Result<Backlog, QueueError> {
+        self.backlog_reading()
+            .await
+            .map(|reading| reading.backlog())
+    }
+
+    async fn backlog_reading(&self) -> Result<BacklogReading, QueueError> {
         let mut conn = self.conn.clone();
         read_backlog(&mut conn)
             .await
-            .map(|reading| reading.backlog())
             .map_err(|source| QueueError::Backlog {
                 url: self.url.clone(),
                 source,
             })
+    }
+
+    /// Redis' `maxmemory-policy`, to warn when it may evict the stream.
+    pub(crate) async fn eviction_policy(&self) -> Result<EvictionPolicy, QueueError> {
+        let mut conn = self.conn.clone();
+        read_eviction_policy(&mut conn)
+            .await
+            .map_err(|e| self.err(e))
     }
 
     /// Entries in the dead-letter stream.
@@ -378,22 +477,43 @@ impl Consumer {
         self.read(">", count, Some(block)).await
     }
 
-    /// Entries already delivered to this consumer name and not acknowledged,
-    /// e.g. by a previous run of this pod.
-    pub(crate) async fn read_own_pending(
-        &mut self,
-        count: usize,
-    ) -> Result<Vec<Entry>, QueueError> {
-        self.read("0", count, None).await
+    /// The oldest entry delivered to this consumer name and not yet
+    /// acknowledged (left by a previous run of this pod, or reclaimed from
+    /// another consumer), with how often Redis has delivered it, this read
+    /// included: reading a consumer's own history counts as a delivery, so
+    /// an entry that kills every worker that reads it reaches
+    /// `MULTIVAC_MAX_DELIVERIES` even when the same consumer name restarts.
+    /// One at a time, so only the entry being tried is counted.
+    pub(crate) async fn next_own_pending(&mut self) -> Result<Option<(Entry, u64)>, QueueError> {
+        let Some(entry) = self.read("0", 1, None).await?.pop() else {
+            return Ok(None);
+        };
+        let pending: StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg(STREAM)
+            .arg(GROUP)
+            .arg(&entry.id)
+            .arg(&entry.id)
+            .arg(1)
+            .arg(&self.name)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let deliveries = pending
+            .ids
+            .first()
+            .map(|p| p.times_delivered as u64)
+            .unwrap_or(1);
+        Ok(Some((entry, deliveries)))
     }
 
-    /// Takes over entries that other consumers left unacknowledged for
-    /// longer than `min_idle`, with how often each has been delivered.
-    pub async fn reclaim(
-        &mut self,
-        min_idle: Duration,
-        count: usize,
-    ) -> Result<Vec<(Entry, u64)>, QueueError> {
+    /// Takes over up to `count` entries that other consumers left
+    /// unacknowledged for longer than `min_idle`; returns how many. They
+    /// become this consumer's pending entries, read with
+    /// [`Consumer::next_own_pending`]. The claim itself (JUSTID) does not
+    /// count a delivery: only trying an entry does, so entries that merely
+    /// shared a batch with one that kills workers are not dead-lettered with
+    /// it.
+    pub async fn reclaim(&mut self, min_idle: Duration, count: usize) -> Result<usize, QueueError> {
         let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
             .arg(STREAM)
             .arg(GROUP)
@@ -402,42 +522,12 @@ impl Consumer {
             .arg(&self.claim_cursor)
             .arg("COUNT")
             .arg(count)
+            .arg("JUSTID")
             .query_async(&mut self.conn)
             .await
             .map_err(|e| self.err(e))?;
-        self.claim_cursor = reply.next_stream_id.clone();
-        let entries: Vec<Entry> = reply
-            .claimed
-            .into_iter()
-            .map(Entry::from_stream_id)
-            .collect();
-        if entries.is_empty() {
-            return Ok(Vec::new());
-        }
-        let first = entries.first().map(|e| e.id.clone()).unwrap_or_default();
-        let last = entries.last().map(|e| e.id.clone()).unwrap_or_default();
-        let pending: StreamPendingCountReply = redis::cmd("XPENDING")
-            .arg(STREAM)
-            .arg(GROUP)
-            .arg(&first)
-            .arg(&last)
-            .arg(entries.len())
-            .arg(&self.name)
-            .query_async(&mut self.conn)
-            .await
-            .map_err(|e| self.err(e))?;
-        let deliveries: HashMap<String, u64> = pending
-            .ids
-            .into_iter()
-            .map(|p| (p.id, p.times_delivered as u64))
-            .collect();
-        Ok(entries
-            .into_iter()
-            .map(|e| {
-                let n = deliveries.get(&e.id).copied().unwrap_or(1);
-                (e, n)
-            })
-            .collect())
+        self.claim_cursor = reply.next_stream_id;
+        Ok(reply.claimed.len())
     }
 
     /// Resets the idle time of entries this consumer is still working on

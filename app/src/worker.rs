@@ -1,6 +1,13 @@
 //! `multivac worker`: reads the stream in batches, learns each datum's
-//! concepts, stores each batch in one bulk write and acknowledges it only
-//! once MongoDB holds it.
+//! concepts, stores them in bulk writes bounded by count and bytes, and
+//! acknowledges entries only once MongoDB holds them.
+//!
+//! Entries that were delivered before and not acknowledged (a previous run
+//! of this pod died, or another worker did and they were reclaimed) are
+//! suspects: they are tried one at a time, each read counting a delivery in
+//! Redis, so one that keeps killing its worker reaches
+//! `MULTIVAC_MAX_DELIVERIES` alone and is dead-lettered while the others are
+//! learned.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -11,7 +18,7 @@ use crate::Error;
 use crate::config::{WorkerArgs, ms};
 use crate::metrics::WorkerMetrics;
 use crate::queue::{Consumer, Entry, Heartbeat, Payload, Queue};
-use crate::store::{Learned, Store};
+use crate::store::{Learned, Rejected, Store};
 
 /// How often a worker refreshes its heartbeat.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
@@ -19,11 +26,18 @@ const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 const HEARTBEAT_TTL: Duration = Duration::from_secs(30);
 /// Longest pause between retries of a failing backend.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Entries taken over from other consumers at once. They are tried one at
+/// a time, so this bounds how long they wait in this worker.
+const RECLAIM_COUNT: usize = 100;
+/// The entry size a worker assumes before its first read: the server's
+/// default `MULTIVAC_MAX_DATA_BYTES`.
+const ASSUMED_ENTRY_BYTES: usize = 64 * 1024;
 
 /// The worker's tuning, from [`WorkerArgs`].
 #[derive(Clone, Debug)]
 struct Settings {
     batch_size: usize,
+    batch_bytes: usize,
     block: Duration,
     claim_idle: Duration,
     max_deliveries: u64,
@@ -36,6 +50,7 @@ impl Settings {
     fn from_args(args: &WorkerArgs) -> Self {
         Settings {
             batch_size: args.batch_size.max(1),
+            batch_bytes: args.batch_bytes.max(1),
             block: ms(args.block_ms),
             claim_idle: ms(args.claim_idle_ms),
             max_deliveries: args.max_deliveries.max(1),
@@ -48,6 +63,14 @@ impl Settings {
     /// worker's entries wait at most about 1.5 timeouts.
     fn claim_interval(&self) -> Duration {
         (self.claim_idle / 2).clamp(Duration::from_millis(100), Duration::from_secs(5))
+    }
+
+    /// Entries to read next: about `batch_bytes` of data if the next entries
+    /// are as large as the largest of the last read (Redis reads by count
+    /// only, and a read's reply is held whole while its groups are stored),
+    /// at most `batch_size`.
+    fn read_count(&self, largest_seen: usize) -> usize {
+        (self.batch_bytes / largest_seen.max(1)).clamp(1, self.batch_size)
     }
 }
 
@@ -62,6 +85,27 @@ fn unix_now() -> u64 {
         .unwrap_or_default()
 }
 
+/// Splits a read batch into consecutive groups of at most `max_bytes` data
+/// bytes (a larger entry is a group of its own): learning and storing cost
+/// memory in proportion to the bytes, so this bounds a worker's memory
+/// whatever the size of the data.
+fn by_bytes(entries: Vec<Entry>, max_bytes: usize) -> Vec<Vec<Entry>> {
+    let mut groups: Vec<Vec<Entry>> = Vec::new();
+    let mut bytes = 0;
+    for entry in entries {
+        let size = entry.size();
+        match groups.last_mut() {
+            Some(group) if bytes + size <= max_bytes => group.push(entry),
+            _ => {
+                bytes = 0;
+                groups.push(vec![entry]);
+            }
+        }
+        bytes += size;
+    }
+    groups
+}
+
 /// One worker: a consumer in the group plus the store.
 struct Worker {
     queue: Queue,
@@ -71,6 +115,8 @@ struct Worker {
     metrics: Arc<WorkerMetrics>,
     shutdown: Shutdown,
     stop_seen_at: Option<Instant>,
+    /// The largest entry of the last read that returned any.
+    largest_seen: usize,
 }
 
 /// What became of a batch.
@@ -97,6 +143,7 @@ impl Worker {
             metrics,
             shutdown,
             stop_seen_at: None,
+            largest_seen: ASSUMED_ENTRY_BYTES,
         }
     }
 
@@ -136,55 +183,63 @@ impl Worker {
         }
         tracing::info!(consumer = self.consumer.name(), "worker started");
 
-        // Entries a previous run under this name left unacknowledged.
-        let mut own_pending_done = false;
+        // A previous run under this name may have left entries pending.
+        let mut own_pending = true;
         let mut last_claim: Option<Instant> = None;
         let mut attempt = 0;
         while !self.shutdown.is_triggered() {
-            let read = if !own_pending_done {
-                let r = self
-                    .consumer
-                    .read_own_pending(self.settings.batch_size)
-                    .await;
-                if matches!(&r, Ok(entries) if entries.is_empty()) {
-                    own_pending_done = true;
+            let step = if own_pending {
+                match self.consumer.next_own_pending().await {
+                    Ok(Some((entry, deliveries))) => {
+                        Ok(self.process_suspect(entry, deliveries).await)
+                    }
+                    Ok(None) => {
+                        own_pending = false;
+                        Ok(Outcome::Done)
+                    }
+                    Err(e) => Err(e),
                 }
-                r.map(|entries| entries.into_iter().map(|e| (e, 1)).collect())
             } else if last_claim.is_none_or(|t| t.elapsed() >= self.settings.claim_interval()) {
                 last_claim = Some(Instant::now());
-                let r = self
-                    .consumer
-                    .reclaim(self.settings.claim_idle, self.settings.batch_size)
-                    .await;
-                if let Ok(claimed) = &r
-                    && !claimed.is_empty()
-                {
-                    self.metrics.reclaimed.inc_by(claimed.len() as u64);
-                    tracing::info!(
-                        count = claimed.len(),
-                        "reclaimed entries left idle by other consumers"
-                    );
-                    // More may be waiting: claim again next round.
-                    last_claim = None;
-                }
-                r
-            } else {
                 self.consumer
-                    .read_new(self.settings.batch_size, self.settings.block)
+                    .reclaim(self.settings.claim_idle, RECLAIM_COUNT)
                     .await
-                    .map(|entries| entries.into_iter().map(|e| (e, 1)).collect())
-            };
-            match read {
-                Ok(batch) => {
-                    attempt = 0;
-                    if !batch.is_empty() && matches!(self.process(batch).await, Outcome::Abandoned)
-                    {
-                        break;
+                    .map(|claimed| {
+                        if claimed > 0 {
+                            self.metrics.reclaimed.inc_by(claimed as u64);
+                            tracing::info!(
+                                count = claimed,
+                                "reclaimed entries left idle by other consumers"
+                            );
+                            // Try them, then claim again: more may be waiting.
+                            own_pending = true;
+                            last_claim = None;
+                        }
+                        Outcome::Done
+                    })
+            } else {
+                let count = self.settings.read_count(self.largest_seen);
+                match self.consumer.read_new(count, self.settings.block).await {
+                    Ok(batch) => {
+                        if let Some(largest) = batch.iter().map(Entry::size).max() {
+                            self.largest_seen = largest;
+                        }
+                        Ok(self.process_new(batch).await)
                     }
+                    Err(e) => Err(e),
                 }
+            };
+            match step {
+                Ok(Outcome::Done) => attempt = 0,
+                Ok(Outcome::Abandoned) => break,
                 Err(e) => {
                     self.metrics.queue_errors.inc();
                     tracing::warn!(error = %e, "reading the queue failed; retrying");
+                    // A read (or claim) whose answer was lost may have
+                    // delivered entries to this consumer all the same:
+                    // look at its own pending entries first, rather than
+                    // leave them for a reclaim a visibility timeout later.
+                    own_pending = true;
                     self.pause(attempt).await;
                     attempt += 1;
                 }
@@ -200,50 +255,101 @@ impl Worker {
         tracing::info!(consumer = self.consumer.name(), "worker stopped");
     }
 
+    /// Entries delivered for the first time: malformed ones go to the
+    /// dead letters, the data are learned in groups bounded by bytes.
+    async fn process_new(&mut self, batch: Vec<Entry>) -> Outcome {
+        let mut data = Vec::with_capacity(batch.len());
+        for entry in batch {
+            match entry.payload {
+                Payload::Malformed { reason, raw } => {
+                    if !self.dead_letter(&entry.id, &raw, &reason, 1).await {
+                        return Outcome::Abandoned;
+                    }
+                }
+                Payload::Datum(_) => data.push(entry),
+            }
+        }
+        for group in by_bytes(data, self.settings.batch_bytes) {
+            if matches!(self.store_group(group).await, Outcome::Abandoned) {
+                return Outcome::Abandoned;
+            }
+        }
+        Outcome::Done
+    }
+
+    /// An entry delivered `deliveries` times (this try included) without
+    /// being acknowledged: dead-lettered past `MULTIVAC_MAX_DELIVERIES`,
+    /// else tried alone.
+    async fn process_suspect(&mut self, entry: Entry, deliveries: u64) -> Outcome {
+        let text = match entry.payload {
+            Payload::Malformed { reason, raw } => {
+                return self
+                    .dead_letter_or_abandon(&entry.id, &raw, &reason, deliveries)
+                    .await;
+            }
+            Payload::Datum(text) => text,
+        };
+        // Dead-letter only while MongoDB answers: then the failures were the
+        // entry's own (it killed its workers), not an outage's.
+        if deliveries > self.settings.max_deliveries && self.store.ping().await.is_ok() {
+            let reason = format!(
+                "delivered {deliveries} times without being acknowledged (MULTIVAC_MAX_DELIVERIES)"
+            );
+            return self
+                .dead_letter_or_abandon(&entry.id, text.as_bytes(), &reason, deliveries)
+                .await;
+        }
+        let entry = Entry {
+            id: entry.id,
+            payload: Payload::Datum(text),
+        };
+        self.store_group(vec![entry]).await
+    }
+
+    async fn dead_letter_or_abandon(
+        &mut self,
+        id: &str,
+        raw: &[u8],
+        reason: &str,
+        deliveries: u64,
+    ) -> Outcome {
+        if self.dead_letter(id, raw, reason, deliveries).await {
+            Outcome::Done
+        } else {
+            Outcome::Abandoned
+        }
+    }
+
+    /// Learns a group of data, stores it (retrying outages), dead-letters
+    /// what MongoDB refuses for good and acknowledges the rest.
     #[tracing::instrument(
         name = "batch",
         skip_all,
-        fields(size = batch.len(), first = batch.first().map(|(entry, _)| entry.id.as_str()))
+        fields(size = group.len(), first = group.first().map(|entry| entry.id.as_str()))
     )]
-    async fn process(&mut self, batch: Vec<(Entry, u64)>) -> Outcome {
+    async fn store_group(&mut self, group: Vec<Entry>) -> Outcome {
         let start = Instant::now();
-        let mut learned = Vec::with_capacity(batch.len());
-        let mut store_checked = None;
-        for (entry, deliveries) in batch {
-            match entry.payload {
-                Payload::Malformed { reason, raw } => {
-                    self.dead_letter(&entry.id, &raw, &reason, deliveries).await;
-                }
-                Payload::Datum(text) if deliveries > self.settings.max_deliveries => {
-                    // Dead-letter only while MongoDB answers: then the failures
-                    // were the entry's own, not an outage's.
-                    if *store_checked.get_or_insert(self.store.ping().await.is_ok()) {
-                        let reason = format!(
-                            "delivered {deliveries} times without being acknowledged (MULTIVAC_MAX_DELIVERIES)"
-                        );
-                        self.dead_letter(&entry.id, text.as_bytes(), &reason, deliveries)
-                            .await;
-                    } else {
-                        learned.push(Learned::new(entry.id, text));
-                    }
-                }
-                Payload::Datum(text) => learned.push(Learned::new(entry.id, text)),
-            }
-        }
+        let learned: Vec<Learned> = group
+            .into_iter()
+            .filter_map(|entry| match entry.payload {
+                Payload::Datum(text) => Some(Learned::new(entry.id, text)),
+                Payload::Malformed { .. } => None,
+            })
+            .collect();
         if learned.is_empty() {
             return Outcome::Done;
         }
         let ids: Vec<String> = learned.iter().map(|l| l.id.clone()).collect();
 
         let mut attempt = 0;
-        loop {
+        let rejected: Vec<Rejected> = loop {
             let written = tokio::time::timeout(
                 self.settings.backend_timeout,
                 self.store.write_batch(&learned),
             )
             .await;
             let error = match written {
-                Ok(Ok(())) => break,
+                Ok(Ok(rejected)) => break rejected,
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => format!(
                     "MongoDB did not answer within {:?}",
@@ -265,12 +371,20 @@ impl Worker {
             if let Err(e) = self.consumer.touch(&ids).await {
                 tracing::debug!(error = %e, "could not refresh the entries' idle time");
             }
-        }
+        };
 
+        // What MongoDB holds is acknowledged first: at Redis' maxmemory
+        // acknowledging frees memory, while dead-lettering needs some.
+        let stored: Vec<String> = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| rejected.binary_search_by_key(i, |r| r.index).is_err())
+            .map(|(_, id)| id.clone())
+            .collect();
         let mut attempt = 0;
-        while let Err(e) = self.consumer.ack(&ids).await {
+        while let Err(e) = self.consumer.ack(&stored).await {
             self.metrics.queue_errors.inc();
-            tracing::warn!(error = %e, entries = ids.len(), "acknowledging a stored batch failed; retrying");
+            tracing::warn!(error = %e, entries = stored.len(), "acknowledging a stored batch failed; retrying");
             if self.give_up() {
                 // Stored but unacknowledged: a redelivery is harmless.
                 return Outcome::Abandoned;
@@ -278,7 +392,17 @@ impl Worker {
             self.pause(attempt).await;
             attempt += 1;
         }
-        self.metrics.processed.inc_by(ids.len() as u64);
+        self.metrics.processed.inc_by(stored.len() as u64);
+        for refused in &rejected {
+            let datum = &learned[refused.index];
+            self.metrics.store_rejections.inc();
+            if !self
+                .dead_letter(&datum.id, datum.data.as_bytes(), &refused.reason, 1)
+                .await
+            {
+                return Outcome::Abandoned;
+            }
+        }
         self.metrics.batches.inc();
         self.metrics
             .batch_duration
@@ -287,20 +411,22 @@ impl Worker {
         Outcome::Done
     }
 
-    async fn dead_letter(&mut self, id: &str, raw: &[u8], reason: &str, deliveries: u64) {
+    /// Moves an entry to the dead letters, retrying Redis; false when it
+    /// gave up (shutdown), the entry then stays pending.
+    async fn dead_letter(&mut self, id: &str, raw: &[u8], reason: &str, deliveries: u64) -> bool {
         let mut attempt = 0;
         loop {
             match self.consumer.dead_letter(id, raw, reason, deliveries).await {
                 Ok(()) => {
                     self.metrics.dead_lettered.inc();
                     tracing::warn!(id, reason, "moved an entry to {DEAD_LETTER}");
-                    return;
+                    return true;
                 }
                 Err(e) => {
                     self.metrics.queue_errors.inc();
                     tracing::warn!(error = %e, id, "dead-lettering failed; retrying");
                     if self.give_up() {
-                        return;
+                        return false;
                     }
                     self.pause(attempt).await;
                     attempt += 1;
@@ -343,8 +469,12 @@ struct Probe {
 }
 
 impl Probes for Probe {
+    /// A worker needs both stores: it is ready when Redis and MongoDB answer.
     async fn readiness(&self) -> Readiness {
-        crate::http::backends_readiness(&self.queue, &self.store).await
+        let (redis, mongo) = tokio::join!(self.queue.ping(), self.store.ping());
+        Readiness::default()
+            .check("redis", redis)
+            .check("mongodb", mongo)
     }
 
     async fn metrics(&self) -> String {
@@ -382,8 +512,14 @@ pub(crate) async fn run(args: WorkerArgs, shutdown: Shutdown) -> Result<(), Erro
         mongodb = store.redacted_uri(),
         database = %args.common.mongodb_database,
         batch_size = settings.batch_size,
+        batch_bytes = settings.batch_bytes,
         "starting worker"
     );
+    tokio::spawn(crate::queue::report_eviction_policy(
+        queue.clone(),
+        metrics.redis_policy.clone(),
+        shutdown.clone(),
+    ));
 
     let listener = crate::listen(args.metrics_bind).await?;
     let addr = listener.local_addr().unwrap_or(args.metrics_bind);
@@ -422,6 +558,76 @@ pub(crate) async fn run(args: WorkerArgs, shutdown: Shutdown) -> Result<(), Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(id: &str, bytes: usize) -> Entry {
+        Entry {
+            id: id.to_owned(),
+            payload: Payload::Datum("x".repeat(bytes)),
+        }
+    }
+
+    #[test]
+    fn groups_are_bounded_by_bytes_and_never_empty() {
+        let sizes = |groups: &[Vec<Entry>]| -> Vec<Vec<usize>> {
+            groups
+                .iter()
+                .map(|g| g.iter().map(Entry::size).collect())
+                .collect()
+        };
+        let entries = |sizes: &[usize]| -> Vec<Entry> {
+            sizes
+                .iter()
+                .enumerate()
+                .map(|(i, s)| entry(&i.to_string(), *s))
+                .collect()
+        };
+        // (entry sizes, byte bound, groups)
+        #[rustfmt::skip]
+        type Case = (&'static [usize], usize, Vec<Vec<usize>>);
+        let table: [Case; 6] = [
+            (&[], 10, vec![]),
+            (&[3, 3, 3], 10, vec![vec![3, 3, 3]]),
+            (&[4, 4, 4], 10, vec![vec![4, 4], vec![4]]),
+            (&[5, 5, 5, 5], 10, vec![vec![5, 5], vec![5, 5]]),
+            // larger than the bound: alone
+            (&[1, 25, 1], 10, vec![vec![1], vec![25], vec![1]]),
+            (&[25, 25], 10, vec![vec![25], vec![25]]),
+        ];
+        for (input, bound, expected) in table {
+            let groups = by_bytes(entries(input), bound);
+            assert_eq!(sizes(&groups), expected, "{input:?} by {bound}");
+        }
+        // Order is kept.
+        let ids: Vec<String> = by_bytes(entries(&[4, 4, 4, 4]), 8)
+            .into_iter()
+            .flatten()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, ["0", "1", "2", "3"]);
+    }
+
+    #[test]
+    fn reads_carry_about_batch_bytes_of_the_largest_entries_seen() {
+        let settings = Settings {
+            batch_size: 512,
+            batch_bytes: 4 << 20,
+            block: Duration::ZERO,
+            claim_idle: Duration::ZERO,
+            max_deliveries: 1,
+            shutdown_timeout: Duration::ZERO,
+            backend_timeout: Duration::ZERO,
+        };
+        // (largest entry of the last read, entries read next)
+        for (largest, count) in [
+            (ASSUMED_ENTRY_BYTES, 64),
+            (100, 512),
+            (0, 512),
+            (1 << 20, 4),
+            (17 << 20, 1),
+        ] {
+            assert_eq!(settings.read_count(largest), count, "{largest}");
+        }
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -364,6 +364,18 @@ async fn redis_down_gives_503_with_retry_after_and_writes_nothing() {
         );
     }
     redis.stop();
+    // The first POST may go out on the connection that just broke: the
+    // server cannot know whether Redis ran it, and says so; once the
+    // connection is refused, it knows nothing was queued.
+    let (status, first, retry_after) = refusal(post_form(&server, "refused").await).await;
+    assert_eq!(
+        (status, retry_after.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "1")
+    );
+    assert!(
+        ["queue_unconfirmed", "queue_unavailable"].contains(&first.as_str()),
+        "{first}"
+    );
     let refused = post_form(&server, "refused").await;
     assert_eq!(refused.headers()["retry-after"], "1");
     assert_error(
@@ -561,4 +573,232 @@ async fn redis_password_in_the_url_works_and_is_never_logged() {
             "a password leaked:\n{text}"
         );
     }
+}
+
+/// Reads the `error` code of a JSON error answer, with its Retry-After.
+async fn refusal(response: reqwest::Response) -> (StatusCode, String, String) {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body: Value = response.json().await.unwrap();
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+        retry_after,
+    )
+}
+
+/// A Redis at its maxmemory (noeviction) refuses XADD: POST answers 503
+/// `queue_full` with Retry-After and every 202 before it is in the stream;
+/// a worker still reads, acknowledges and deletes entries, which frees
+/// memory, and POST is accepted again.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_at_maxmemory_gives_503_queue_full_and_workers_still_drain_it() {
+    let redis =
+        Redis::start_configured(&["--maxmemory", "3mb", "--maxmemory-policy", "noeviction"]);
+    let mongo = Mongo::start();
+    let server = Multivac::server(&redis, &mongo, &[]);
+    let datum = "x".repeat(8 * 1024);
+    let mut accepted = 0u64;
+    let refused = loop {
+        let response = post_form(&server, &datum).await;
+        if response.status() != StatusCode::ACCEPTED {
+            break refusal(response).await;
+        }
+        accepted += 1;
+        assert!(accepted < 10_000, "Redis never filled up");
+    };
+    assert_eq!(
+        refused,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_full".to_owned(),
+            "5".to_owned()
+        )
+    );
+    assert!(accepted > 10, "Redis was full before it took anything");
+    assert_eq!(
+        stream_len(&redis).await,
+        accepted,
+        "a 202 is missing from the stream"
+    );
+
+    let _worker = Multivac::worker(&redis, &mongo, "drainer", &[("MULTIVAC_BATCH_SIZE", "16")]);
+    let store = mongo.store().await;
+    eventually(
+        Duration::from_secs(60),
+        "the full queue to be learned",
+        || async {
+            let knowledge = store.knowledge().await.ok()?;
+            (knowledge.data_processed == accepted).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        stream_len(&redis).await,
+        0,
+        "acknowledged entries were not deleted"
+    );
+    assert_eq!(redis.queue().dead_letters().await.unwrap(), 0);
+    assert_eq!(
+        post_form(&server, &datum).await.status(),
+        StatusCode::ACCEPTED
+    );
+}
+
+/// A read-only Redis (a replica) and one that cannot persist (MISCONF) give
+/// 503 `queue_unavailable` with the reason; nothing is queued.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_or_unpersisting_redis_gives_503_with_the_reason() {
+    let mongo = Mongo::start();
+    let closed = common::free_port().to_string();
+    let replica = Redis::start_configured(&["--replicaof", "127.0.0.1", &closed]);
+    let server = Multivac::server(&replica, &mongo, &[]);
+    let response = post_form(&server, "to a replica").await;
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "queue_unavailable", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("read-only"),
+        "{body}"
+    );
+
+    // RDB snapshots that fail (here: the data directory is gone) make Redis
+    // refuse every write with MISCONF.
+    let broken = Redis::start_configured(&["--save", "3600 1"]);
+    let server = Multivac::server(&broken, &mongo, &[]);
+    assert_eq!(
+        post_form(&server, "before").await.status(),
+        StatusCode::ACCEPTED
+    );
+    std::fs::remove_dir_all(broken.dir()).unwrap();
+    let mut conn = broken.conn().await;
+    let _: String = redis::cmd("BGSAVE").query_async(&mut conn).await.unwrap();
+    // Until the snapshot has failed, POST is still accepted.
+    let mut accepted = 1;
+    let started = std::time::Instant::now();
+    let body: Value = loop {
+        let response = post_form(&server, "after").await;
+        if response.status() == StatusCode::ACCEPTED {
+            accepted += 1;
+            assert!(started.elapsed() < Duration::from_secs(10), "no MISCONF");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        break response.json().await.unwrap();
+    };
+    assert_eq!(body["error"], "queue_unavailable", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("cannot persist"),
+        "{body}"
+    );
+    assert_eq!(
+        stream_len(&broken).await,
+        accepted,
+        "the refused datum was queued"
+    );
+}
+
+/// MULTIVAC_MAX_BACKLOG bounds the backlog exactly with one server: POST
+/// answers 503 `backlog_full` at the bound and takes data again once a
+/// worker drains it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backlog_at_max_backlog_gives_503_backlog_full_until_drained() {
+    let redis = Redis::start();
+    let mongo = Mongo::start();
+    let server = Multivac::server(&redis, &mongo, &[("MULTIVAC_MAX_BACKLOG", "20")]);
+    // Before its first reading (within 200 ms of the start) the bound lets
+    // everything through.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut accepted = 0;
+    let (status, code, retry_after) = loop {
+        let response = post_form(&server, "bounded").await;
+        if response.status() != StatusCode::ACCEPTED {
+            break refusal(response).await;
+        }
+        accepted += 1;
+        assert!(accepted <= 20, "accepted {accepted} past a bound of 20");
+    };
+    assert_eq!(accepted, 20);
+    assert_eq!(
+        (status, code.as_str(), retry_after.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "backlog_full", "5")
+    );
+    assert_eq!(stream_len(&redis).await, 20);
+
+    let _worker = Multivac::worker(&redis, &mongo, "drainer", &[]);
+    eventually(
+        Duration::from_secs(30),
+        "POST to be accepted again",
+        || async {
+            (post_form(&server, "room again").await.status() == StatusCode::ACCEPTED).then_some(())
+        },
+    )
+    .await;
+}
+
+/// An eviction policy that may delete the stream is reported (log and
+/// metric) and does not stop the server; neither does a Redis whose CONFIG
+/// command is disabled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dangerous_or_unreadable_eviction_policy_is_reported_not_fatal() {
+    let mongo = Mongo::start();
+    // (redis-server arguments, the policy label reported)
+    let table: [(&[&str], &str); 3] = [
+        (&["--maxmemory-policy", "noeviction"], "noeviction"),
+        (&["--maxmemory-policy", "allkeys-lru"], "allkeys-lru"),
+        (&["--rename-command", "CONFIG", ""], "unknown"),
+    ];
+    for (args, policy) in table {
+        let redis = Redis::start_configured(args);
+        let server = Multivac::server(&redis, &mongo, &[]);
+        let line = format!(r#"multivac_redis_maxmemory_policy{{policy="{policy}"}}"#);
+        eventually(Duration::from_secs(10), &line, || async {
+            (server.metric(&line).await == 1.0).then_some(())
+        })
+        .await;
+        assert_eq!(
+            post_form(&server, "still served").await.status(),
+            StatusCode::ACCEPTED,
+            "{args:?}"
+        );
+    }
+}
+
+/// On SIGTERM with a drain period the server answers /readyz 503
+/// `draining` and keeps accepting data (each answer closing its connection)
+/// until the period ends, then exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_then_exits() {
+    let redis = Redis::start();
+    let mongo = Mongo::start();
+    let mut server = Multivac::server(&redis, &mongo, &[("MULTIVAC_DRAIN_MS", "1500")]);
+    let pid = server.pid().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let started = std::time::Instant::now();
+    let ready = reqwest::get(server.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["shutdown"], "draining", "{ready}");
+    let mut accepted = 0;
+    while started.elapsed() < Duration::from_millis(1200) {
+        let response = post_form(&server, "during the drain").await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        assert_eq!(response.headers()["connection"], "close");
+        accepted += 1;
+    }
+    let status = server.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "exited before the drain ended"
+    );
+    assert_eq!(stream_len(&redis).await, accepted);
 }

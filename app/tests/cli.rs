@@ -26,6 +26,9 @@ fn help_documents_every_option_and_its_variable() {
         "MULTIVAC_STATS_TTL_MS",
         "MULTIVAC_REQUEST_TIMEOUT_MS",
         "MULTIVAC_BACKEND_TIMEOUT_MS",
+        "MULTIVAC_MAX_BACKLOG",
+        "MULTIVAC_MAX_IN_FLIGHT",
+        "MULTIVAC_DRAIN_MS",
     ] {
         assert!(server.contains(var), "server --help lacks {var}:\n{server}");
     }
@@ -38,6 +41,7 @@ fn help_documents_every_option_and_its_variable() {
         "MULTIVAC_METRICS_BIND",
         "MULTIVAC_CONSUMER_NAME",
         "MULTIVAC_BATCH_SIZE",
+        "MULTIVAC_BATCH_BYTES",
         "MULTIVAC_BLOCK_MS",
         "MULTIVAC_CLAIM_IDLE_MS",
         "MULTIVAC_MAX_DELIVERIES",
@@ -80,4 +84,36 @@ fn invalid_configuration_fails_with_a_clear_error() {
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("MULTIVAC_REDIS_URL"), "{stderr}");
+}
+
+/// An API token that is set but empty or blank (an empty Secret value) is a
+/// start-up error, never "no authentication"; the token is not echoed.
+#[test]
+fn an_empty_or_blank_api_token_refuses_to_start() {
+    for token in ["", "   ", "\n", "\t \r\n"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_multivac"))
+            .args(["server", "--bind", "127.0.0.1:0"])
+            .env_clear()
+            .env("MULTIVAC_API_TOKEN", token)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "started with the token {token:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(
+            stderr.contains("the API token is empty"),
+            "{token:?}: {stderr}"
+        );
+        assert!(stderr.contains("MULTIVAC_API_TOKEN"), "{token:?}: {stderr}");
+    }
+    // The new options refuse nonsense too.
+    for args in [
+        ["server", "--max-in-flight", "0"],
+        ["server", "--max-backlog", "many"],
+        ["worker", "--batch-bytes", "lots"],
+    ] {
+        let output = run(&args);
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(stderr.contains(args[1]), "{args:?}: {stderr}");
+    }
 }

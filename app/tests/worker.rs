@@ -35,19 +35,50 @@ async fn wait_all_learned(queue: &Queue, store: &Store, data: u64, timeout: Dura
     .await
 }
 
-async fn pending_of(redis: &Redis, consumer: &str) -> u64 {
+/// A Redis with the consumer group and a MongoDB of this test's own, with a
+/// queue and a store handle on them.
+async fn started() -> (Redis, Mongo, Queue, Store) {
+    let redis = Redis::start();
+    let mongo = Mongo::start();
+    let queue = redis.queue();
+    let store = mongo.store().await;
+    queue.ensure_group().await.unwrap();
+    (redis, mongo, queue, store)
+}
+
+/// The entries of the dead-letter stream.
+async fn dead_letters(redis: &Redis) -> Vec<redis::streams::StreamId> {
     let mut conn = redis.conn().await;
-    let reply: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
-        .arg("multivac:data")
-        .arg("multivac-workers")
-        .arg("-")
-        .arg("+")
-        .arg(100_000)
-        .arg(consumer)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    reply.ids.len() as u64
+    let dead: redis::streams::StreamRangeReply =
+        conn.xrange_all("multivac:data:dead").await.unwrap();
+    dead.ids
+}
+
+/// A consumer of the group, as a worker named `name` would be.
+fn consumer(redis: &Redis, name: &str) -> Consumer {
+    Consumer::connect(
+        &redis.url(),
+        name,
+        Duration::from_secs(5),
+        Duration::from_secs(1),
+    )
+    .unwrap()
+}
+
+/// `times` reads of `name`'s own history, `count` entries each: each counts
+/// one more delivery of what it returns, as a worker restarting under that
+/// name does.
+async fn read_history(redis: &Redis, name: &str, count: usize, times: usize) {
+    let mut conn = redis.conn().await;
+    for _ in 0..times {
+        let _: redis::Value = redis::cmd("XREADGROUP")
+            .arg(&["GROUP", "multivac-workers", name, "COUNT"])
+            .arg(count)
+            .arg(&["STREAMS", "multivac:data", "0"])
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
 }
 
 /// A worker that died after its MongoDB writes and before XACK: another
@@ -55,11 +86,7 @@ async fn pending_of(redis: &Redis, consumer: &str) -> u64 {
 /// no count changes.
 #[tokio::test(flavor = "multi_thread")]
 async fn redelivery_after_writes_without_ack_changes_no_count() {
-    let redis = Redis::start();
-    let mongo = Mongo::start();
-    let queue = redis.queue();
-    let store = mongo.store().await;
-    queue.ensure_group().await.unwrap();
+    let (redis, mongo, queue, store) = started().await;
     // "redelivered", "datum" and fifty "numberN": 52 concepts.
     push_all(
         &queue,
@@ -68,13 +95,7 @@ async fn redelivery_after_writes_without_ack_changes_no_count() {
     .await;
 
     // The doomed worker: reads, writes everything, never acknowledges.
-    let mut doomed = Consumer::connect(
-        &redis.url(),
-        "doomed",
-        Duration::from_secs(5),
-        Duration::from_secs(1),
-    )
-    .unwrap();
+    let mut doomed = consumer(&redis, "doomed");
     let entries = doomed.read_new(100, Duration::from_secs(1)).await.unwrap();
     assert_eq!(entries.len(), 50);
     let learned: Vec<Learned> = entries
@@ -94,7 +115,7 @@ async fn redelivery_after_writes_without_ack_changes_no_count() {
             data_processed: 50
         }
     );
-    assert_eq!(pending_of(&redis, "doomed").await, 50);
+    assert_eq!(redis.pending_of("doomed").await, 50);
 
     let worker = Multivac::worker(
         &redis,
@@ -104,7 +125,7 @@ async fn redelivery_after_writes_without_ack_changes_no_count() {
     );
     let after = wait_all_learned(&queue, &store, 50, Duration::from_secs(30)).await;
     assert_eq!(after, before, "a redelivered entry changed the counts");
-    assert_eq!(pending_of(&redis, "doomed").await, 0);
+    assert_eq!(redis.pending_of("doomed").await, 0);
     assert_eq!(worker.metric("multivac_worker_reclaimed_total").await, 50.0);
     assert_eq!(worker.metric("multivac_worker_processed_total").await, 50.0);
     assert_eq!(queue.dead_letters().await.unwrap(), 0);
@@ -115,11 +136,7 @@ async fn redelivery_after_writes_without_ack_changes_no_count() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_mid_batch_under_10000_data_learns_each_exactly_once() {
     const N: u64 = 10_000;
-    let redis = Redis::start();
-    let mongo = Mongo::start();
-    let queue = redis.queue();
-    let store = mongo.store().await;
-    queue.ensure_group().await.unwrap();
+    let (redis, mongo, queue, store) = started().await;
     // 3,000 distinct "cN" words plus "datum" and "shared": 3,002 concepts.
     push_all(
         &queue,
@@ -144,7 +161,7 @@ async fn sigkill_mid_batch_under_10000_data_learns_each_exactly_once() {
                 return None;
             }
             victim.freeze();
-            let held = pending_of(&redis, "victim").await;
+            let held = redis.pending_of("victim").await;
             if held == 0 {
                 victim.thaw();
                 return None;
@@ -154,7 +171,7 @@ async fn sigkill_mid_batch_under_10000_data_learns_each_exactly_once() {
     )
     .await;
     victim.kill9();
-    assert_eq!(pending_of(&redis, "victim").await, orphaned);
+    assert_eq!(redis.pending_of("victim").await, orphaned);
     assert!(orphaned > 0, "the victim died holding no batch");
 
     let knowledge = wait_all_learned(&queue, &store, N, Duration::from_secs(180)).await;
@@ -165,7 +182,7 @@ async fn sigkill_mid_batch_under_10000_data_learns_each_exactly_once() {
             data_processed: N
         }
     );
-    assert_eq!(pending_of(&redis, "victim").await, 0);
+    assert_eq!(redis.pending_of("victim").await, 0);
     assert!(survivor.metric("multivac_worker_reclaimed_total").await >= orphaned as f64);
     assert_eq!(queue.dead_letters().await.unwrap(), 0);
     let mut conn = redis.conn().await;
@@ -173,8 +190,9 @@ async fn sigkill_mid_batch_under_10000_data_learns_each_exactly_once() {
     assert_eq!(left, 0, "acknowledged entries are deleted from the stream");
 }
 
-/// MongoDB down: the worker retries and acknowledges nothing; once MongoDB
-/// is back every datum is learned.
+/// MongoDB down: intake goes on (the server stays ready), the answer comes
+/// at once from the last figures known, marked stale; the worker retries
+/// and acknowledges nothing; once MongoDB is back every datum is learned.
 #[tokio::test(flavor = "multi_thread")]
 async fn mongodb_down_acks_nothing_and_all_is_learned_after_it_returns() {
     let redis = Redis::start();
@@ -187,9 +205,31 @@ async fn mongodb_down_acks_nothing_and_all_is_learned_after_it_returns() {
         &[("MULTIVAC_BACKEND_TIMEOUT_MS", "500")],
     );
     let server = Multivac::server(&redis, &mongo, &[("MULTIVAC_BACKEND_TIMEOUT_MS", "500")]);
+    let client = reqwest::Client::new();
+    let answer = |client: reqwest::Client| {
+        let url = server.url("/multivac");
+        async move {
+            let response = client
+                .get(url)
+                .header("Accept", "application/json")
+                .send()
+                .await
+                .unwrap();
+            let age = response.headers().get("age").cloned();
+            (
+                response.status(),
+                age,
+                response.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let (status, age, before) = answer(client.clone()).await;
+    assert_eq!(
+        (status, age, &before["stale"]),
+        (StatusCode::OK, None, &false.into())
+    );
     mongo.stop();
 
-    let client = reqwest::Client::new();
     for i in 0..200 {
         let response = client
             .post(server.url("/multivac/data"))
@@ -218,9 +258,30 @@ async fn mongodb_down_acks_nothing_and_all_is_learned_after_it_returns() {
         "something was acknowledged while MongoDB was down: {backlog:?}"
     );
     assert_eq!(worker.metric("multivac_worker_processed_total").await, 0.0);
-    let question = reqwest::get(server.url("/multivac")).await.unwrap();
-    assert_eq!(question.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(question.headers()["retry-after"], "1");
+    // The last answer known, marked stale with its age; never a long wait.
+    let (status, age, stale) = eventually(Duration::from_secs(10), "a stale answer", || async {
+        let started = std::time::Instant::now();
+        let (status, age, body) = answer(client.clone()).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "GET /multivac waited {:?} during the outage",
+            started.elapsed()
+        );
+        (body["stale"] == true).then_some((status, age, body))
+    })
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(age.is_some(), "no Age header on a stale answer");
+    assert_eq!(stale["answer"], before["answer"]);
+    assert_eq!(stale["knowledge"], before["knowledge"]);
+    assert!(stale["age_seconds"].is_u64(), "{stale}");
+    // The server stays ready (it can queue) and says MongoDB is down; the
+    // worker, which needs MongoDB, is not ready.
+    let ready = reqwest::get(server.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready["mongodb"], "unavailable", "{ready}");
+    assert_eq!(server.metric("multivac_mongodb_up").await, 0.0);
     assert_eq!(
         reqwest::get(worker.url("/readyz")).await.unwrap().status(),
         StatusCode::SERVICE_UNAVAILABLE
@@ -247,16 +308,11 @@ async fn mongodb_down_acks_nothing_and_all_is_learned_after_it_returns() {
 /// removes its heartbeat and exits 0.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_the_batch_in_flight_and_exits_zero() {
-    let redis = Redis::start();
-    let mongo = Mongo::start();
-    let queue = redis.queue();
-    let store = mongo.store().await;
-    queue.ensure_group().await.unwrap();
+    let (redis, mongo, queue, store) = started().await;
     push_all(&queue, (0..5000).map(|i| format!("drain w{i}"))).await;
     let mut worker = Multivac::worker(&redis, &mongo, "drainer", &[("MULTIVAC_BATCH_SIZE", "100")]);
     eventually(Duration::from_secs(30), "the worker to be busy", || async {
-        (store.knowledge().await.ok()?.data_processed > 0
-            && pending_of(&redis, "drainer").await > 0)
+        (store.knowledge().await.ok()?.data_processed > 0 && redis.pending_of("drainer").await > 0)
             .then_some(())
     })
     .await;
@@ -267,7 +323,7 @@ async fn sigterm_finishes_the_batch_in_flight_and_exits_zero() {
         "exit status after SIGTERM: {status}"
     );
     assert_eq!(
-        pending_of(&redis, "drainer").await,
+        redis.pending_of("drainer").await,
         0,
         "the in-flight batch was not finished"
     );
@@ -288,11 +344,7 @@ async fn sigterm_finishes_the_batch_in_flight_and_exits_zero() {
 /// their bytes, and so do entries delivered too often; the rest is learned.
 #[tokio::test(flavor = "multi_thread")]
 async fn unlearnable_and_too_often_delivered_entries_are_dead_lettered() {
-    let redis = Redis::start();
-    let mongo = Mongo::start();
-    let queue = redis.queue();
-    let store = mongo.store().await;
-    queue.ensure_group().await.unwrap();
+    let (redis, mongo, queue, store) = started().await;
     let mut conn = redis.conn().await;
     let _: String = conn
         .xadd("multivac:data", "*", &[("data", &b"\xff\xfe"[..])])
@@ -304,14 +356,10 @@ async fn unlearnable_and_too_often_delivered_entries_are_dead_lettered() {
         .unwrap();
     push_all(&queue, ["poison pill".to_owned()].into_iter()).await;
 
-    // Deliver the three entries three times to consumers that die at once.
-    let mut ghost = Consumer::connect(
-        &redis.url(),
-        "ghost",
-        Duration::from_secs(5),
-        Duration::from_secs(1),
-    )
-    .unwrap();
+    // Deliver the three entries three times to a consumer that dies at
+    // once: a first read, then two reads of its own history (each counts a
+    // delivery, as when a worker restarts under the same name).
+    let mut ghost = consumer(&redis, "ghost");
     assert_eq!(
         ghost
             .read_new(10, Duration::from_secs(1))
@@ -320,17 +368,8 @@ async fn unlearnable_and_too_often_delivered_entries_are_dead_lettered() {
             .len(),
         3
     );
-    for _ in 0..2 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(
-            ghost
-                .reclaim(Duration::from_millis(10), 10)
-                .await
-                .unwrap()
-                .len(),
-            3
-        );
-    }
+    read_history(&redis, "ghost", 10, 2).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
     push_all(&queue, ["healthy datum".to_owned()].into_iter()).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
 
@@ -403,4 +442,125 @@ async fn worker_probes_answer_with_and_without_trailing_slash_and_heartbeat_show
     })
     .await;
     assert_eq!(zzz["workers"][0]["consumer"], "visible");
+}
+
+/// A worker that restarts under the same consumer name reads its pending
+/// entries one at a time with their delivery counts from Redis: the entry
+/// that was delivered too often (it killed its worker each time) is
+/// dead-lettered alone, and the entries that merely shared its batch are
+/// learned.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_consumer_dead_letters_only_the_entry_delivered_too_often() {
+    let (redis, mongo, queue, store) = started().await;
+    push_all(
+        &queue,
+        ["poison", "innocent one", "innocent two"]
+            .map(str::to_owned)
+            .into_iter(),
+    )
+    .await;
+    let mut phoenix = consumer(&redis, "phoenix");
+    let batch = phoenix.read_new(10, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(batch.len(), 3);
+    // Four runs of "phoenix" died trying the oldest entry alone.
+    read_history(&redis, "phoenix", 1, 4).await;
+    let worker = Multivac::worker(
+        &redis,
+        &mongo,
+        "phoenix",
+        &[("MULTIVAC_MAX_DELIVERIES", "5")],
+    );
+    let knowledge = wait_all_learned(&queue, &store, 2, Duration::from_secs(30)).await;
+    assert_eq!(
+        knowledge,
+        Knowledge {
+            concepts: 3,
+            data_processed: 2
+        }
+    );
+    let dead = dead_letters(&redis).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].get::<String>("source_id").unwrap(), batch[0].id);
+    assert_eq!(dead[0].get::<String>("data").unwrap(), "poison");
+    let reason: String = dead[0].get("reason").unwrap();
+    assert!(reason.starts_with("delivered 6 times"), "{reason}");
+    assert_eq!(
+        worker.metric("multivac_worker_dead_lettered_total").await,
+        1.0
+    );
+}
+
+/// A datum MongoDB refuses for good (here: larger than its 16 MiB document
+/// limit, queued around the server) is dead-lettered alone with the reason,
+/// and the rest of its batch is learned and acknowledged. Batches are split
+/// by bytes along the way.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_datum_mongodb_refuses_is_dead_lettered_alone_and_the_rest_acknowledged() {
+    let (redis, mongo, queue, store) = started().await;
+    let huge = "word ".repeat(17 * 1024 * 1024 / 5 + 1);
+    let mut data: Vec<String> = (0..20).map(|i| format!("ordinary datum{i}")).collect();
+    data.insert(7, huge.clone());
+    push_all(&queue, data.into_iter()).await;
+    let worker = Multivac::worker(&redis, &mongo, "careful", &[("MULTIVAC_BATCH_BYTES", "64")]);
+    let knowledge = wait_all_learned(&queue, &store, 20, Duration::from_secs(60)).await;
+    assert_eq!(
+        knowledge,
+        Knowledge {
+            concepts: 22,
+            data_processed: 20
+        }
+    );
+    let dead = dead_letters(&redis).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].get::<String>("data").unwrap().len(), huge.len());
+    let reason: String = dead[0].get("reason").unwrap();
+    assert!(reason.contains("BSONObjectTooLarge"), "{reason}");
+    assert_eq!(
+        worker
+            .metric("multivac_worker_store_rejections_total")
+            .await,
+        1.0
+    );
+    assert_eq!(worker.metric("multivac_worker_processed_total").await, 20.0);
+    // 64-byte groups of ~16-byte data: several bulk writes, not one.
+    assert!(worker.metric("multivac_worker_batches_total").await >= 5.0);
+}
+
+/// At Redis' maxmemory (noeviction) a worker still creates nothing new but
+/// reads its pending entries, acknowledges and deletes them: the commands
+/// it needs do not need memory.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_reads_its_pending_entries_and_acks_at_maxmemory() {
+    let redis =
+        Redis::start_configured(&["--maxmemory", "3mb", "--maxmemory-policy", "noeviction"]);
+    let mongo = Mongo::start();
+    let queue = redis.queue();
+    let store = mongo.store().await;
+    queue.ensure_group().await.unwrap();
+    let datum = "y".repeat(8 * 1024);
+    let mut conn = redis.conn().await;
+    let mut queued = 0u64;
+    loop {
+        let added: redis::RedisResult<String> =
+            conn.xadd("multivac:data", "*", &[("data", &datum)]).await;
+        match added {
+            Ok(_) => queued += 1,
+            Err(e) if e.code() == Some("OOM") => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // A consumer took half and died; the worker restarts under its name.
+    let mut first = consumer(&redis, "at-the-limit");
+    let held = first
+        .read_new((queued / 2) as usize, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(!held.is_empty());
+    let still_full: redis::RedisResult<String> =
+        conn.xadd("multivac:data", "*", &[("data", &datum)]).await;
+    assert_eq!(still_full.unwrap_err().code(), Some("OOM"));
+    let _worker = Multivac::worker(&redis, &mongo, "at-the-limit", &[]);
+    let knowledge = wait_all_learned(&queue, &store, queued, Duration::from_secs(60)).await;
+    assert_eq!(knowledge.data_processed, queued);
+    assert_eq!(queue.dead_letters().await.unwrap(), 0);
 }

@@ -30,6 +30,16 @@ pub const STATS_TTL_MS: &str = "MULTIVAC_STATS_TTL_MS";
 pub const REQUEST_TIMEOUT_MS: &str = "MULTIVAC_REQUEST_TIMEOUT_MS";
 /// Both subcommands: how long a Redis or MongoDB call may take, in milliseconds.
 pub const BACKEND_TIMEOUT_MS: &str = "MULTIVAC_BACKEND_TIMEOUT_MS";
+/// `multivac server`: backlog (undelivered + pending) past which POST answers
+/// 503 `backlog_full` (the operator sets it from `spec.server.maxBacklog`).
+pub const MAX_BACKLOG: &str = "MULTIVAC_MAX_BACKLOG";
+/// `multivac server`: requests served at once; more are refused at once
+/// with 503 `overloaded`.
+pub const MAX_IN_FLIGHT: &str = "MULTIVAC_MAX_IN_FLIGHT";
+/// `multivac server`: after SIGTERM, how long it keeps serving while
+/// unready, in milliseconds (the operator sets it from
+/// `spec.server.drainSeconds`).
+pub const DRAIN_MS: &str = "MULTIVAC_DRAIN_MS";
 
 /// `multivac worker`: listen address of its probes and metrics.
 pub const METRICS_BIND: &str = "MULTIVAC_METRICS_BIND";
@@ -37,6 +47,8 @@ pub const METRICS_BIND: &str = "MULTIVAC_METRICS_BIND";
 pub const CONSUMER_NAME: &str = "MULTIVAC_CONSUMER_NAME";
 /// `multivac worker`: entries per read and per bulk write.
 pub const BATCH_SIZE: &str = "MULTIVAC_BATCH_SIZE";
+/// `multivac worker`: data bytes per bulk write.
+pub const BATCH_BYTES: &str = "MULTIVAC_BATCH_BYTES";
 /// `multivac worker`: how long one blocking read waits, in milliseconds.
 pub const BLOCK_MS: &str = "MULTIVAC_BLOCK_MS";
 /// `multivac worker`: visibility timeout before entries are reclaimed, in milliseconds.

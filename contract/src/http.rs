@@ -1,11 +1,12 @@
 //! `/healthz`, `/readyz` and `/metrics`, the same in the app server, the
 //! worker's probe server and the operator, and the one way they are served.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -28,27 +29,66 @@ pub trait Probes: Send + Sync + 'static {
 }
 
 /// The `/readyz` answer: `200 {"status": "ready", "<check>": "ok", ...}` when
-/// every check passed, else `503` with `"unready"` and each failed check's
-/// error, so one request tells which dependency is missing.
+/// every gating check passed, else `503` with `"unready"`, so one request
+/// tells which dependency is missing.
+///
+/// The body names each check's state with one fixed word (`ok`,
+/// `unavailable`, `draining`), never an error text: the probes answer anyone
+/// who can reach the port, and a backend's error carries its host name and
+/// user. The error itself goes to the log (debug level: probes come every few
+/// seconds; the code that talks to the backend logs its failures).
 #[derive(Debug, Default)]
 pub struct Readiness {
-    checks: Vec<(&'static str, Result<(), String>)>,
+    checks: Vec<(&'static str, &'static str, bool)>,
 }
 
+/// A check's word in the body when it passed.
+const OK: &str = "ok";
+/// A check's word in the body when it failed.
+const UNAVAILABLE: &str = "unavailable";
+
 impl Readiness {
-    /// Adds the outcome of checking `name`.
-    pub fn check<E: std::fmt::Display>(
-        mut self,
-        name: &'static str,
-        result: Result<(), E>,
-    ) -> Self {
-        self.checks.push((name, result.map_err(|e| e.to_string())));
+    /// Adds the outcome of checking `name`; a failure makes the answer 503.
+    pub fn check<E: std::fmt::Display>(self, name: &'static str, result: Result<(), E>) -> Self {
+        self.add(name, result, true)
+    }
+
+    /// Adds the state of `name` without gating on it: the answer says whether
+    /// it works, and stays 200 when it does not (a dependency the process
+    /// copes without, such as MongoDB for the server's intake).
+    pub fn report<E: std::fmt::Display>(self, name: &'static str, result: Result<(), E>) -> Self {
+        self.add(name, result, false)
+    }
+
+    /// Marks the process as stopping: 503 with `"shutdown": "draining"`, so
+    /// load balancers take it out while it still serves what reaches it.
+    pub fn draining(mut self) -> Self {
+        self.checks.push(("shutdown", "draining", true));
         self
     }
 
-    /// True when every check passed.
+    fn add<E: std::fmt::Display>(
+        mut self,
+        name: &'static str,
+        result: Result<(), E>,
+        gates: bool,
+    ) -> Self {
+        let word = match result {
+            Ok(()) => OK,
+            Err(e) => {
+                tracing::debug!(check = name, error = %e, "readiness check failed");
+                UNAVAILABLE
+            }
+        };
+        self.checks.push((name, word, gates));
+        self
+    }
+
+    /// True when every gating check passed.
     pub fn is_ready(&self) -> bool {
-        self.checks.iter().all(|(_, r)| r.is_ok())
+        self.checks
+            .iter()
+            .all(|(_, word, gates)| !gates || *word == OK)
     }
 }
 
@@ -60,8 +100,8 @@ impl IntoResponse for Readiness {
             "status".into(),
             json!(if ready { "ready" } else { "unready" }),
         );
-        for (name, result) in self.checks {
-            body.insert(name.into(), json!(result.err().as_deref().unwrap_or("ok")));
+        for (name, word, _) in self.checks {
+            body.insert(name.into(), json!(word));
         }
         let status = if ready {
             StatusCode::OK
@@ -111,14 +151,84 @@ pub fn http_service(router: Router) -> NormalizePath<Router> {
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) -> std::io::Result<()> {
-    axum::serve(
+    serve_with_drain(listener, router, shutdown, Drain::default()).await
+}
+
+/// How a server stops after a stop request (see [`serve_with_drain`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drain {
+    /// How long it keeps accepting and serving requests after the stop
+    /// request, so that load balancers see it unready and stop sending
+    /// before it stops listening.
+    pub serve_for: Duration,
+    /// How long the requests still in flight then get to finish before the
+    /// remaining connections are dropped.
+    pub finish_within: Option<Duration>,
+}
+
+/// [`serve`], with a drain: after `shutdown` it keeps serving for
+/// `drain.serve_for` (the caller's `/readyz` should say `draining`
+/// meanwhile, and every answer asks the client to close its connection so
+/// kept-alive clients reconnect elsewhere), then stops accepting, lets the
+/// requests in flight finish (at most `drain.finish_within`) and returns.
+pub async fn serve_with_drain(
+    listener: TcpListener,
+    router: Router,
+    shutdown: Shutdown,
+    drain: Drain,
+) -> std::io::Result<()> {
+    let closing = shutdown.clone();
+    let router = router.layer(axum::middleware::from_fn(
+        move |request: Request, next: axum::middleware::Next| {
+            let closing = closing.clone();
+            async move {
+                let mut response = next.run(request).await;
+                if closing.is_triggered() {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                response
+            }
+        },
+    ));
+    let mut stop = shutdown.clone();
+    let served = axum::serve(
         listener,
         axum::ServiceExt::<Request>::into_make_service(http_service(router)),
     )
-    .with_graceful_shutdown(async move { shutdown.wait().await })
-    .await
+    .with_graceful_shutdown(async move {
+        stop.wait().await;
+        if !drain.serve_for.is_zero() {
+            tracing::info!(
+                seconds = drain.serve_for.as_secs_f64(),
+                "draining: still serving while unready"
+            );
+            tokio::time::sleep(drain.serve_for).await;
+        }
+        tracing::info!("no longer accepting connections; finishing the requests in flight");
+    })
+    .into_future();
+    let Some(finish_within) = drain.finish_within else {
+        return served.await;
+    };
+    let mut stop = shutdown;
+    let deadline = async move {
+        stop.wait().await;
+        tokio::time::sleep(drain.serve_for + finish_within).await;
+    };
+    tokio::select! {
+        result = served => result,
+        () = deadline => {
+            tracing::warn!(
+                seconds = finish_within.as_secs_f64(),
+                "requests still in flight after the drain; dropping their connections"
+            );
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -138,9 +248,11 @@ mod tests {
     impl Probes for Fake {
         async fn readiness(&self) -> Readiness {
             let ready = self.ready.load(Ordering::Relaxed);
+            let failure = || Err("mongodb://user@db.internal:27017 is down");
             Readiness::default()
                 .check("always", Ok::<(), String>(()))
-                .check("sometimes", if ready { Ok(()) } else { Err("down: retry") })
+                .check("sometimes", if ready { Ok(()) } else { failure() })
+                .report("optional", if ready { Ok(()) } else { failure() })
         }
 
         async fn metrics(&self) -> String {
@@ -201,19 +313,40 @@ mod tests {
         let body: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(
             body,
-            json!({"status": "ready", "always": "ok", "sometimes": "ok"})
+            json!({"status": "ready", "always": "ok", "sometimes": "ok", "optional": "ok"})
         );
 
         let down = service(false);
         let (status, _, body) = get(&down, path::READYZ).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        // A fixed word, never the error text (which names hosts and users).
+        assert!(!body.contains("db.internal"), "{body}");
         let body: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(
             body,
-            json!({"status": "unready", "always": "ok", "sometimes": "down: retry"})
+            json!({"status": "unready", "always": "ok", "sometimes": "unavailable", "optional": "unavailable"})
         );
         // Liveness does not depend on readiness.
         assert_eq!(get(&down, path::HEALTHZ).await.0, StatusCode::OK);
+    }
+
+    #[test]
+    fn reported_states_do_not_gate_and_draining_does() {
+        let failed: Result<(), &str> = Err("mongodb://user@db.internal down");
+        let reported = Readiness::default()
+            .check("redis", Ok::<(), String>(()))
+            .report("mongodb", failed);
+        assert!(reported.is_ready());
+        let response = reported.into_response();
+        assert_eq!(response.status(), StatusCode::OK);
+        let draining = Readiness::default()
+            .check("redis", Ok::<(), String>(()))
+            .draining();
+        assert!(!draining.is_ready());
+        assert_eq!(
+            draining.into_response().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 
     #[tokio::test]
@@ -243,6 +376,59 @@ mod tests {
             .expect("serve did not return within 10 s of the trigger")
             .unwrap()
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_drain_keeps_serving_with_connection_close_then_stops() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let router = Router::new().route("/x", axum::routing::get(|| async { "x" }));
+        let drain = Drain {
+            serve_for: std::time::Duration::from_millis(400),
+            finish_within: Some(std::time::Duration::from_secs(1)),
+        };
+        let server = tokio::spawn(serve_with_drain(listener, router, shutdown, drain));
+        let before = raw_get_keep_alive(addr, "/x").await;
+        assert!(before.starts_with("HTTP/1.1 200"), "{before}");
+        assert!(
+            !before.to_ascii_lowercase().contains("connection: close"),
+            "{before}"
+        );
+        let stopped = std::time::Instant::now();
+        trigger.trigger();
+        // Still served during the drain, each answer closing its connection.
+        let during = raw_get_keep_alive(addr, "/x").await;
+        assert!(during.starts_with("HTTP/1.1 200"), "{during}");
+        assert!(
+            during.to_ascii_lowercase().contains("connection: close"),
+            "{during}"
+        );
+        tokio::time::timeout(std::time::Duration::from_secs(10), server)
+            .await
+            .expect("serve did not return after the drain")
+            .unwrap()
+            .unwrap();
+        assert!(
+            stopped.elapsed() >= drain.serve_for,
+            "stopped {:?} after the trigger, before the drain ended",
+            stopped.elapsed()
+        );
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
+
+    /// One HTTP/1.1 request without `Connection: close`: reads the head of
+    /// the answer only (the connection may stay open).
+    async fn raw_get_keep_alive(addr: std::net::SocketAddr, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = vec![0; 4096];
+        let n = stream.read(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
     }
 
     async fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {

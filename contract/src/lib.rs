@@ -13,10 +13,13 @@
 //! - what every process does the same way: log setup ([`init_logging`]),
 //!   Prometheus text ([`encode_metrics`]), stop on SIGTERM ([`on_signals`]),
 //!   `/healthz`, `/readyz` and `/metrics` ([`probe_routes`]) and serving HTTP
-//!   ([`serve`]).
+//!   ([`serve`], with a drain: [`serve_with_drain`]);
+//! - whether a Redis may evict the stream ([`EvictionPolicy`],
+//!   [`read_eviction_policy`]), which both the app and the scaler report.
 
 mod backlog;
 pub mod env;
+mod eviction;
 mod http;
 pub mod path;
 pub mod port;
@@ -26,7 +29,8 @@ mod stream;
 mod telemetry;
 
 pub use backlog::{Backlog, BacklogError, BacklogReading, read_backlog};
-pub use http::{Probes, Readiness, http_service, probe_routes, serve};
-pub use shutdown::{Shutdown, on_signals};
+pub use eviction::{EvictionPolicy, read_eviction_policy};
+pub use http::{Drain, Probes, Readiness, http_service, probe_routes, serve, serve_with_drain};
+pub use shutdown::{Shutdown, ShutdownTrigger, channel as shutdown_channel, on_signals};
 pub use stream::{DATA_FIELD, DEAD_LETTER, GROUP, HEARTBEAT_PREFIX, STREAM, acknowledge};
 pub use telemetry::{LogFormat, METRICS_CONTENT_TYPE, encode_metrics, init_logging};

@@ -9,17 +9,18 @@ pub struct Shutdown(watch::Receiver<bool>);
 
 /// The side that flips [`Shutdown`].
 #[derive(Debug)]
-pub(crate) struct ShutdownTrigger(watch::Sender<bool>);
+pub struct ShutdownTrigger(watch::Sender<bool>);
 
-/// A new pair, not yet triggered.
-pub(crate) fn channel() -> (ShutdownTrigger, Shutdown) {
+/// A new pair, not yet triggered: what [`on_signals`] builds on, and how a
+/// test stops a server without sending the process a signal.
+pub fn channel() -> (ShutdownTrigger, Shutdown) {
     let (tx, rx) = watch::channel(false);
     (ShutdownTrigger(tx), Shutdown(rx))
 }
 
 impl ShutdownTrigger {
     /// Asks every watcher to stop.
-    pub(crate) fn trigger(&self) {
+    pub fn trigger(&self) {
         let _ = self.0.send(true);
     }
 }

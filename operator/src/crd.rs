@@ -148,6 +148,14 @@ pub struct ServerSpec {
     /// The Service in front of the server.
     #[serde(default)]
     pub service: ServiceSpec,
+    /// Backlog (data queued and not yet learned) at which `POST /multivac/data` answers 503 `backlog_full` with Retry-After, before Redis is full; unset = bounded only by Redis' maxmemory (503 `queue_full`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000000000))]
+    pub max_backlog: Option<i64>,
+    /// Seconds a stopping server pod keeps serving while unready, so Services and load balancers stop sending it requests first; its terminationGracePeriodSeconds is this plus the request timeout plus a margin.
+    #[serde(default = "default_drain_seconds")]
+    #[schemars(range(min = 0, max = 300))]
+    pub drain_seconds: i32,
 }
 
 impl Default for ServerSpec {
@@ -156,12 +164,18 @@ impl Default for ServerSpec {
             replicas: default_server_replicas(),
             resources: None,
             service: ServiceSpec::default(),
+            max_backlog: None,
+            drain_seconds: default_drain_seconds(),
         }
     }
 }
 
 fn default_server_replicas() -> i32 {
     1
+}
+
+fn default_drain_seconds() -> i32 {
+    10
 }
 
 /// The server's Service.
@@ -277,7 +291,7 @@ fn default_stabilization() -> i32 {
 pub struct RedisSpec {
     /// A Redis run by the operator (Deployment, PVC, Service, generated password).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub managed: Option<ManagedStore>,
+    pub managed: Option<ManagedRedis>,
     /// A Redis you run yourself: the Secret key holds its URL (`redis://:password@host:6379/0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalStore>,
@@ -286,8 +300,42 @@ pub struct RedisSpec {
 impl Default for RedisSpec {
     fn default() -> Self {
         Self {
-            managed: Some(ManagedStore::default()),
+            managed: Some(ManagedRedis::default()),
             external: None,
+        }
+    }
+}
+
+/// The Redis the operator runs: a datastore, and how it persists.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedRedis {
+    /// Image, resources and storage.
+    #[serde(flatten)]
+    pub store: ManagedStore,
+    /// When Redis fsyncs its append-only file: `always` (before it answers, so a 202 survives a crash of the machine) or `everysec` (once a second, several times the POST throughput; a machine crash may lose the last 1-2 s of accepted data). Either way a crash of the Redis process alone loses nothing accepted while the disk keeps up.
+    #[serde(default)]
+    pub appendfsync: AppendFsync,
+}
+
+/// Redis' `appendfsync` policies the operator offers (`no` is not one: it
+/// leaves durability to the kernel's flush interval).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AppendFsync {
+    /// fsync before answering: nothing accepted is lost, even on a machine crash.
+    #[default]
+    Always,
+    /// fsync once a second in the background.
+    Everysec,
+}
+
+impl AppendFsync {
+    /// The value redis-server takes.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::Everysec => "everysec",
         }
     }
 }
@@ -670,7 +718,10 @@ mod tests {
         assert_eq!(spec.workers.target_backlog_per_worker, 100);
         assert_eq!(spec.workers.poll_interval_seconds, 5);
         assert_eq!(spec.workers.scale_down_stabilization_seconds, 60);
+        assert_eq!(spec.server.drain_seconds, 10);
+        assert_eq!(spec.server.max_backlog, None);
         assert!(spec.redis.managed.is_some() && spec.redis.external.is_none());
+        assert_eq!(spec.redis.managed.unwrap().appendfsync, AppendFsync::Always);
         assert!(spec.mongodb.managed.is_some() && spec.mongodb.external.is_none());
         assert_eq!(spec.mongodb.database, "multivac");
         assert!(spec.network_policy.enabled);
@@ -705,6 +756,19 @@ mod tests {
             json!(["type"])
         );
         assert_eq!(crd["spec"]["names"]["shortNames"], json!(["mv"]));
+        // The managed Redis has its store's fields and appendfsync, flat.
+        let redis = &spec["properties"]["redis"]["properties"]["managed"]["properties"];
+        assert_eq!(redis["appendfsync"]["enum"], json!(["always", "everysec"]));
+        assert_eq!(redis["appendfsync"]["default"], "always");
+        for field in ["image", "resources", "storage"] {
+            assert!(redis[field].is_object(), "redis.managed.{field}: {redis}");
+        }
+        let mongodb = &spec["properties"]["mongodb"]["properties"]["managed"]["properties"];
+        assert!(mongodb["appendfsync"].is_null(), "{mongodb}");
+        let server = &spec["properties"]["server"]["properties"];
+        assert_eq!(server["drainSeconds"]["default"], 10);
+        assert_eq!(server["drainSeconds"]["maximum"].as_f64(), Some(300.0));
+        assert_eq!(server["maxBacklog"]["minimum"].as_f64(), Some(1.0));
     }
 
     #[test]

@@ -44,6 +44,11 @@ impl Redis {
         Redis::spawn(free_port(), None)
     }
 
+    /// An in-memory Redis with more `redis-server` arguments.
+    fn start_with(extra: &[&str]) -> Redis {
+        Redis::spawn_with(free_port(), None, extra)
+    }
+
     /// A Redis that keeps its data across a stop and a start (AOF, fsync on
     /// every write); `previous` restarts a stopped one on the same port.
     fn start_durable(previous: Option<Redis>) -> Redis {
@@ -66,6 +71,10 @@ impl Redis {
     }
 
     fn spawn(port: u16, dir: Option<std::path::PathBuf>) -> Redis {
+        Redis::spawn_with(port, dir, &[])
+    }
+
+    fn spawn_with(port: u16, dir: Option<std::path::PathBuf>, extra: &[&str]) -> Redis {
         let mut cmd = Command::new(redis_server_path());
         cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--requirepass", PASSWORD, "--save", ""]);
@@ -77,6 +86,7 @@ impl Redis {
                 .args(["--appendonly", "no", "--dir"])
                 .arg(std::env::temp_dir()),
         };
+        cmd.args(extra);
         let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -559,10 +569,50 @@ mod cluster {
     }
 }
 
+/// Waits for MultiVac `name`'s Degraded condition to have `status`.
+async fn degraded_becomes(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    status: &str,
+    timeout: Duration,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    cluster::wait(timeout, &format!("Degraded={status} on {name}"), || async {
+        let c = cluster::degraded(client, ns, name).await?;
+        (c.status == status).then_some(c)
+    })
+    .await
+}
+
+/// Creates a MultiVac on the external Redis of Secret `redis_secret` (and a
+/// MongoDB Secret `mongo`), with `workers` as its `spec.workers`.
+async fn create_external(
+    mvs: &kube::Api<multivac_operator::MultiVac>,
+    name: &str,
+    redis_secret: &str,
+    workers: &serde_json::Value,
+) {
+    let mv: multivac_operator::MultiVac = serde_json::from_value(serde_json::json!({
+        "apiVersion": "multivac.io/v1alpha1", "kind": "MultiVac",
+        "metadata": {"name": name},
+        "spec": {
+            "image": "multivac:test",
+            "networkPolicy": {"enabled": false},
+            "workers": workers,
+            "redis": {"external": {"secretRef": {"name": redis_secret}}},
+            "mongodb": {"external": {"secretRef": {"name": "mongo"}}}
+        }
+    }))
+    .unwrap();
+    mvs.create(&kube::api::PostParams::default(), &mv)
+        .await
+        .expect("create the MultiVac");
+}
+
 #[tokio::test]
 async fn workers_follow_the_backlog_on_the_control_plane() {
     use cluster::*;
-    use kube::api::{Api, PostParams};
+    use kube::api::Api;
     use multivac_operator::MultiVac;
 
     const POLL: u64 = 2;
@@ -597,23 +647,10 @@ async fn workers_follow_the_backlog_on_the_control_plane() {
     )
     .await;
     let mvs: Api<MultiVac> = Api::namespaced(client.clone(), &ns_name);
+    let workers = serde_json::json!({"minReplicas": 1, "maxReplicas": 10, "targetBacklogPerWorker": 100,
+                                     "pollIntervalSeconds": POLL, "scaleDownStabilizationSeconds": WINDOW});
     for (name, redis_secret) in [("stuck", "redis-stuck"), ("mv", "redis")] {
-        let mv: MultiVac = serde_json::from_value(serde_json::json!({
-            "apiVersion": "multivac.io/v1alpha1", "kind": "MultiVac",
-            "metadata": {"name": name, "namespace": ns_name},
-            "spec": {
-                "image": "multivac:test",
-                "networkPolicy": {"enabled": false},
-                "workers": {"minReplicas": 1, "maxReplicas": 10, "targetBacklogPerWorker": 100,
-                            "pollIntervalSeconds": POLL, "scaleDownStabilizationSeconds": WINDOW},
-                "redis": {"external": {"secretRef": {"name": redis_secret}}},
-                "mongodb": {"external": {"secretRef": {"name": "mongo"}}}
-            }
-        }))
-        .unwrap();
-        mvs.create(&PostParams::default(), &mv)
-            .await
-            .expect("create the MultiVac");
+        create_external(&mvs, name, redis_secret, &workers).await;
     }
     let operator = Operator::spawn();
 
@@ -632,15 +669,7 @@ async fn workers_follow_the_backlog_on_the_control_plane() {
     .await;
 
     // The stuck one is reported, with its replicas kept.
-    let stuck = wait(
-        Duration::from_secs(30),
-        "Degraded=True on the stuck MultiVac",
-        || async {
-            let c = degraded(&client, &ns_name, "stuck").await?;
-            (c.status == "True").then_some(c)
-        },
-    )
-    .await;
+    let stuck = degraded_becomes(&client, &ns_name, "stuck", "True", Duration::from_secs(30)).await;
     assert_eq!(stuck.reason, "RedisUnreachable", "{stuck:?}");
     assert_eq!(replicas(&client, &ns_name, "stuck-worker").await, Some(1));
 
@@ -783,5 +812,106 @@ async fn workers_follow_the_backlog_on_the_control_plane() {
     eprintln!("1 entry -> woke from zero in {:?}", one.elapsed());
     drop(operator);
     drop(black_hole);
+    ns.delete().await;
+}
+
+/// Each new connection reads Redis' eviction policy: an `allkeys-*` one may
+/// delete the stream; a refused CONFIG is unknown, not an error.
+#[tokio::test]
+async fn the_reader_reads_the_eviction_policy_on_connect() {
+    use multivac_contract::EvictionPolicy;
+    // (redis-server arguments, the policy the reader reports)
+    let table: [(&[&str], EvictionPolicy); 3] = [
+        (&[], EvictionPolicy::NoEviction),
+        (
+            &["--maxmemory-policy", "allkeys-lru"],
+            EvictionPolicy::AllKeys("allkeys-lru".into()),
+        ),
+        (
+            &["--maxmemory-policy", "volatile-ttl"],
+            EvictionPolicy::Volatile("volatile-ttl".into()),
+        ),
+    ];
+    for (args, policy) in table {
+        let redis = Redis::start_with(args);
+        let mut reader = BacklogReader::default();
+        reader.read(&redis.url()).await.unwrap();
+        assert_eq!(reader.eviction_policy(), Some(&policy), "{args:?}");
+    }
+    let renamed = Redis::start_with(&["--rename-command", "CONFIG", ""]);
+    let mut reader = BacklogReader::default();
+    assert_eq!(
+        reader.read(&renamed.url()).await.unwrap(),
+        BacklogReading::NoStream,
+        "a refused CONFIG must not fail the backlog read"
+    );
+    assert!(
+        matches!(reader.eviction_policy(), Some(EvictionPolicy::Unknown(_))),
+        "{:?}",
+        reader.eviction_policy()
+    );
+}
+
+/// A MultiVac whose external Redis may evict the stream is `Degraded`
+/// (reason RedisMayEvictData) while its backlog is still read and scaled;
+/// one whose Redis refuses CONFIG is not.
+#[tokio::test]
+async fn a_redis_that_may_evict_the_stream_makes_the_multivac_degraded() {
+    use cluster::*;
+    use kube::api::Api;
+    use multivac_operator::MultiVac;
+
+    let client = client().await;
+    install_crd(&client).await;
+    let evicting = Redis::start_with(&["--maxmemory-policy", "allkeys-lru"]);
+    let closed = Redis::start_with(&["--rename-command", "CONFIG", ""]);
+    let ns = TestNamespace::create(&client, "eviction").await;
+    let ns_name = ns.name.clone();
+    secret(&client, &ns_name, "evicting", "redis-url", &evicting.url()).await;
+    secret(&client, &ns_name, "closed", "redis-url", &closed.url()).await;
+    secret(
+        &client,
+        &ns_name,
+        "mongo",
+        "mongodb-uri",
+        "mongodb://u:p@127.0.0.1:9/",
+    )
+    .await;
+    let mvs: Api<MultiVac> = Api::namespaced(client.clone(), &ns_name);
+    let workers = serde_json::json!({"pollIntervalSeconds": 1});
+    for (name, redis_secret) in [("evicting", "evicting"), ("closed", "closed")] {
+        create_external(&mvs, name, redis_secret, &workers).await;
+    }
+    let operator = Operator::spawn();
+    let cond = degraded_becomes(
+        &client,
+        &ns_name,
+        "evicting",
+        "True",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(cond.reason, "RedisMayEvictData", "{cond:?}");
+    assert!(cond.message.contains("allkeys-lru"), "{cond:?}");
+    assert!(cond.message.contains("noeviction"), "{cond:?}");
+    // The backlog is still read (the status shows it).
+    let backlog = mvs
+        .get("evicting")
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.workers)
+        .and_then(|w| w.backlog);
+    assert_eq!(backlog, Some(0));
+    let cond = degraded_becomes(
+        &client,
+        &ns_name,
+        "closed",
+        "False",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(cond.reason, "BacklogRead", "{cond:?}");
+    drop(operator);
     ns.delete().await;
 }

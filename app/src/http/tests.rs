@@ -2,9 +2,13 @@
 //! testing example), with the clients built from the command line exactly as
 //! `multivac server` builds them, and no Redis or MongoDB running: MongoDB is
 //! a closed port, and Redis is a socket that accepts connections and never
-//! answers, so a test can tell whether the server tried to reach the queue.
+//! answers, so a test can tell whether the server tried to reach the queue
+//! (or, for the refusals Redis gives when full, read-only, loading or unable
+//! to persist, a socket that answers every command with that error; the
+//! integration tests get the same errors from a real redis-server).
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use axum::http::Request;
 use clap::Parser;
@@ -21,6 +25,8 @@ use crate::config::Command;
 struct Server {
     service: NormalizePath<Router>,
     redis: TcpListener,
+    state: Arc<AppState>,
+    stop: multivac_contract::ShutdownTrigger,
 }
 
 /// One answer, read whole.
@@ -80,11 +86,44 @@ impl Server {
         let Command::Server(args) = Cli::try_parse_from(argv).unwrap().command else {
             panic!("not the server command")
         };
-        let state = Arc::new(AppState::connect(&args).await.unwrap());
+        let (stop, shutdown) = multivac_contract::shutdown_channel();
+        let state = Arc::new(AppState::connect(&args, shutdown).await.unwrap());
         Server {
-            service: http_service(router(state, ms(args.request_timeout_ms))),
+            service: http_service(router(state.clone())),
             redis,
+            state,
+            stop,
         }
+    }
+
+    /// Like [`Server::start`], with a Redis stand-in that answers every
+    /// command with the error `reply` (a RESP error line such as `-OOM ...`).
+    async fn start_refusing(reply: &'static str, args: &[&str]) -> Server {
+        let server = Server::start(args).await;
+        let listener =
+            tokio::net::TcpListener::from_std(server.redis.try_clone().unwrap()).unwrap();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut pending = Vec::new();
+                    let mut buf = vec![0; 64 * 1024];
+                    while let Ok(n) = conn.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        pending.extend_from_slice(&buf[..n]);
+                        let (commands, used) = resp_commands(&pending);
+                        pending.drain(..used);
+                        let answer = format!("{reply}\r\n").repeat(commands);
+                        if conn.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        server
     }
 
     async fn send(&self, request: Request<Body>) -> Answer {
@@ -121,15 +160,40 @@ impl Server {
         self.redis.accept().is_ok()
     }
 
-    /// A counter or gauge line's value from GET /metrics (0 when absent).
-    async fn metric(&self, name: &str) -> f64 {
-        self.get(path::METRICS)
-            .await
-            .text()
+    /// A counter or gauge line's value (0 when absent), read from the
+    /// registry /metrics encodes: GET /metrics would wait for the silent
+    /// Redis to read the backlog.
+    fn metric(&self, name: &str) -> f64 {
+        encode_metrics(&self.state.metrics.registry)
             .lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or(0.0)
     }
+}
+
+/// The complete RESP commands (arrays of bulk strings) at the start of
+/// `buf`: how many, and how many bytes they take.
+fn resp_commands(buf: &[u8]) -> (usize, usize) {
+    fn line(buf: &[u8], at: usize) -> Option<(usize, usize)> {
+        let end = at + buf.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+        let n = std::str::from_utf8(&buf[at + 1..end]).ok()?.parse().ok()?;
+        Some((n, end + 2))
+    }
+    let (mut count, mut used) = (0, 0);
+    'commands: while let Some((parts, mut at)) = line(buf, used) {
+        for _ in 0..parts {
+            let Some((len, start)) = line(buf, at) else {
+                break 'commands;
+            };
+            at = start + len + 2;
+            if at > buf.len() {
+                break 'commands;
+            }
+        }
+        count += 1;
+        used = at;
+    }
+    (count, used)
 }
 
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -227,7 +291,8 @@ async fn bad_input_gets_a_clear_error_and_never_reaches_the_queue() {
     );
 
     // At the limit (100 bytes, counted in UTF-8) is accepted: it goes on to
-    // the queue, which does not answer here.
+    // the queue, which does not answer here (so the server cannot say
+    // whether the datum was queued).
     for (what, body) in [
         ("100 ASCII bytes", format!("data={}", "a".repeat(100))),
         (
@@ -238,7 +303,7 @@ async fn bad_input_gets_a_clear_error_and_never_reaches_the_queue() {
         server
             .post(path::DATA, Some(FORM), body.into_bytes())
             .await
-            .assert_error(StatusCode::SERVICE_UNAVAILABLE, "queue_unavailable", what);
+            .assert_error(StatusCode::SERVICE_UNAVAILABLE, "queue_unconfirmed", what);
     }
     assert!(server.redis_contacted());
 }
@@ -276,7 +341,7 @@ async fn post_requires_the_bearer_token_when_one_is_set() {
     for authorization in ["Bearer s3cret-token", "bearer s3cret-token"] {
         post(Some(authorization)).await.assert_error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "queue_unavailable",
+            "queue_unconfirmed",
             authorization,
         );
     }
@@ -353,35 +418,40 @@ async fn every_route_answers_the_same_with_and_without_a_trailing_slash() {
     }
 }
 
-/// With Redis and MongoDB down: liveness holds, readiness names both, and
-/// the answers that need a backend are 503 with Retry-After.
+/// With Redis and MongoDB down: liveness holds, readiness is 503 for Redis
+/// (it gates) and reports MongoDB (it does not), without naming either's
+/// host, and the answers that need a backend are 503 with Retry-After.
 #[tokio::test]
-async fn backends_down_give_503_with_retry_after_and_readyz_says_why() {
+async fn backends_down_give_503_with_retry_after_and_readyz_says_which() {
     let server = Server::start(&[]).await;
     let health = server.get(path::HEALTHZ).await;
     assert_eq!(health.status, StatusCode::OK);
     assert_eq!(health.json(), serde_json::json!({"status": "alive"}));
 
+    // The first question waits for MongoDB once (300 ms here).
+    let answer = server.get(path::QUESTION).await;
+    answer.assert_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "GET /multivac",
+    );
+    assert_eq!(answer.headers[header::RETRY_AFTER], "1");
+
     let ready = server.get(path::READYZ).await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
-    let body = ready.json();
-    assert_eq!(body["status"], "unready", "{body}");
-    for backend in ["redis", "mongodb"] {
-        let error = body[backend].as_str().unwrap_or_default();
-        assert!(
-            error.contains("unreachable") && error.contains("127.0.0.1"),
-            "{backend}: {body}"
-        );
-    }
+    assert!(!ready.text().contains("127.0.0.1"), "{}", ready.text());
+    assert_eq!(
+        ready.json(),
+        serde_json::json!({"status": "unready", "redis": "unavailable", "mongodb": "unavailable"})
+    );
 
-    for (uri, code) in [
-        (path::QUESTION, "store_unavailable"),
-        (path::ZZZ, "queue_unavailable"),
-    ] {
-        let answer = server.get(uri).await;
-        answer.assert_error(StatusCode::SERVICE_UNAVAILABLE, code, uri);
-        assert_eq!(answer.headers[header::RETRY_AFTER], "1", "{uri}");
-    }
+    let zzz = server.get(path::ZZZ).await;
+    zzz.assert_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "queue_unavailable",
+        "GET /zzz",
+    );
+    assert_eq!(zzz.headers[header::RETRY_AFTER], "1");
     // The plain answer needs MongoDB too.
     let plain = server
         .send(
@@ -398,21 +468,224 @@ async fn backends_down_give_503_with_retry_after_and_readyz_says_why() {
     );
 }
 
-/// A request slower than MULTIVAC_REQUEST_TIMEOUT_MS gets 503 from the
-/// timeout, before the (5 s) backend timeout would give the queue's error.
+/// Once MongoDB failed to answer, the question is answered without waiting
+/// for it again (one read retries in the background), even with a long
+/// backend timeout.
 #[tokio::test]
-async fn slow_requests_time_out_with_503() {
+async fn the_question_does_not_wait_for_a_mongodb_known_to_be_down() {
+    let server = Server::start(&["--backend-timeout-ms", "1500"]).await;
+    server.get(path::QUESTION).await.assert_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "first",
+    );
+    for attempt in 0..5 {
+        let started = std::time::Instant::now();
+        let answer = server.get(path::QUESTION).await;
+        answer.assert_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "again",
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(750),
+            "attempt {attempt} waited {:?} for a MongoDB known to be down",
+            started.elapsed()
+        );
+    }
+}
+
+/// What Redis answers when it cannot take a datum becomes a 503 with a
+/// Retry-After and a message that says why; nothing is accepted.
+#[tokio::test]
+async fn redis_refusals_give_503_with_retry_after_and_the_reason() {
+    // (Redis' error, error code, Retry-After, words of the message)
+    #[rustfmt::skip]
+    let table = [
+        ("-OOM command not allowed when used memory > 'maxmemory'.", "queue_full", "5", "maxmemory"),
+        ("-LOADING Redis is loading the dataset in memory", "queue_unavailable", "1", "loading"),
+        ("-READONLY You can't write against a read only replica.", "queue_unavailable", "1", "read-only"),
+        ("-MISCONF Errors writing to the AOF file: No space left on device", "queue_unavailable", "1", "cannot persist"),
+        ("-ERR something else", "queue_unavailable", "1", "unavailable"),
+    ];
+    for (reply, code, retry_after, words) in table {
+        let server = Server::start_refusing(reply, &["--backend-timeout-ms", "2000"]).await;
+        let answer = server
+            .post(path::DATA, Some(FORM), b"data=refused".to_vec())
+            .await;
+        answer.assert_error(StatusCode::SERVICE_UNAVAILABLE, code, reply);
+        assert_eq!(answer.headers[header::RETRY_AFTER], retry_after, "{reply}");
+        let message = answer.json()["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(words), "{reply}: {message}");
+        assert!(
+            message.contains("nothing was accepted"),
+            "{reply}: {message}"
+        );
+        let line = format!(r#"multivac_http_errors_total{{error="{code}"}}"#);
+        assert_eq!(server.metric(&line), 1.0, "{reply}");
+    }
+}
+
+/// A Redis that closes the connection on the command: the XADD may have
+/// run, so the answer says so (503 `queue_unconfirmed`) instead of claiming
+/// that nothing was accepted; a Redis that refuses the connection did not
+/// run it (503 `queue_unavailable`).
+#[tokio::test]
+async fn a_broken_connection_is_unconfirmed_and_a_refused_one_unavailable() {
+    let server = Server::start(&["--backend-timeout-ms", "2000"]).await;
+    let listener = tokio::net::TcpListener::from_std(server.redis.try_clone().unwrap()).unwrap();
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        while let Ok((mut conn, _)) = listener.accept().await {
+            // Read the first bytes, then hang up without answering.
+            let mut buf = [0; 1024];
+            let _ = conn.read(&mut buf).await;
+        }
+    });
+    let answer = server
+        .post(path::DATA, Some(FORM), b"data=maybe".to_vec())
+        .await;
+    answer.assert_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "queue_unconfirmed",
+        "broken",
+    );
+    assert_eq!(answer.headers[header::RETRY_AFTER], "1");
+    assert!(
+        answer.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("may have been accepted"),
+        "{}",
+        answer.text()
+    );
+
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let redis_url = format!("redis://{closed}");
+    let refused = Server::start(&["--redis-url", &redis_url]).await;
+    refused
+        .post(path::DATA, Some(FORM), b"data=never".to_vec())
+        .await
+        .assert_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_unavailable",
+            "refused",
+        );
+}
+
+/// Past MULTIVAC_MAX_BACKLOG a POST is refused before it reaches Redis, with
+/// a JSON reason and Retry-After; below it the POST goes on to the queue.
+#[tokio::test]
+async fn a_full_backlog_refuses_post_before_redis() {
+    let server = Server::start(&["--max-backlog", "10"]).await;
+    let reading = |undelivered, pending| Backlog {
+        undelivered,
+        pending,
+    };
+    server.state.backlog.record(reading(6, 4), 0);
+    let refused = server
+        .post(path::DATA, Some(FORM), b"data=one+too+many".to_vec())
+        .await;
+    refused.assert_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "backlog_full",
+        "at the bound",
+    );
+    assert_eq!(refused.headers[header::RETRY_AFTER], "5");
+    let message = refused.json()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("MULTIVAC_MAX_BACKLOG"), "{message}");
+    assert!(!server.redis_contacted(), "a refused POST reached Redis");
+
+    server.state.backlog.record(reading(9, 0), 0);
+    server
+        .post(path::DATA, Some(FORM), b"data=fits".to_vec())
+        .await
+        .assert_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_unconfirmed",
+            "below the bound",
+        );
+    assert!(server.redis_contacted());
+}
+
+/// Over MULTIVAC_MAX_IN_FLIGHT a request is refused at once (503 overloaded,
+/// Retry-After) instead of waiting; the probes still answer.
+#[tokio::test]
+async fn requests_over_the_in_flight_limit_are_shed_at_once() {
+    let server =
+        Arc::new(Server::start(&["--max-in-flight", "1", "--backend-timeout-ms", "1000"]).await);
+    // One POST holds the only slot: the silent Redis keeps it waiting.
+    let holder = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            server
+                .post(path::DATA, Some(FORM), b"data=slow".to_vec())
+                .await
+        })
+    };
+    while !server.redis_contacted() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = std::time::Instant::now();
+    let shed = server.get(path::WELCOME).await;
+    shed.assert_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "second request",
+    );
+    assert_eq!(shed.headers[header::RETRY_AFTER], "1");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the shed request waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.get(path::HEALTHZ).await.status, StatusCode::OK);
+    assert_eq!(
+        server.metric(r#"multivac_http_errors_total{error="overloaded"}"#),
+        1.0
+    );
+    // The slot comes back once the first request is answered.
+    holder.await.unwrap().assert_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "queue_unconfirmed",
+        "holder",
+    );
+    assert_eq!(server.get(path::WELCOME).await.status, StatusCode::OK);
+}
+
+/// After a stop request the server is unready (`draining`) and still serves.
+#[tokio::test]
+async fn a_stop_request_turns_readyz_to_draining_and_keeps_serving() {
+    let server = Server::start(&[]).await;
+    server.stop.trigger();
+    let ready = server.get(path::READYZ).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json()["shutdown"], "draining", "{}", ready.text());
+    assert_eq!(server.get(path::WELCOME).await.status, StatusCode::OK);
+}
+
+/// A request slower than MULTIVAC_REQUEST_TIMEOUT_MS gets 503 `timeout`
+/// (JSON, Retry-After) before the (5 s) backend timeout would give the
+/// queue's error, and is counted.
+#[tokio::test]
+async fn slow_requests_time_out_with_503_and_are_counted() {
     let server =
         Server::start(&["--request-timeout-ms", "50", "--backend-timeout-ms", "5000"]).await;
     let answer = server
         .post(path::DATA, Some(FORM), b"data=slow".to_vec())
         .await;
-    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(
-        answer.body.is_empty(),
-        "the backend answered first: {}",
-        answer.text()
-    );
+    answer.assert_error(StatusCode::SERVICE_UNAVAILABLE, "timeout", "slow POST");
+    assert_eq!(answer.headers[header::RETRY_AFTER], "1");
+    let counted = [
+        r#"multivac_http_requests_total{route="/multivac/data",method="POST",status="503"}"#,
+        r#"multivac_http_errors_total{error="timeout"}"#,
+    ];
+    for line in counted {
+        assert_eq!(server.metric(line), 1.0, "{line}");
+    }
 }
 
 /// The request metrics count by matched route (the trailing slash trimmed
@@ -431,6 +704,16 @@ async fn request_metrics_are_labelled_by_route_method_and_status() {
     server.get(path::DATA).await;
     server.get(&format!("{}/", path::WELCOME)).await;
     server.get(path::HEALTHZ).await;
+    // A method the client made up is counted as `other`.
+    server
+        .send(
+            Request::builder()
+                .method(Method::from_bytes(b"MADE-UP-1234").unwrap())
+                .uri(path::WELCOME)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
 
     // (route label, method, status, requests counted)
     #[rustfmt::skip]
@@ -439,21 +722,24 @@ async fn request_metrics_are_labelled_by_route_method_and_status() {
         ("unmatched", "GET", 404, 1.0),
         ("/multivac/data", "GET", 405, 1.0),
         ("/", "GET", 200, 1.0),
+        ("/", "other", 405, 1.0),
         ("/healthz", "GET", 200, 1.0),
     ];
     for (route, method, status, count) in counted {
         let line = format!(
             r#"multivac_http_requests_total{{route="{route}",method="{method}",status="{status}"}}"#
         );
-        assert_eq!(server.metric(&line).await, count, "{line}");
+        assert_eq!(server.metric(&line), count, "{line}");
     }
     for (route, count) in [("/multivac/data", 4.0), ("unmatched", 1.0)] {
         let line = format!(r#"multivac_http_request_duration_seconds_count{{route="{route}"}}"#);
-        assert_eq!(server.metric(&line).await, count, "{line}");
+        assert_eq!(server.metric(&line), count, "{line}");
     }
+    server.get(path::METRICS).await;
     let text = server.get(path::METRICS).await.text();
     assert!(!text.contains("secret-looking-path"), "{text}");
-    // The scrapes above count themselves.
+    assert!(!text.contains("MADE-UP"), "{text}");
+    // A scrape is counted in the next one.
     assert!(
         text.contains(
             r#"multivac_http_requests_total{route="/metrics",method="GET",status="200"}"#
@@ -494,20 +780,28 @@ fn token_is_required_only_when_set() {
         required_concepts: 1,
         max_data_bytes: 10,
         api_token: None,
-        stats_ttl: Duration::ZERO,
+        request_timeout: Duration::from_secs(1),
+        max_in_flight: 1,
     };
     let mut headers = HeaderMap::new();
     assert!(authorize(&settings, &headers).is_ok());
-    settings.api_token = Some("s3cret".to_owned());
+    settings.api_token = Some(ApiToken::parse("s3cret\n").unwrap());
     assert!(authorize(&settings, &headers).is_err());
-    headers.insert(
-        header::AUTHORIZATION,
-        HeaderValue::from_static("Bearer wrong"),
-    );
-    assert!(authorize(&settings, &headers).is_err());
-    headers.insert(
-        header::AUTHORIZATION,
-        HeaderValue::from_static("Bearer s3cret"),
-    );
-    assert!(authorize(&settings, &headers).is_ok());
+    for (authorization, accepted) in [
+        ("Bearer wrong", false),
+        ("Bearer ", false),
+        ("Bearer s3cret", true),
+        ("bearer s3cret", true),
+        ("Bearer s3cret ", true),
+    ] {
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static(authorization),
+        );
+        assert_eq!(
+            authorize(&settings, &headers).is_ok(),
+            accepted,
+            "{authorization:?}"
+        );
+    }
 }

@@ -64,6 +64,8 @@ pub struct Redis {
     dir: TempDir,
     persistent: bool,
     password: Option<String>,
+    /// More configuration, as `redis-server` arguments.
+    extra: Vec<String>,
 }
 
 impl Redis {
@@ -79,7 +81,13 @@ impl Redis {
         })
     }
 
-    fn spawn(port: u16, dir: &Path, persistent: bool, password: Option<&str>) -> Child {
+    fn spawn(
+        port: u16,
+        dir: &Path,
+        persistent: bool,
+        password: Option<&str>,
+        extra: &[String],
+    ) -> Child {
         let mut cmd = Command::new(Self::binary());
         cmd.args([
             "--port",
@@ -101,6 +109,7 @@ impl Redis {
         } else {
             cmd.args(["--appendonly", "no"]);
         }
+        cmd.args(extra);
         let mut child = cmd.spawn().expect("starting redis-server");
         wait_listening(port, "redis-server", &mut child, Duration::from_secs(10));
         // Listening is not ready: while it loads its append-only file Redis
@@ -139,29 +148,43 @@ impl Redis {
 
     /// A Redis that requires `password` (AUTH).
     pub fn start_with_password(password: &str) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let child = Self::spawn(port, dir.path(), false, Some(password));
-        Redis {
-            child,
-            port,
-            dir,
-            persistent: false,
-            password: Some(password.to_owned()),
-        }
+        Self::start_full(false, Some(password), &[])
+    }
+
+    /// An in-memory Redis with more configuration, e.g.
+    /// `["--maxmemory", "4mb"]`.
+    pub fn start_configured(extra: &[&str]) -> Self {
+        Self::start_full(false, None, extra)
+    }
+
+    /// A persistent Redis (see [`Redis::start_persistent`]) with more
+    /// configuration.
+    pub fn start_persistent_configured(extra: &[&str]) -> Self {
+        Self::start_full(true, None, extra)
     }
 
     fn start_with(persistent: bool) -> Self {
+        Self::start_full(persistent, None, &[])
+    }
+
+    fn start_full(persistent: bool, password: Option<&str>, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let child = Self::spawn(port, dir.path(), persistent, None);
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        let child = Self::spawn(port, dir.path(), persistent, password, &extra);
         Redis {
             child,
             port,
             dir,
             persistent,
-            password: None,
+            password: password.map(str::to_owned),
+            extra,
         }
+    }
+
+    /// Its data directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     pub fn url(&self) -> String {
@@ -183,12 +206,29 @@ impl Redis {
             self.dir.path(),
             self.persistent,
             self.password.as_deref(),
+            &self.extra,
         );
     }
 
     /// A queue handle for assertions.
     pub fn queue(&self) -> Queue {
         Queue::connect(&self.url(), Duration::from_secs(5)).expect("redis url")
+    }
+
+    /// Entries delivered to `consumer` and not acknowledged.
+    pub async fn pending_of(&self, consumer: &str) -> u64 {
+        let mut conn = self.conn().await;
+        let reply: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg("multivac:data")
+            .arg("multivac-workers")
+            .arg("-")
+            .arg("+")
+            .arg(100_000)
+            .arg(consumer)
+            .query_async(&mut conn)
+            .await
+            .expect("XPENDING");
+        reply.ids.len() as u64
     }
 
     /// A plain Redis connection for assertions about the stream itself.
@@ -368,7 +408,28 @@ impl Multivac {
         port: u16,
         env: &[(&str, &str)],
     ) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_multivac"));
+        Self::spawn_wrapped(subcommand, redis, mongo, port, env, &[])
+    }
+
+    /// The binary run by `wrapper` (a program and its arguments, the
+    /// binary's path and arguments appended), e.g. to limit its memory.
+    fn spawn_wrapped(
+        subcommand: &str,
+        redis: &str,
+        mongo: &Mongo,
+        port: u16,
+        env: &[(&str, &str)],
+        wrapper: &[String],
+    ) -> Self {
+        let binary = env!("CARGO_BIN_EXE_multivac");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(binary);
+                cmd
+            }
+            None => Command::new(binary),
+        };
         cmd.arg(subcommand)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -402,9 +463,25 @@ impl Multivac {
 
     /// `multivac worker` named `name` with extra environment.
     pub fn worker(redis: &Redis, mongo: &Mongo, name: &str, env: &[(&str, &str)]) -> Self {
+        Self::worker_wrapped(redis, mongo, name, env, &[])
+    }
+
+    /// [`Multivac::worker`] run by `wrapper` (see `spawn_wrapped`).
+    pub fn worker_wrapped(
+        redis: &Redis,
+        mongo: &Mongo,
+        name: &str,
+        env: &[(&str, &str)],
+        wrapper: &[String],
+    ) -> Self {
         let mut all = vec![("MULTIVAC_CONSUMER_NAME", name)];
         all.extend_from_slice(env);
-        Self::spawn("worker", &redis.url(), mongo, free_port(), &all)
+        Self::spawn_wrapped("worker", &redis.url(), mongo, free_port(), &all, wrapper)
+    }
+
+    /// The exit status if it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("waiting for multivac")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -445,6 +522,11 @@ impl Multivac {
             .status()
             .expect("running kill");
         assert!(status.success(), "kill -TERM failed");
+        self.wait(timeout)
+    }
+
+    /// Its exit status (panics after `timeout`).
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("waiting for multivac") {
@@ -452,7 +534,7 @@ impl Multivac {
             }
             assert!(
                 start.elapsed() < timeout,
-                "multivac did not exit within {timeout:?} of SIGTERM"
+                "multivac did not exit within {timeout:?}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -146,7 +146,8 @@ pub(crate) fn validate<'a>(mv: &'a MultiVac, read: &Dereferenced) -> Result<Vali
             s.workers.min_replicas, s.workers.max_replicas
         )));
     }
-    let redis = store("redis", &s.redis.managed, s.redis.external.is_some())?;
+    let redis_store = s.redis.managed.as_ref().map(|m| m.store.clone());
+    let redis = store("redis", &redis_store, s.redis.external.is_some())?;
     let mongodb = store("mongodb", &s.mongodb.managed, s.mongodb.external.is_some())?;
     check_resources("spec.server.resources", &s.server.resources)?;
     check_resources("spec.workers.resources", &s.workers.resources)?;

@@ -45,7 +45,7 @@ mod tests {
         let m = mv(
             json!({"image": "x", "redis": {"managed": {"storage": {"size": "2Gi", "storageClassName": "fast"}}}}),
         );
-        let storage = m.spec.redis.managed.clone().unwrap().storage;
+        let storage = m.spec.redis.managed.clone().unwrap().store.storage;
         assert_eq!(
             json_of(&build(&validated(&m), "redis", &storage).unwrap()),
             json!({

@@ -1,24 +1,60 @@
 //! The HTTP server Deployment.
+//!
+//! A server pod stops without failing a request: on SIGTERM it turns unready
+//! and keeps serving for `spec.server.drainSeconds` (Services and load
+//! balancers take it out meanwhile; its answers close their connections, so
+//! kept-alive clients reconnect to another pod), then finishes what is in
+//! flight within the request timeout. The app does this itself, so no
+//! `preStop` hook is needed (the image has no shell for one to run, and a
+//! hook that only sleeps would delay SIGTERM without the pod turning
+//! unready). The grace period covers the drain, the request timeout and a
+//! margin.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use multivac_contract::port;
+use multivac_contract::{env, port};
 
 use super::{app_default_resources, app_pod, metadata, resources_or, typed};
 use crate::error::Result;
 use crate::reconcile::Validated;
 
+/// The request timeout the operator gives the server
+/// (`MULTIVAC_REQUEST_TIMEOUT_MS`), which bounds the requests in flight at
+/// the end of a drain.
+const REQUEST_TIMEOUT_SECONDS: i64 = 10;
+/// Time beyond drain and request timeout before the kubelet kills the pod.
+const GRACE_MARGIN_SECONDS: i64 = 5;
+
+/// The server's own settings, beside what every app container gets.
+fn server_env(mv: &Validated) -> Vec<Value> {
+    let server = &mv.spec.server;
+    let mut vars = vec![
+        json!({"name": env::DRAIN_MS, "value": (i64::from(server.drain_seconds) * 1000).to_string()}),
+        json!({"name": env::REQUEST_TIMEOUT_MS, "value": (REQUEST_TIMEOUT_SECONDS * 1000).to_string()}),
+    ];
+    if let Some(max) = server.max_backlog {
+        vars.push(json!({"name": env::MAX_BACKLOG, "value": max.to_string()}));
+    }
+    vars
+}
+
 /// Deployment `<mv>-server` running `multivac server` on :8080.
 pub(super) fn build(mv: &Validated) -> Result<Deployment> {
+    let mut vars = app_pod::env(mv, true);
+    if let Value::Array(list) = &mut vars {
+        list.extend(server_env(mv));
+    }
     let container = app_pod::container(
         mv,
         "server",
         "http",
         port::SERVER,
-        app_pod::env(mv, true),
+        vars,
         resources_or(&mv.spec.server.resources, app_default_resources())?,
     );
+    let grace =
+        i64::from(mv.spec.server.drain_seconds) + REQUEST_TIMEOUT_SECONDS + GRACE_MARGIN_SECONDS;
     typed(json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -26,7 +62,7 @@ pub(super) fn build(mv: &Validated) -> Result<Deployment> {
         "spec": {
             "replicas": mv.spec.server.replicas,
             "selector": app_pod::selector(mv, "server"),
-            "template": app_pod::template(mv, "server", container, 30),
+            "template": app_pod::template(mv, "server", container, grace),
         },
     }))
 }
@@ -68,7 +104,7 @@ mod tests {
                                 "seccompProfile": {"type": "RuntimeDefault"},
                             },
                             "imagePullSecrets": [],
-                            "terminationGracePeriodSeconds": 30,
+                            "terminationGracePeriodSeconds": 25,
                             "containers": [{
                                 "name": "server",
                                 "image": "multivac:1",
@@ -80,6 +116,8 @@ mod tests {
                                     {"name": "MULTIVAC_REDIS_URL", "valueFrom": {"secretKeyRef": {"name": "mv-credentials", "key": "redis-url"}}},
                                     {"name": "MULTIVAC_MONGODB_URI", "valueFrom": {"secretKeyRef": {"name": "mv-credentials", "key": "mongodb-uri"}}},
                                     {"name": "MULTIVAC_API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "tok", "key": "token"}}},
+                                    {"name": "MULTIVAC_DRAIN_MS", "value": "10000"},
+                                    {"name": "MULTIVAC_REQUEST_TIMEOUT_MS", "value": "10000"},
                                 ],
                                 "envFrom": [{"configMapRef": {"name": "mv-config"}}],
                                 "livenessProbe": {
@@ -105,6 +143,28 @@ mod tests {
                     },
                 },
             })
+        );
+    }
+
+    #[test]
+    fn drain_and_backlog_bound_follow_the_spec() {
+        let m = mv(json!({"image": "x", "server": {"drainSeconds": 30, "maxBacklog": 50000}}));
+        let built = json_of(&build(&validated(&m)).unwrap());
+        let pod = &built["spec"]["template"]["spec"];
+        assert_eq!(pod["terminationGracePeriodSeconds"], 45);
+        let env = pod["containers"][0]["env"].as_array().unwrap();
+        let value = |name: &str| {
+            env.iter()
+                .find(|e| e["name"] == name)
+                .map(|e| e["value"].clone())
+        };
+        assert_eq!(value("MULTIVAC_DRAIN_MS"), Some(json!("30000")));
+        assert_eq!(value("MULTIVAC_MAX_BACKLOG"), Some(json!("50000")));
+        let none = mv(json!({"image": "x", "server": {"drainSeconds": 0}}));
+        let built = json_of(&build(&validated(&none)).unwrap());
+        assert_eq!(
+            built["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+            15
         );
     }
 }

@@ -2,11 +2,15 @@
 //! connection per MultiVac. What counts as waiting, and the commands that
 //! read it (XINFO GROUPS, and XLEN only when needed: one round trip on
 //! Redis 7), are the contract's [`read_backlog`], the same the app's `/zzz`
-//! and `/metrics` use.
+//! and `/metrics` use. On each new connection it also reads Redis'
+//! `maxmemory-policy` ([`read_eviction_policy`]), so a Redis that may evict
+//! the stream is reported at the cost of one command per connection.
 
 use std::time::Duration;
 
-use multivac_contract::{BacklogReading, read_backlog, secret_key};
+use multivac_contract::{
+    BacklogReading, EvictionPolicy, read_backlog, read_eviction_policy, secret_key,
+};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client};
 
@@ -36,6 +40,7 @@ pub enum BacklogError {
 pub struct BacklogReader {
     url: Option<String>,
     conn: Option<MultiplexedConnection>,
+    policy: Option<EvictionPolicy>,
 }
 
 impl BacklogReader {
@@ -48,7 +53,8 @@ impl BacklogReader {
         let mut conn = match &self.conn {
             Some(c) => c.clone(),
             None => {
-                let c = connect(url).await?;
+                let mut c = connect(url).await?;
+                self.policy = read_eviction_policy(&mut c).await.ok();
                 self.conn = Some(c.clone());
                 c
             }
@@ -59,6 +65,12 @@ impl BacklogReader {
             self.conn = None;
         }
         Ok(result?)
+    }
+
+    /// Redis' `maxmemory-policy` as read on the current connection (`None`
+    /// when it did not answer).
+    pub fn eviction_policy(&self) -> Option<&EvictionPolicy> {
+        self.policy.as_ref()
     }
 }
 

@@ -39,6 +39,9 @@ pub(crate) struct Metrics {
     /// `multivac_scaler_degraded{namespace,name}`: 1 while the scaler holds the
     /// MultiVac's `Degraded` condition True (the backlog cannot be read).
     pub(crate) degraded: Family<MultiVacLabels, Gauge>,
+    /// `multivac_scaler_redis_eviction_unsafe{namespace,name}`: 1 while the
+    /// MultiVac's Redis has a `maxmemory-policy` that may evict the stream.
+    pub(crate) eviction_unsafe: Family<MultiVacLabels, Gauge>,
     /// `multivac_scaler_decisions_total{namespace,name,direction}`.
     pub(crate) decisions: Family<DecisionLabels, Counter>,
     /// `multivac_scaler_backlog_read_errors_total{namespace,name}`.
@@ -54,6 +57,7 @@ impl Metrics {
             desired: Family::default(),
             max_replicas: Family::default(),
             degraded: Family::default(),
+            eviction_unsafe: Family::default(),
             decisions: Family::default(),
             read_errors: Family::default(),
             poll_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
@@ -81,8 +85,13 @@ impl Metrics {
         );
         r.register(
             "degraded",
-            "1 while the MultiVac's Degraded condition is True (backlog unreadable)",
+            "1 while the MultiVac's Degraded condition is True (backlog unreadable, or a Redis that may evict the stream)",
             m.degraded.clone(),
+        );
+        r.register(
+            "redis_eviction_unsafe",
+            "1 while the MultiVac's Redis has a maxmemory-policy that may evict the stream (allkeys-*)",
+            m.eviction_unsafe.clone(),
         );
         r.register(
             "decisions",
@@ -126,6 +135,7 @@ impl Metrics {
         self.desired.remove(&l);
         self.max_replicas.remove(&l);
         self.degraded.remove(&l);
+        self.eviction_unsafe.remove(&l);
         self.read_errors.remove(&l);
         for direction in ["up", "down"] {
             self.decisions.remove(&DecisionLabels {

@@ -215,7 +215,7 @@ impl Poller {
                     .get_or_create(&self.labels())
                     .set(entries);
                 let d = decision::decide(now, backlog, &params, running, &mut self.history);
-                Some((d, DegradedState::ok()))
+                Some((d, self.degraded_when_read()))
             }
             Err(e) => {
                 self.failures += 1;
@@ -230,6 +230,33 @@ impl Poller {
                 };
                 Some((keep, self.degraded_after(&e, current)?))
             }
+        }
+    }
+
+    /// `Degraded` after a good read: true while Redis' eviction policy may
+    /// delete the stream (an external Redis with `allkeys-*`), which loses
+    /// accepted data at maxmemory; false otherwise, also when `CONFIG` is
+    /// refused (a provider may disable it: the policy is then unknown).
+    fn degraded_when_read(&self) -> DegradedState {
+        let policy = self.reader.eviction_policy();
+        let unsafe_policy = policy.filter(|p| p.may_evict_the_stream());
+        self.metrics
+            .eviction_unsafe
+            .get_or_create(&self.labels())
+            .set(i64::from(unsafe_policy.is_some()));
+        match unsafe_policy.and_then(|p| p.warning()) {
+            Some(warning) => {
+                let state = DegradedState {
+                    status: true,
+                    reason: status::REASON_EVICTION.into(),
+                    message: warning,
+                };
+                if self.written.as_ref().map(|w| &w.degraded) != Some(&state) {
+                    warn!(multivac = %self.key, "{}", state.message);
+                }
+                state
+            }
+            None => DegradedState::ok(),
         }
     }
 

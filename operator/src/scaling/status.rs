@@ -16,6 +16,8 @@ pub(crate) const REASON_OK: &str = "BacklogRead";
 pub(crate) const REASON_REDIS: &str = "RedisUnreachable";
 /// `Degraded=True` reason: the Secret with the Redis URL is missing or incomplete.
 pub(crate) const REASON_SECRET: &str = "RedisUrlMissing";
+/// `Degraded=True` reason: Redis' `maxmemory-policy` may evict the stream.
+pub(crate) const REASON_EVICTION: &str = "RedisMayEvictData";
 
 /// The scaler's view of one MultiVac, compared with what the API server
 /// holds before anything is written.
