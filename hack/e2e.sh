@@ -60,8 +60,8 @@ RUN="$(mktemp -d "${TMPDIR:-/tmp}/multivac-e2e-run.XXXXXX")"
 k() { "$BIN/kubectl" --kubeconfig "$MULTIVAC_CLUSTER_STATE/kubeconfig" "$@"; }
 img() { bash "$MULTIVAC_ROOT/hack/images/build.sh" name "$1"; }
 since() { echo $(( $(date +%s) - $1 )); }
-# ms_since START_MS: milliseconds since START_MS, printed as seconds (x.y).
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# secs_since_ms START_MS: the time since START_MS (from now_ms) in seconds, x.y.
 secs_since_ms() { local d=$(( $(now_ms) - $1 )); printf '%d.%d' $((d / 1000)) $((d % 1000 / 100)); }
 
 # ---- scenarios and the summary (one pass/fail helper; swap for the shared one) ---------
@@ -84,7 +84,7 @@ scenario() {
 
 # record TITLE RC SECONDS FIGURES WHY: one line of the summary.
 record() {
-  local line="$3 s | $4"
+  local line="$3 s | ${4%; }"
   [ -n "$5" ] && line+=" | FAILED: $5"
   if [ "$2" -eq 0 ]; then PASSED=$((PASSED + 1)); SUMMARY+=("PASS | $1 | $line")
   else FAILED=$((FAILED + 1)); SUMMARY+=("FAIL | $1 | $line"); fi
