@@ -12,11 +12,14 @@ ARG RUST_VERSION=1.95
 
 FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
-# Only what cargo needs: both workspace members must exist for --locked to
-# resolve the workspace, but only the app is compiled.
+# Only what cargo needs: every workspace member must exist for --locked to
+# resolve the workspace, but only the app and the contract crate it shares
+# with the operator are compiled.
 COPY Cargo.toml Cargo.lock ./
 COPY app ./app
+COPY contract ./contract
 COPY operator ./operator
+COPY xtask ./xtask
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
@@ -26,7 +29,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 # distroless/cc: glibc and libgcc only (the binary uses rustls, no OpenSSL),
 # no shell, no package manager. The builder is bookworm too, so glibc matches.
 FROM gcr.io/distroless/cc-debian12:nonroot
-ARG VERSION=0.1.0
+ARG VERSION=v0.1.0
 ARG REVISION=unknown
 ARG CREATED=1970-01-01T00:00:00Z
 LABEL org.opencontainers.image.title="multivac" \

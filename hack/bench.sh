@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`: the app's benchmark, then the operator's when it exists.
+# `make bench`: the app's benchmark, then the operator's and the scaler's when they
+# exist, then the local cluster's volume binding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/bench/app.sh
@@ -9,3 +10,4 @@ fi
 if [ -f hack/bench/scaling.sh ]; then
   bash hack/bench/scaling.sh
 fi
+bash hack/bench/volumes.sh

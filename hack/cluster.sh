@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A real local Kubernetes control plane for tests and local runs: etcd,
-# kube-apiserver, kube-controller-manager, kube-scheduler and kwok (simulated
-# nodes and pod lifecycle), all built from the pinned Go modules in hack/cluster
-# and run on free loopback ports, so several clusters can run side by side.
+# kube-apiserver, kube-controller-manager, kube-scheduler, kwok (simulated
+# nodes and pod lifecycle) and a dynamic volume provisioner behind the default
+# StorageClass, all built from the pinned Go modules in hack/cluster and run on
+# free loopback ports, so several clusters can run side by side.
 #
 #   hack/cluster.sh build        build the binaries into the cache (once)
 #   hack/cluster.sh up           start a cluster in $MULTIVAC_CLUSTER_STATE
@@ -17,8 +18,13 @@
 #                                print the path of a kubeconfig that holds a token
 #                                of that ServiceAccount (least-privilege tests)
 #
-# State (certificates, etcd data, kubeconfigs, logs/, pids/) lives in
+# State (certificates, etcd data, kubeconfigs, volumes/, logs/, pids/) lives in
 # MULTIVAC_CLUSTER_STATE (default ${TMPDIR:-/tmp}/multivac-cluster).
+#
+# The kwok nodes are sized by MULTIVAC_KWOK_NODES (how many, default 2) and
+# MULTIVAC_KWOK_NODE_PODS / _CPU / _MEMORY (each one's capacity, default 8000
+# pods, 512 CPUs, 1Ti): together room for 1,000 MultiVacs with managed stores
+# at their maximum worker count (see hack/cluster/README.md).
 set -euo pipefail
 # shellcheck source=hack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -30,8 +36,13 @@ BIN="$(cluster_bin_dir)"
 MARKER="$STATE/.multivac-cluster"
 # Components in start order; `down` stops them in reverse. A later node with a
 # real kubelet adds its components here and a start_<name> function below.
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
-NODES=(kwok-node-0 kwok-node-1)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok provisioner)
+KWOK_NODE_PODS="${MULTIVAC_KWOK_NODE_PODS:-8000}"
+KWOK_NODE_CPU="${MULTIVAC_KWOK_NODE_CPU:-512}"
+KWOK_NODE_MEMORY="${MULTIVAC_KWOK_NODE_MEMORY:-1Ti}"
+NODES=()   # kwok-node-0 ... set by `up` (kwok_nodes)
+# The dynamic provisioner's name, as the StorageClasses give it.
+PROVISIONER=multivac.local/hostpath
 UP_TIMEOUT="${MULTIVAC_CLUSTER_TIMEOUT:-90}"
 SERVICE_CIDR=10.96.0.0/16
 SERVICE_IP=10.96.0.1
@@ -91,6 +102,8 @@ subjectAltName=IP:127.0.0.1,IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kube
   # kwok stands in for every kubelet; the Node authorizer only lets a kubelet
   # touch its own node, so it acts as a cluster admin like kwokctl's does.
   cert kwok "/O=system:masters/CN=kwok" "$client"
+  # The volume provisioner, bound to its own least-privilege ClusterRole.
+  cert provisioner "/CN=multivac:provisioner" "$client"
   # Service-account tokens are signed with this key (controller-manager) and
   # verified with its public half (apiserver).
   openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
@@ -185,11 +198,19 @@ start_kube-apiserver() {
     --profiling=false
 }
 
+# The controllers' and the scheduler's clients are not rate-limited here (the
+# numbers kwokctl uses to lift the limits; the API server's priority and
+# fairness still protects it): at controller-manager's default 20 requests/s
+# the PV controller bound 200 pre-made claims in 59.65 s, 18.74 s without the
+# limit (hack/bench/volumes.sh), and 1,000 MultiVacs make 2,000 claims.
+API_QPS=5000 API_BURST=10000
+
 start_kube-controller-manager() {
   local pki="$STATE/pki" kc="$STATE/kube-controller-manager.kubeconfig"
   kubeconfig "$kc" kube-controller-manager
   run kube-controller-manager "$BIN/kube-controller-manager" \
     --kubeconfig "$kc" --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
+    --kube-api-qps "$API_QPS" --kube-api-burst "$API_BURST" \
     --bind-address 127.0.0.1 --secure-port "$KCM_PORT" --cert-dir "$STATE/kube-controller-manager" \
     --leader-elect=false --controllers '*' --use-service-account-credentials=true \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
@@ -200,10 +221,18 @@ start_kube-controller-manager() {
 start_kube-scheduler() {
   local kc="$STATE/kube-scheduler.kubeconfig"
   kubeconfig "$kc" kube-scheduler
-  run kube-scheduler "$BIN/kube-scheduler" \
-    --kubeconfig "$kc" --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
+  # The client's rate and leader election are only settable in the config
+  # file (their flags are deprecated and ignored beside one).
+  cat > "$STATE/kube-scheduler.yaml" <<EOF
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+clientConnection: {kubeconfig: "$kc", qps: $API_QPS, burst: $API_BURST}
+leaderElection: {leaderElect: false}
+EOF
+  run kube-scheduler "$BIN/kube-scheduler" --config "$STATE/kube-scheduler.yaml" \
+    --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
     --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" --cert-dir "$STATE/kube-scheduler" \
-    --leader-elect=false --profiling=false
+    --profiling=false
 }
 
 start_kwok() {
@@ -218,6 +247,77 @@ start_kwok() {
     --cidr "$POD_CIDR" --node-ip 10.0.0.1 \
     --node-lease-duration-seconds 40 \
     --server-address "127.0.0.1:$KWOK_PORT"
+}
+
+# storage: the provisioner's rights (what sig-storage-lib-external-provisioner
+# calls: claims, volumes and classes read through informers, volumes created
+# and deleted, events recorded) and its two StorageClasses. The default one
+# retains a volume whose claim is deleted (its PV turns Released, its directory
+# stays until `down`): deleting a claim, or a namespace, never deletes data by
+# surprise. multivac-local-delete is for throwaway volumes: a deleted claim
+# takes its PV and directory with it. Immediate binding: a claim is bound as
+# soon as it exists, with no node to wait for (the volumes carry no node
+# affinity: the real node, when there is one, is the only node pods run on).
+storage() {
+  kubectl_ apply -f - >/dev/null <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "multivac:provisioner"}
+rules:
+- apiGroups: [""]
+  resources: [persistentvolumes]
+  verbs: [get, list, watch, create, delete]
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [get, list, watch]
+- apiGroups: [storage.k8s.io]
+  resources: [storageclasses]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch, update]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "multivac:provisioner"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "multivac:provisioner"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "multivac:provisioner"}
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: multivac-local
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: $PROVISIONER
+reclaimPolicy: Retain
+volumeBindingMode: Immediate
+parameters: {gidMin: "300000", gidMax: "349999"}
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: multivac-local-delete
+provisioner: $PROVISIONER
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+parameters: {gidMin: "350000", gidMax: "399999"}
+EOF
+}
+
+start_provisioner() {
+  local kc="$STATE/provisioner.kubeconfig"
+  kubeconfig "$kc" provisioner
+  run provisioner "$BIN/provisioner" --kubeconfig "$kc" --root "$STATE/volumes" --name "$PROVISIONER" \
+    --kube-api-qps "$API_QPS" --kube-api-burst "$API_BURST"
+}
+
+# kwok_nodes checks the sizing variables and names the nodes. CPU and memory
+# are quantities: the API server refuses a bad one when the node is created.
+kwok_nodes() {
+  [[ "${MULTIVAC_KWOK_NODES:-2}" =~ ^[1-9][0-9]*$ ]] || die "MULTIVAC_KWOK_NODES must be a whole number of nodes, at least 1 (got '$MULTIVAC_KWOK_NODES')"
+  [[ "$KWOK_NODE_PODS" =~ ^[1-9][0-9]*$ ]] || die "MULTIVAC_KWOK_NODE_PODS must be a whole number of pods, at least 1 (got '$KWOK_NODE_PODS')"
+  mapfile -t NODES < <(cluster_kwok_nodes)
 }
 
 # register_nodes creates the simulated nodes kwok manages (label type=kwok),
@@ -241,8 +341,8 @@ metadata:
     kubernetes.io/arch: amd64
     node-role.kubernetes.io/agent: ""
 status:
-  allocatable: {cpu: "16", memory: 64Gi, pods: "110", ephemeral-storage: 100Gi}
-  capacity: {cpu: "16", memory: 64Gi, pods: "110", ephemeral-storage: 100Gi}
+  allocatable: {cpu: "$KWOK_NODE_CPU", memory: "$KWOK_NODE_MEMORY", pods: "$KWOK_NODE_PODS", ephemeral-storage: 100Gi}
+  capacity: {cpu: "$KWOK_NODE_CPU", memory: "$KWOK_NODE_MEMORY", pods: "$KWOK_NODE_PODS", ephemeral-storage: 100Gi}
 EOF
   done | kubectl_ apply -f - >/dev/null
 }
@@ -303,7 +403,10 @@ nodes_ready() {
 
 # ---- commands -----------------------------------------------------------------
 
-cmd_build() { bash "$MULTIVAC_ROOT/hack/cluster/build.sh" >/dev/null; }
+cmd_build() {
+  bash "$MULTIVAC_ROOT/hack/cluster/build.sh" >/dev/null
+  bash "$MULTIVAC_ROOT/hack/cluster/provisioner/build.sh" >/dev/null
+}
 
 cmd_up() {
   [ $# -eq 0 ] || die "up takes no arguments (got: $*)"
@@ -318,6 +421,7 @@ cmd_up() {
   elif [ -d "$STATE" ] && [ -n "$(ls -A "$STATE")" ]; then
     die "$STATE is not empty and is not a cluster state folder: set MULTIVAC_CLUSTER_STATE to a new or empty folder"
   fi
+  kwok_nodes
   apt_install openssl python3
   cmd_build
   start_ms=$(( $(date +%s%N) / 1000000 ))
@@ -341,6 +445,8 @@ cmd_up() {
   start_kube-controller-manager
   start_kube-scheduler
   start_kwok
+  storage
+  start_provisioner
   register_nodes
   wait_for "the kwok nodes to be Ready" nodes_ready
   step "nodes ready"

@@ -64,30 +64,47 @@ now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 # secs_since_ms START_MS: the time since START_MS (from now_ms) in seconds, x.y.
 secs_since_ms() { local d=$(( $(now_ms) - $1 )); printf '%d.%d' $((d / 1000)) $((d % 1000 / 100)); }
 
-# ---- scenarios and the summary (one pass/fail helper; swap for the shared one) ---------
+# ---- scenarios and the summary ----------------------------------------------------------
+# Passing and failing are counted by the check scripts' shared helper (check,
+# check_summary in hack/lib.sh); the table adds each scenario's figures.
 
-PASSED=0 FAILED=0
 SUMMARY=()
 
-# scenario TITLE FUNCTION: runs FUNCTION in a subshell with errexit. It
-# records what it measured with `figures`, and ends a failed assertion with
-# `fail REASON`. Background jobs it started (load generators) end with it.
+# scenario TITLE FUNCTION: runs FUNCTION in a subshell with errexit, as a
+# check (its output is shown when it fails). It records what it measured with
+# `figures`, and ends a failed assertion with `fail REASON`. Background jobs
+# it started (load generators) end with it.
 scenario() {
-  local title="$1" fn="$2" rc=0 t0; t0=$(date +%s)
+  local title="$1" fn="$2" t0 failed_before=$CHECK_FAILED rc=0
+  t0=$(date +%s)
   : > "$RUN/figures"; : > "$RUN/why"
   log "[$(since "$T0") s] scenario: $title"
-  ( set -e; trap 'jobs -p | xargs -r kill 2>/dev/null || true' EXIT; "$fn" ) || rc=$?
-  [ -s "$RUN/why" ] || [ $rc -eq 0 ] || echo "exited with status $rc" > "$RUN/why"
-  record "$title" "$rc" "$(since "$t0")" "$(cat "$RUN/figures")" "$(cat "$RUN/why")"
-  [ $rc -eq 0 ] || diagnostics >&2 || true
+  check "$title" scenario_body "$fn"
+  [ "$CHECK_FAILED" -eq "$failed_before" ] || rc=1
+  [ -s "$RUN/why" ] || [ $rc -eq 0 ] || echo "a command failed (see its output above)" > "$RUN/why"
+  table_line "$title" "$rc" "$(since "$t0")" "$(cat "$RUN/figures")" "$(cat "$RUN/why")"
+}
+# check runs this with errexit off; errexit is on in the subshell, which is
+# no condition (`( ... ) || x` would turn errexit off inside it).
+scenario_body() {
+  local rc
+  ( set -e; trap 'jobs -p | xargs -r kill 2>/dev/null || true' EXIT; "$1" )
+  rc=$?
+  [ $rc -eq 0 ] || diagnostics
+  return $rc
 }
 
-# record TITLE RC SECONDS FIGURES WHY: one line of the summary.
-record() {
+# not_run TITLE WHY: a scenario that could not run counts as failed.
+not_run() {
+  check "$1" false
+  table_line "$1" 1 0 "" "$2"
+}
+
+# table_line TITLE RC SECONDS FIGURES WHY: one line of the summary.
+table_line() {
   local line="$3 s | ${4%; }"
   [ -n "$5" ] && line+=" | FAILED: $5"
-  if [ "$2" -eq 0 ]; then PASSED=$((PASSED + 1)); SUMMARY+=("PASS | $1 | $line")
-  else FAILED=$((FAILED + 1)); SUMMARY+=("FAIL | $1 | $line"); fi
+  if [ "$2" -eq 0 ]; then SUMMARY+=("PASS | $1 | $line"); else SUMMARY+=("FAIL | $1 | $line"); fi
 }
 
 # figures TEXT: a measured figure of the running scenario.
@@ -95,12 +112,13 @@ figures() { printf '%s; ' "$*" >> "$RUN/figures"; printf '    %s\n' "$*" >&2; }
 # fail REASON: the running scenario's assertion failed.
 fail() { printf '%s' "$*" > "$RUN/why"; printf '    FAILED: %s\n' "$*" >&2; exit 1; }
 
+# summary: the table, then `e2e: N passed, M failed`; fails on any failure.
 summary() {
   echo
   echo "e2e summary ($(since "$T0") s in all):"
   local i=0 s
   for s in "${SUMMARY[@]}"; do i=$((i + 1)); printf '%2d | %s\n' "$i" "$s"; done
-  echo "e2e: $PASSED passed, $FAILED failed"
+  check_summary e2e
 }
 
 diagnostics() {
@@ -560,7 +578,7 @@ cleanup() {
 setup_fail() {
   printf '\nE2E SET-UP FAILED: %s\n' "$*" >&2
   diagnostics >&2 || true
-  record "set-up: images, cluster with a real node, operator, MultiVac Ready" 1 "$(since "$T0")" "" "$*"
+  not_run "set-up: images, cluster with a real node, operator, MultiVac Ready" "$*"
   summary
   exit 1
 }
@@ -576,7 +594,9 @@ trap cleanup EXIT
 # test itself).
 if [ "${MULTIVAC_E2E_SKIP_CARGO:-}" != 1 ]; then
   log "the debug binaries (cargo test --no-run, CARGO_TARGET_DIR=$CARGO_TARGET)"
-  (cd "$MULTIVAC_ROOT" && cargo test --workspace --locked --no-run -q >&2) || setup_fail "cargo test --no-run failed"
+  # The features are hack/test.sh's: keep them in step, or this builds again.
+  (cd "$MULTIVAC_ROOT" && cargo test --workspace --locked --no-run -q \
+    --features multivac/integration,multivac-operator/integration >&2) || setup_fail "cargo test --no-run failed"
 fi
 # A copy, so another checkout building into the same shared target folder
 # cannot swap the binaries under the image build.
@@ -627,7 +647,7 @@ log "[$(since "$T0") s] MultiVac Ready; the server's Service: $URL"
 run_scenario() {
   k uncordon "$NODE" >/dev/null 2>&1 || true
   if ! wait_mv_ready 180; then
-    record "$1" 1 0 "" "not run: the MultiVac was not Ready (after the previous scenario)"
+    not_run "$1" "not run: the MultiVac was not Ready (after the previous scenario)"
     return
   fi
   URL="$(service_url)"
@@ -670,4 +690,3 @@ if [ "$KEEP" != 1 ]; then
 fi
 
 summary
-[ "$FAILED" -eq 0 ]

@@ -45,7 +45,8 @@ ready_timeout=180s
 
 work="$(mktemp -d /tmp/multivac-install.XXXXXX)"
 pids=()
-passed=0 failed=0
+# A failing check shows the last 40 lines of its output (hack/lib.sh).
+CHECK_TAIL=40
 
 k() { "$kubectl" "$@"; }
 
@@ -55,24 +56,12 @@ cleanup() {
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   "$helm" uninstall "$helm_release" -n "$helm_ns" >/dev/null 2>&1 || true
   k delete -k config/rbac --ignore-not-found --wait=false >/dev/null 2>&1 || true
-  k delete pv -l multivac.io/install-test=true --wait=false >/dev/null 2>&1 || true
   "$helm" uninstall mvs -n multivac-scoped-op >/dev/null 2>&1 || true
   k delete namespace mv-helm mv-kustomize mv-leader mv-scoped multivac-scoped-op "$helm_ns" "$kust_ns" \
     --ignore-not-found --wait=false >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-# check NAME CMD...: runs CMD with its output in a file, shown only on failure.
-check() {
-  local name="$1"; shift
-  if "$@" >"$work/out" 2>&1; then
-    passed=$((passed + 1)); printf 'ok    %s\n' "$name" >&2
-  else
-    failed=$((failed + 1)); printf 'FAIL  %s\n' "$name" >&2; sed 's/^/      /' "$work/out" | tail -40 >&2
-  fi
-}
-refused() { ! "$@"; }
 
 # sa_kubeconfig NS SA FILE: a kubeconfig for the same API server that
 # authenticates with a fresh token of ServiceAccount NS/SA, nothing else.
@@ -136,35 +125,18 @@ apply_sample() {
   k create namespace "$1" --dry-run=client -o yaml | k apply -f - >/dev/null
   sed "s/^  name: $mv_name\$/  name: $2/" "$sample" | k -n "$1" apply -f -
 }
-# bind_pvcs NS NAME: the local cluster has no storage provisioner, so each PVC
-# of MultiVac NAME (managed Redis and MongoDB: two) gets a hostPath PV made for
-# it; the real PV controller binds them and the pods can be scheduled.
-bind_pvcs() {
-  local ns="$1" sel="app.kubernetes.io/instance=$2" n class
-  wait_until 60 bash -c '[ "$("$1" -n "$2" get pvc -l "$3" -o name | wc -l)" -ge 2 ]' _ "$kubectl" "$ns" "$sel" \
-    || { echo "the operator did not create the two PVCs of $ns/$2"; return 1; }
-  for n in $(k -n "$ns" get pvc -l "$sel" -o jsonpath='{.items[*].metadata.name}'); do
-    class="$(k -n "$ns" get pvc "$n" -o jsonpath='{.spec.storageClassName}')"
-    k apply -f - >/dev/null <<EOF
-apiVersion: v1
-kind: PersistentVolume
-metadata:
-  name: install-$ns-$n
-  labels: {multivac.io/install-test: "true"}
-spec:
-  capacity: {storage: 100Gi}
-  accessModes: [ReadWriteOnce]
-  persistentVolumeReclaimPolicy: Retain
-  storageClassName: "$class"
-  claimRef: {namespace: $ns, name: $n}
-  hostPath: {path: /tmp/multivac-install-pv/$ns/$n, type: DirectoryOrCreate}
-EOF
-  done
+# pvcs_bound NS NAME: the two PVCs of MultiVac NAME (managed Redis and
+# MongoDB) are Bound through the cluster's default StorageClass.
+pvcs_bound() {
+  local sel="app.kubernetes.io/instance=$2"
+  wait_until 60 phases_are "Bound Bound" "$1" "$sel" \
+    || { echo "the two PVCs of $1/$2 are not Bound:"; k -n "$1" get pvc -l "$sel"; return 1; }
 }
+phases_are() { [ "$(k -n "$2" get pvc -l "$3" -o jsonpath='{.items[*].status.phase}')" = "$1" ]; }
 # ready NS NAME: waits for condition Ready; on failure shows the status and
 # the operator logs.
 ready() {
-  bind_pvcs "$1" "$2" || return 1
+  pvcs_bound "$1" "$2" || return 1
   k -n "$1" wait --for=condition=Ready "multivac/$2" --timeout="$ready_timeout" || {
     k -n "$1" get multivac "$2" -o yaml | sed -n '/^status:/,$p'
     tail -n 30 "$work"/*.log
@@ -183,7 +155,6 @@ restricted_ns() {
 "$helm" uninstall "$helm_release" -n "$helm_ns" >/dev/null 2>&1 || true
 "$helm" uninstall mvs -n multivac-scoped-op >/dev/null 2>&1 || true
 k delete -k config/rbac --ignore-not-found >/dev/null 2>&1 || true
-k delete pv -l multivac.io/install-test=true --ignore-not-found >/dev/null 2>&1 || true
 k delete namespace mv-helm mv-kustomize mv-leader mv-scoped multivac-scoped-op "$helm_ns" "$kust_ns" --ignore-not-found --timeout=120s >/dev/null \
   || die "namespaces of an earlier run are still terminating; try again in a minute"
 
@@ -330,5 +301,4 @@ apply_sample mv-leader second >/dev/null
 check "MultiVac created after the takeover is Ready" ready mv-leader second
 check "the new leader reconciled it" bash -c '[ "$1" -gt 0 ]' _ "$(reconciles_of "$standby")"
 
-echo "install: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check_summary install

@@ -3,10 +3,21 @@
 # missing, builds heavy tools once into a cache outside the tree, starts the real
 # services the tests need (Redis and FerretDB are started by the tests themselves;
 # the Kubernetes control plane here), and stops them again.
+#
+#   bash hack/test.sh             lints, then the tests (`make test`)
+#   bash hack/test.sh --no-lint   the tests only (`make test-only`: the pipeline's
+#                                 test job, after its lint jobs ran each lint once)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$MULTIVAC_ROOT"
 start=$(date +%s)
+
+lint=1
+case "${1:-}" in
+  --no-lint) lint=0 ;;
+  "") ;;
+  *) die "usage: hack/test.sh [--no-lint]" ;;
+esac
 
 log "dependencies"
 MULTIVAC_TEST_REDIS_SERVER="$(bash hack/deps/redis.sh)"
@@ -14,11 +25,12 @@ MULTIVAC_TEST_FERRETDB="$(bash hack/deps/ferretdb.sh)"
 export MULTIVAC_TEST_REDIS_SERVER MULTIVAC_TEST_FERRETDB
 bash hack/cluster.sh build
 bash hack/deps/tools.sh
+bash hack/deps/promtool.sh >/dev/null
 
-log "formatting and lints"
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
-bash hack/lint.sh
+if [ "$lint" = 1 ]; then
+  log "lints"
+  bash hack/lint.sh
+fi
 
 log "local control plane"
 MULTIVAC_CLUSTER_STATE="$(mktemp -d /tmp/multivac-cluster.XXXXXX)"
@@ -29,13 +41,16 @@ KUBECONFIG="$(bash hack/cluster.sh kubeconfig)"
 export KUBECONFIG
 bash hack/cluster/acceptance.sh
 
-log "cargo test"
-cargo test --workspace --locked --no-fail-fast
+log "cargo test, with the tests against real Redis, FerretDB and the control plane"
+cargo test --workspace --locked --no-fail-fast --features multivac/integration,multivac-operator/integration
 
 log "install paths on the control plane"
 bash hack/install-test.sh
 
+log "monitoring kit: promtool on the rules and on the programs' /metrics"
+bash hack/monitoring-test.sh
+
 log "documentation in sync with the code"
-bash hack/docs-check.sh
+cargo xtask check-docs
 
 log "all tests passed in $(( $(date +%s) - start )) s"

@@ -1,163 +1,173 @@
 //! Command line and environment: every option has a flag and a `MULTIVAC_*`
 //! variable, so the same binary is configured by hand or by the operator.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+use multivac_contract::{LogFormat, env, port};
 
+// The whole command line of the `multivac` binary: parse it with
+// `clap::Parser` and hand it to `multivac::run`; generators read its options
+// with `clap::CommandFactory`. (The doc comment below is clap's `about`.)
 /// MultiVAC: learns from data until it can answer how the entropy of the
 /// universe can be reversed.
 #[derive(Debug, Parser)]
 #[command(name = "multivac", version, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// What this process is.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Serve the HTTP API: the question, data intake, /zzz, health and metrics.
     Server(ServerArgs),
     /// Consume the queue and learn concepts into MongoDB.
     Worker(WorkerArgs),
 }
 
-/// Log line format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
+impl Command {
+    /// The options every subcommand has.
+    pub(crate) fn common(&self) -> &CommonArgs {
+        match self {
+            Command::Server(args) => &args.common,
+            Command::Worker(args) => &args.common,
+        }
+    }
 }
 
 /// Options both subcommands need.
 #[derive(Clone, Debug, Args)]
-pub struct CommonArgs {
+pub(crate) struct CommonArgs {
     /// Redis URL; may carry a password: redis://:PASSWORD@HOST:6379/0 (never logged).
     #[arg(
         long,
-        env = "MULTIVAC_REDIS_URL",
+        env = env::REDIS_URL,
         default_value = "redis://127.0.0.1:6379",
         hide_env_values = true
     )]
-    pub redis_url: String,
+    pub(crate) redis_url: String,
 
     /// MongoDB connection string; may carry credentials and authSource (never logged).
     #[arg(
         long,
-        env = "MULTIVAC_MONGODB_URI",
+        env = env::MONGODB_URI,
         default_value = "mongodb://127.0.0.1:27017",
         hide_env_values = true
     )]
-    pub mongodb_uri: String,
+    pub(crate) mongodb_uri: String,
 
     /// MongoDB database holding the `concepts` and `data` collections.
-    #[arg(long, env = "MULTIVAC_MONGODB_DATABASE", default_value = "multivac")]
-    pub mongodb_database: String,
+    #[arg(long, env = env::MONGODB_DATABASE, default_value = "multivac")]
+    pub(crate) mongodb_database: String,
 
     /// Log format; the level is set by RUST_LOG (default: info).
-    #[arg(long, env = "MULTIVAC_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
+    #[arg(long, env = env::LOG_FORMAT, value_enum, default_value = "text")]
+    pub(crate) log_format: LogFormat,
 }
 
 /// `multivac server` options.
 #[derive(Clone, Debug, Args)]
-pub struct ServerArgs {
+pub(crate) struct ServerArgs {
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 
     /// Address the HTTP API listens on.
-    #[arg(long, env = "MULTIVAC_BIND", default_value = "0.0.0.0:8080")]
-    pub bind: SocketAddr,
+    #[arg(long, env = env::BIND, default_value_t = listen_on(port::SERVER))]
+    pub(crate) bind: SocketAddr,
 
     /// Distinct concepts MultiVAC must learn before its answer is meaningful.
-    #[arg(long, env = "MULTIVAC_REQUIRED_CONCEPTS", default_value_t = 100)]
-    pub required_concepts: u64,
+    #[arg(long, env = env::REQUIRED_CONCEPTS, default_value_t = 100)]
+    pub(crate) required_concepts: u64,
 
     /// Largest accepted `data` value in bytes (UTF-8); larger gets 413.
-    #[arg(long, env = "MULTIVAC_MAX_DATA_BYTES", default_value_t = 65536)]
-    pub max_data_bytes: usize,
+    #[arg(long, env = env::MAX_DATA_BYTES, default_value_t = 65536)]
+    pub(crate) max_data_bytes: usize,
 
     /// Bearer token required by POST /multivac/data; unset leaves POST open.
-    #[arg(long, env = "MULTIVAC_API_TOKEN", hide_env_values = true)]
-    pub api_token: Option<String>,
+    #[arg(long, env = env::API_TOKEN, hide_env_values = true)]
+    pub(crate) api_token: Option<String>,
 
     /// How long the knowledge counts read from MongoDB are reused, in
     /// milliseconds; bounds the count queries to one per period under load.
-    #[arg(long, env = "MULTIVAC_STATS_TTL_MS", default_value_t = 250)]
-    pub stats_ttl_ms: u64,
+    #[arg(long, env = env::STATS_TTL_MS, default_value_t = 250)]
+    pub(crate) stats_ttl_ms: u64,
 
     /// Upper bound for one request, in milliseconds; slower requests get 503.
-    #[arg(long, env = "MULTIVAC_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
-    pub request_timeout_ms: u64,
+    #[arg(long, env = env::REQUEST_TIMEOUT_MS, default_value_t = 10_000)]
+    pub(crate) request_timeout_ms: u64,
 
     /// How long Redis and MongoDB calls may take before they count as
     /// unreachable, in milliseconds.
-    #[arg(long, env = "MULTIVAC_BACKEND_TIMEOUT_MS", default_value_t = 2_000)]
-    pub backend_timeout_ms: u64,
+    #[arg(long, env = env::BACKEND_TIMEOUT_MS, default_value_t = 2_000)]
+    pub(crate) backend_timeout_ms: u64,
 }
 
 /// `multivac worker` options.
 #[derive(Clone, Debug, Args)]
-pub struct WorkerArgs {
+pub(crate) struct WorkerArgs {
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 
     /// Address of the worker's /metrics, /healthz and /readyz.
-    #[arg(long, env = "MULTIVAC_METRICS_BIND", default_value = "0.0.0.0:9090")]
-    pub metrics_bind: SocketAddr,
+    #[arg(long, env = env::METRICS_BIND, default_value_t = listen_on(port::WORKER_METRICS))]
+    pub(crate) metrics_bind: SocketAddr,
 
     /// Consumer name in the Redis consumer group; default: POD_NAME, else the hostname.
-    #[arg(long, env = "MULTIVAC_CONSUMER_NAME")]
-    pub consumer_name: Option<String>,
+    #[arg(long, env = env::CONSUMER_NAME)]
+    pub(crate) consumer_name: Option<String>,
 
     /// Entries read from the stream at once and written to MongoDB in one bulk write.
-    #[arg(long, env = "MULTIVAC_BATCH_SIZE", default_value_t = 512)]
-    pub batch_size: usize,
+    #[arg(long, env = env::BATCH_SIZE, default_value_t = 512)]
+    pub(crate) batch_size: usize,
 
     /// How long one blocking read waits for new entries, in milliseconds;
     /// also the longest a stop request waits for the read to return.
-    #[arg(long, env = "MULTIVAC_BLOCK_MS", default_value_t = 1_000)]
-    pub block_ms: u64,
+    #[arg(long, env = env::BLOCK_MS, default_value_t = 1_000)]
+    pub(crate) block_ms: u64,
 
     /// Visibility timeout in milliseconds: entries delivered to a consumer and
     /// not acknowledged for this long are reclaimed by another worker.
-    #[arg(long, env = "MULTIVAC_CLAIM_IDLE_MS", default_value_t = 30_000)]
-    pub claim_idle_ms: u64,
+    #[arg(long, env = env::CLAIM_IDLE_MS, default_value_t = 30_000)]
+    pub(crate) claim_idle_ms: u64,
 
     /// Deliveries after which a reclaimed entry goes to the dead-letter
     /// stream `multivac:data:dead` instead of being retried (only while
     /// MongoDB is reachable, so an outage never dead-letters good data).
-    #[arg(long, env = "MULTIVAC_MAX_DELIVERIES", default_value_t = 5)]
-    pub max_deliveries: u64,
+    #[arg(long, env = env::MAX_DELIVERIES, default_value_t = 5)]
+    pub(crate) max_deliveries: u64,
 
     /// On SIGTERM, how long the in-flight batch may keep retrying before the
     /// worker exits and leaves it to the others, in milliseconds.
-    #[arg(long, env = "MULTIVAC_SHUTDOWN_TIMEOUT_MS", default_value_t = 20_000)]
-    pub shutdown_timeout_ms: u64,
+    #[arg(long, env = env::SHUTDOWN_TIMEOUT_MS, default_value_t = 20_000)]
+    pub(crate) shutdown_timeout_ms: u64,
 
     /// How long Redis and MongoDB calls may take before they count as failed,
     /// in milliseconds.
-    #[arg(long, env = "MULTIVAC_BACKEND_TIMEOUT_MS", default_value_t = 5_000)]
-    pub backend_timeout_ms: u64,
+    #[arg(long, env = env::BACKEND_TIMEOUT_MS, default_value_t = 5_000)]
+    pub(crate) backend_timeout_ms: u64,
 }
 
 impl WorkerArgs {
     /// The consumer name: the flag, else POD_NAME, else the hostname.
-    pub fn consumer(&self) -> String {
+    pub(crate) fn consumer(&self) -> String {
         self.consumer_name
             .clone()
             .filter(|name| !name.is_empty())
-            .or_else(|| std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()))
+            .or_else(|| std::env::var(env::POD_NAME).ok().filter(|n| !n.is_empty()))
             .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned())
     }
 }
 
+/// The default listen address: every interface, on the contract's `port`.
+fn listen_on(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))
+}
+
 /// Milliseconds as a [`Duration`], for the `*_ms` options.
-pub fn ms(value: u64) -> Duration {
+pub(crate) fn ms(value: u64) -> Duration {
     Duration::from_millis(value)
 }
 

@@ -10,48 +10,69 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use multivac_contract::{Backlog, Probes, Readiness, encode_metrics, env, path, probe_routes};
 use serde::Serialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
-use tower::Layer;
-use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
+use crate::config::{ServerArgs, ms};
 use crate::metrics::{RequestLabels, RouteLabels, ServerMetrics};
-use crate::queue::{Backlog, Heartbeat, Queue, QueueError};
+use crate::queue::{Heartbeat, Queue, QueueError};
 use crate::store::{Knowledge, Store, StoreError};
-use crate::{ENLIGHTENED, INSUFFICIENT, QUESTION};
 
+#[cfg(test)]
+mod tests;
+
+/// The only question MultiVAC answers.
+const QUESTION: &str = "How can the entropy of the universe be reversed?";
+/// The answer until enough concepts have been learned.
+const INSUFFICIENT: &str = "INSUFFICIENT DATA FOR MEANINGFUL ANSWER.";
+/// The answer once MultiVAC knows enough.
+const ENLIGHTENED: &str = "LET THERE BE LIGHT!";
 /// Seconds a client should wait before retrying when a backend is down.
 const RETRY_AFTER_SECONDS: &str = "1";
 
 /// Server settings the handlers need.
 #[derive(Clone, Debug)]
-pub struct Settings {
-    pub required_concepts: u64,
-    pub max_data_bytes: usize,
-    pub api_token: Option<String>,
-    pub stats_ttl: Duration,
+struct Settings {
+    required_concepts: u64,
+    max_data_bytes: usize,
+    api_token: Option<String>,
+    stats_ttl: Duration,
 }
 
 /// Everything the handlers share.
-pub struct AppState {
-    pub queue: Queue,
-    pub store: Store,
-    pub settings: Settings,
-    pub metrics: ServerMetrics,
+struct AppState {
+    queue: Queue,
+    store: Store,
+    settings: Settings,
+    metrics: ServerMetrics,
     knowledge_cache: Mutex<Option<(Instant, Knowledge)>>,
 }
 
 impl AppState {
-    pub fn new(queue: Queue, store: Store, settings: Settings) -> Self {
-        AppState {
-            queue,
-            store,
-            settings,
+    /// Lazily connected clients and the settings, from the command line:
+    /// nothing here needs Redis or MongoDB to be up.
+    async fn connect(args: &ServerArgs) -> Result<Self, crate::Error> {
+        let backend_timeout = ms(args.backend_timeout_ms);
+        Ok(AppState {
+            queue: Queue::connect(&args.common.redis_url, backend_timeout)?,
+            store: Store::connect(
+                &args.common.mongodb_uri,
+                &args.common.mongodb_database,
+                backend_timeout,
+            )
+            .await?,
+            settings: Settings {
+                required_concepts: args.required_concepts,
+                max_data_bytes: args.max_data_bytes,
+                api_token: args.api_token.clone().filter(|t| !t.is_empty()),
+                stats_ttl: ms(args.stats_ttl_ms),
+            },
             metrics: ServerMetrics::default(),
             knowledge_cache: Mutex::new(None),
-        }
+        })
     }
 
     /// The knowledge figures, reused for `stats_ttl` so that heavy polling
@@ -70,9 +91,31 @@ impl AppState {
     }
 }
 
+impl Probes for AppState {
+    async fn readiness(&self) -> Readiness {
+        backends_readiness(&self.queue, &self.store).await
+    }
+
+    async fn metrics(&self) -> String {
+        if let Ok(backlog) = self.queue.backlog().await {
+            self.metrics.backlog.set(backlog.total() as i64);
+            self.metrics.pending.set(backlog.pending as i64);
+        }
+        encode_metrics(&self.metrics.registry)
+    }
+}
+
+/// `/readyz` of the server and of the workers: both need Redis and MongoDB.
+pub(crate) async fn backends_readiness(queue: &Queue, store: &Store) -> Readiness {
+    let (redis, mongo) = tokio::join!(queue.ping(), store.ping());
+    Readiness::default()
+        .check("redis", redis)
+        .check("mongodb", mongo)
+}
+
 /// An error answer: a status, a stable code and a message saying what to do.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+enum ApiError {
     #[error(
         "the form field `data` is missing; send data=<text> as a form, multipart or JSON {{\"data\": \"...\"}}"
     )]
@@ -87,7 +130,10 @@ pub enum ApiError {
     InvalidUtf8,
     #[error("malformed {kind} body: {detail}")]
     Malformed { kind: &'static str, detail: String },
-    #[error("`data` is {size} bytes; the limit is {limit} bytes (MULTIVAC_MAX_DATA_BYTES)")]
+    #[error(
+        "`data` is {size} bytes; the limit is {limit} bytes ({var})",
+        var = env::MAX_DATA_BYTES
+    )]
     TooLarge { size: usize, limit: usize },
     #[error("the request body is larger than {limit} bytes")]
     BodyTooLarge { limit: usize },
@@ -95,7 +141,10 @@ pub enum ApiError {
         "unsupported content type {0:?}; use application/x-www-form-urlencoded, multipart/form-data or application/json"
     )]
     UnsupportedMediaType(String),
-    #[error("missing or wrong bearer token; send Authorization: Bearer <MULTIVAC_API_TOKEN>")]
+    #[error(
+        "missing or wrong bearer token; send Authorization: Bearer <{var}>",
+        var = env::API_TOKEN
+    )]
     Unauthorized,
     #[error("the queue is unavailable, nothing was accepted; retry later")]
     QueueUnavailable(#[source] QueueError),
@@ -175,28 +224,24 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The routes, without the trailing-slash normalisation (see [`app`]).
-pub fn router(state: Arc<AppState>) -> Router {
+/// The server's routes and layers; `multivac_contract::serve` adds the
+/// trailing-slash normalisation (tests add it with `http_service`).
+fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {
     Router::new()
-        .route("/", get(welcome))
-        .route("/multivac", get(question))
-        .route("/multivac/data", post(post_data))
-        .route("/zzz", get(zzz))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route(path::WELCOME, get(welcome))
+        .route(path::QUESTION, get(question))
+        .route(path::DATA, post(post_data))
+        .route(path::ZZZ, get(zzz))
+        .merge(probe_routes(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .with_state(state)
-}
-
-/// The service to serve: every route answers with and without a trailing
-/// slash. The seed's "/zzz/ has a bug" was a route that answered only one of
-/// the two spellings; trimming the slash before routing fixes that for every
-/// route at once, including ones added later.
-pub fn app(state: Arc<AppState>) -> NormalizePath<Router> {
-    NormalizePathLayer::trim_trailing_slash().layer(router(state))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            request_timeout,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
@@ -228,47 +273,6 @@ async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next
 
 async fn welcome() -> &'static str {
     "Welcome to MultiVAC!"
-}
-
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "alive"}))
-}
-
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let (redis, mongo) = tokio::join!(state.queue.ping(), state.store.ping());
-    readiness(redis, mongo)
-}
-
-/// The /readyz answer from the two dependency checks; shared with the worker.
-pub fn readiness(redis: Result<(), QueueError>, mongo: Result<(), StoreError>) -> Response {
-    let describe = |r: Result<(), String>| match r {
-        Ok(()) => "ok".to_owned(),
-        Err(e) => e,
-    };
-    let ready = redis.is_ok() && mongo.is_ok();
-    let body = json!({
-        "status": if ready { "ready" } else { "unready" },
-        "redis": describe(redis.map_err(|e| e.to_string())),
-        "mongodb": describe(mongo.map_err(|e| e.to_string())),
-    });
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body)).into_response()
-}
-
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    if let Ok(backlog) = state.queue.backlog().await {
-        state.metrics.backlog.set(backlog.total() as i64);
-        state.metrics.pending.set(backlog.pending as i64);
-    }
-    (
-        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        crate::metrics::encode(&state.metrics.registry),
-    )
-        .into_response()
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {
@@ -519,7 +523,7 @@ fn json_data(body: &[u8]) -> Result<Vec<String>, ApiError> {
 }
 
 /// Finds the one datum in a POST body, or says what is wrong with it.
-pub async fn extract_data(
+async fn extract_data(
     headers: &HeaderMap,
     body: Body,
     max_data_bytes: usize,
@@ -576,118 +580,32 @@ async fn method_not_allowed(method: Method) -> ApiError {
 
 /// `multivac server`: serves the API until a stop request, then lets
 /// in-flight requests finish.
-pub async fn run(
-    args: crate::config::ServerArgs,
-    shutdown: crate::shutdown::Shutdown,
+pub(crate) async fn run(
+    args: ServerArgs,
+    shutdown: multivac_contract::Shutdown,
 ) -> Result<(), crate::Error> {
-    use crate::config::ms;
-    let backend_timeout = ms(args.backend_timeout_ms);
-    let queue = Queue::connect(&args.common.redis_url, backend_timeout)?;
-    let store = Store::connect(
-        &args.common.mongodb_uri,
-        &args.common.mongodb_database,
-        backend_timeout,
-    )
-    .await?;
+    let state = Arc::new(AppState::connect(&args).await?);
     tracing::info!(
-        redis = queue.redacted_url(),
-        mongodb = store.redacted_uri(),
+        redis = state.queue.redacted_url(),
+        mongodb = state.store.redacted_uri(),
         database = %args.common.mongodb_database,
         required_concepts = args.required_concepts,
-        auth = args.api_token.is_some(),
+        auth = state.settings.api_token.is_some(),
         "starting server"
     );
     // The group makes the backlog figures right before any worker ran; a
     // Redis that is down now is not fatal, the workers create it later.
-    if let Err(e) = queue.ensure_group().await {
+    if let Err(e) = state.queue.ensure_group().await {
         tracing::warn!(error = %e, "could not create the consumer group yet");
     }
-    let state = Arc::new(AppState::new(
-        queue,
-        store,
-        Settings {
-            required_concepts: args.required_concepts,
-            max_data_bytes: args.max_data_bytes,
-            api_token: args.api_token.clone().filter(|t| !t.is_empty()),
-            stats_ttl: ms(args.stats_ttl_ms),
-        },
-    ));
-    let router = router(state)
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ms(args.request_timeout_ms),
-        ))
-        .layer(tower_http::trace::TraceLayer::new_for_http());
-    let service = NormalizePathLayer::trim_trailing_slash().layer(router);
-    let listener = tokio::net::TcpListener::bind(args.bind)
-        .await
-        .map_err(|source| crate::Error::Bind {
-            addr: args.bind,
-            source,
-        })?;
+    let listener = crate::listen(args.bind).await?;
     let addr = listener.local_addr().unwrap_or(args.bind);
     tracing::info!(%addr, "serving HTTP");
-    let mut shutdown = shutdown;
-    axum::serve(
+    multivac_contract::serve(
         listener,
-        axum::ServiceExt::<Request>::into_make_service(service),
+        router(state, ms(args.request_timeout_ms)),
+        shutdown,
     )
-    .with_graceful_shutdown(async move { shutdown.wait().await })
     .await
     .map_err(crate::Error::Serve)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn form_fields_decode_strictly() {
-        assert_eq!(
-            form_data(b"x=1&data=Let+there%20be+light%21").unwrap(),
-            vec!["Let there be light!"]
-        );
-        assert!(form_data(b"x=1").unwrap().is_empty());
-        assert!(matches!(
-            form_data(b"data=%FF%FE"),
-            Err(ApiError::InvalidUtf8)
-        ));
-    }
-
-    #[test]
-    fn zzz_states() {
-        let empty = Backlog::default();
-        let queued = Backlog {
-            undelivered: 3,
-            pending: 1,
-        };
-        assert_eq!(zzz_state(false, &empty), "asleep");
-        assert_eq!(zzz_state(false, &queued), "learning");
-        assert_eq!(zzz_state(true, &queued), "enlightened");
-        assert_eq!(zzz_state(true, &empty), "enlightened");
-    }
-
-    #[test]
-    fn token_is_required_only_when_set() {
-        let mut settings = Settings {
-            required_concepts: 1,
-            max_data_bytes: 10,
-            api_token: None,
-            stats_ttl: Duration::ZERO,
-        };
-        let mut headers = HeaderMap::new();
-        assert!(authorize(&settings, &headers).is_ok());
-        settings.api_token = Some("s3cret".to_owned());
-        assert!(authorize(&settings, &headers).is_err());
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer wrong"),
-        );
-        assert!(authorize(&settings, &headers).is_err());
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer s3cret"),
-        );
-        assert!(authorize(&settings, &headers).is_ok());
-    }
 }

@@ -9,7 +9,7 @@ use unicode_segmentation::UnicodeSegmentation;
 /// Words come from Unicode word segmentation (UAX #29), so punctuation,
 /// whitespace of every script and emoji never become concepts, and
 /// "Entropy," and "entropy" are one concept.
-pub fn concepts(text: &str) -> Vec<String> {
+pub(crate) fn concepts(text: &str) -> Vec<String> {
     text.unicode_words()
         .map(str::to_lowercase)
         .collect::<BTreeSet<_>>()

@@ -1,4 +1,5 @@
-//! Prometheus metrics for the server and the workers.
+//! Prometheus metrics for the server and the workers (encoded and served by
+//! `multivac_contract`).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -7,18 +8,20 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use multivac_contract::DEAD_LETTER;
+
 /// Labels of one HTTP request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    pub route: String,
-    pub method: String,
-    pub status: u16,
+pub(crate) struct RequestLabels {
+    pub(crate) route: String,
+    pub(crate) method: String,
+    pub(crate) status: u16,
 }
 
 /// Labels of a latency observation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
-    pub route: String,
+pub(crate) struct RouteLabels {
+    pub(crate) route: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -27,12 +30,12 @@ fn latency_histogram() -> Histogram {
 }
 
 /// The server's metrics.
-pub struct ServerMetrics {
-    pub registry: Registry,
-    pub requests: Family<RequestLabels, Counter>,
-    pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
-    pub backlog: Gauge,
-    pub pending: Gauge,
+pub(crate) struct ServerMetrics {
+    pub(crate) registry: Registry,
+    pub(crate) requests: Family<RequestLabels, Counter>,
+    pub(crate) latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub(crate) backlog: Gauge,
+    pub(crate) pending: Gauge,
 }
 
 impl Default for ServerMetrics {
@@ -75,16 +78,16 @@ impl Default for ServerMetrics {
 }
 
 /// A worker's metrics.
-pub struct WorkerMetrics {
-    pub registry: Registry,
-    pub processed: Counter,
-    pub batches: Counter,
-    pub batch_duration: Histogram,
-    pub reclaimed: Counter,
-    pub dead_lettered: Counter,
-    pub store_errors: Counter,
-    pub queue_errors: Counter,
-    pub backlog: Gauge,
+pub(crate) struct WorkerMetrics {
+    pub(crate) registry: Registry,
+    pub(crate) processed: Counter,
+    pub(crate) batches: Counter,
+    pub(crate) batch_duration: Histogram,
+    pub(crate) reclaimed: Counter,
+    pub(crate) dead_lettered: Counter,
+    pub(crate) store_errors: Counter,
+    pub(crate) queue_errors: Counter,
+    pub(crate) backlog: Gauge,
 }
 
 impl Default for WorkerMetrics {
@@ -116,7 +119,7 @@ impl Default for WorkerMetrics {
         );
         registry.register(
             "dead_lettered",
-            "Entries moved to multivac:data:dead",
+            format!("Entries moved to {DEAD_LETTER}"),
             dead_lettered.clone(),
         );
         registry.register(
@@ -147,14 +150,3 @@ impl Default for WorkerMetrics {
         }
     }
 }
-
-/// The registry in Prometheus text format.
-pub fn encode(registry: &Registry) -> String {
-    let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, registry)
-        .expect("writing metrics to a String cannot fail");
-    out
-}
-
-/// The Content-Type of [`encode`]'s output.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -9,38 +9,42 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::streams::{
-    StreamAutoClaimReply, StreamId, StreamInfoGroupsReply, StreamPendingCountReply, StreamReadReply,
+use multivac_contract::{
+    Backlog, BacklogError, DATA_FIELD, DEAD_LETTER, GROUP, HEARTBEAT_PREFIX, STREAM, acknowledge,
+    env, read_backlog,
 };
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
 use redis::{AsyncCommands, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::redact::redact_url;
 
-/// The stream the server appends data to.
-pub const STREAM: &str = "multivac:data";
-/// The consumer group every worker reads in.
-pub const GROUP: &str = "multivac-workers";
-/// Where entries go after too many failed deliveries.
-pub const DEAD_LETTER: &str = "multivac:data:dead";
-/// Prefix of the worker heartbeat keys (`multivac:workers:<consumer>`).
-pub const HEARTBEAT_PREFIX: &str = "multivac:workers:";
-/// The field holding the datum in a stream entry.
-pub const DATA_FIELD: &str = "data";
-
 /// Redis failures, with what to check.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
+    /// A command failed or Redis did not answer.
     #[error(
-        "Redis at {url} is unreachable or failed: {source}; check MULTIVAC_REDIS_URL and that Redis is up"
+        "Redis at {url} is unreachable or failed: {source}; check {var} and that Redis is up",
+        var = env::REDIS_URL
     )]
     Redis {
         url: String,
         #[source]
         source: redis::RedisError,
     },
-    #[error("invalid MULTIVAC_REDIS_URL {url}: {source}")]
+    /// Reading the backlog failed (see `multivac_contract::read_backlog`).
+    #[error(
+        "reading the backlog from Redis at {url} failed: {source}; check {var} and that Redis is up",
+        var = env::REDIS_URL
+    )]
+    Backlog {
+        url: String,
+        #[source]
+        source: BacklogError,
+    },
+    /// The URL cannot be used.
+    #[error("invalid {var} {url}: {source}", var = env::REDIS_URL)]
     Url {
         url: String,
         #[source]
@@ -90,32 +94,16 @@ impl Entry {
     }
 }
 
-/// How much work is waiting: what the autoscaler and /zzz look at.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Backlog {
-    /// Entries not yet delivered to any worker.
-    pub undelivered: u64,
-    /// Entries delivered and not yet acknowledged.
-    pub pending: u64,
-}
-
-impl Backlog {
-    /// Everything not yet learned: undelivered plus pending.
-    pub fn total(&self) -> u64 {
-        self.undelivered + self.pending
-    }
-}
-
 /// A worker's heartbeat, stored with a TTL so dead workers disappear.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heartbeat {
-    pub consumer: String,
+    pub(crate) consumer: String,
     /// Unix seconds of the worker's start.
-    pub started_at: u64,
+    pub(crate) started_at: u64,
     /// Unix seconds of this beat.
-    pub last_seen: u64,
+    pub(crate) last_seen: u64,
     /// Data this worker has learned since it started.
-    pub processed: u64,
+    pub(crate) processed: u64,
 }
 
 /// The reconnecting connection both the producer and the consumer use, and
@@ -168,7 +156,7 @@ impl Queue {
     }
 
     /// The URL without its password, for logs.
-    pub fn redacted_url(&self) -> &str {
+    pub(crate) fn redacted_url(&self) -> &str {
         &self.url
     }
 
@@ -186,7 +174,7 @@ impl Queue {
     }
 
     /// PING, for readiness.
-    pub async fn ping(&self) -> Result<(), QueueError> {
+    pub(crate) async fn ping(&self) -> Result<(), QueueError> {
         let mut conn = self.conn.clone();
         redis::cmd("PING")
             .query_async::<()>(&mut conn)
@@ -213,41 +201,17 @@ impl Queue {
         }
     }
 
-    /// Work waiting: the group's lag plus pending; the stream length when the
-    /// group does not exist yet (nothing was delivered) or its lag is unknown
-    /// (acknowledged entries are deleted, so the length is what is left).
+    /// Work waiting, as the contract defines it (the operator's scaler reads
+    /// the same figure).
     pub async fn backlog(&self) -> Result<Backlog, QueueError> {
         let mut conn = self.conn.clone();
-        let groups: redis::RedisResult<StreamInfoGroupsReply> = conn.xinfo_groups(STREAM).await;
-        let groups = match groups {
-            Ok(groups) => groups,
-            // XINFO on a missing key is an error: nothing was ever queued.
-            Err(e) if e.to_string().contains("no such key") => return Ok(Backlog::default()),
-            Err(e) => return Err(self.err(e)),
-        };
-        match groups.groups.iter().find(|g| g.name == GROUP) {
-            Some(group) => {
-                let pending = group.pending as u64;
-                let undelivered = match group.lag {
-                    Some(lag) => lag as u64,
-                    None => {
-                        let len: u64 = conn.xlen(STREAM).await.map_err(|e| self.err(e))?;
-                        len.saturating_sub(pending)
-                    }
-                };
-                Ok(Backlog {
-                    undelivered,
-                    pending,
-                })
-            }
-            None => {
-                let len: u64 = conn.xlen(STREAM).await.map_err(|e| self.err(e))?;
-                Ok(Backlog {
-                    undelivered: len,
-                    pending: 0,
-                })
-            }
-        }
+        read_backlog(&mut conn)
+            .await
+            .map(|reading| reading.backlog())
+            .map_err(|source| QueueError::Backlog {
+                url: self.url.clone(),
+                source,
+            })
     }
 
     /// Entries in the dead-letter stream.
@@ -257,7 +221,11 @@ impl Queue {
     }
 
     /// Records that `beat.consumer` is alive for `ttl`.
-    pub async fn heartbeat(&self, beat: &Heartbeat, ttl: Duration) -> Result<(), QueueError> {
+    pub(crate) async fn heartbeat(
+        &self,
+        beat: &Heartbeat,
+        ttl: Duration,
+    ) -> Result<(), QueueError> {
         let mut conn = self.conn.clone();
         let value = serde_json::to_string(beat).expect("a heartbeat serializes");
         conn.set_ex::<_, _, ()>(
@@ -270,7 +238,7 @@ impl Queue {
     }
 
     /// Removes a worker's heartbeat when it stops cleanly.
-    pub async fn forget(&self, consumer: &str) -> Result<(), QueueError> {
+    pub(crate) async fn forget(&self, consumer: &str) -> Result<(), QueueError> {
         let mut conn = self.conn.clone();
         conn.del::<_, ()>(format!("{HEARTBEAT_PREFIX}{consumer}"))
             .await
@@ -347,7 +315,7 @@ impl Consumer {
     }
 
     /// This consumer's name in the group.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
@@ -412,7 +380,10 @@ impl Consumer {
 
     /// Entries already delivered to this consumer name and not acknowledged,
     /// e.g. by a previous run of this pod.
-    pub async fn read_own_pending(&mut self, count: usize) -> Result<Vec<Entry>, QueueError> {
+    pub(crate) async fn read_own_pending(
+        &mut self,
+        count: usize,
+    ) -> Result<Vec<Entry>, QueueError> {
         self.read("0", count, None).await
     }
 
@@ -472,7 +443,7 @@ impl Consumer {
     /// Resets the idle time of entries this consumer is still working on
     /// (XCLAIM JUSTID does not count a delivery), so a worker that is alive
     /// but waiting for MongoDB keeps them instead of others stealing them.
-    pub async fn touch(&mut self, ids: &[String]) -> Result<(), QueueError> {
+    pub(crate) async fn touch(&mut self, ids: &[String]) -> Result<(), QueueError> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -491,20 +462,11 @@ impl Consumer {
 
     /// Acknowledges entries that MongoDB holds and deletes them from the
     /// stream, so Redis memory stays bounded by the backlog.
-    pub async fn ack(&mut self, ids: &[String]) -> Result<(), QueueError> {
+    pub(crate) async fn ack(&mut self, ids: &[String]) -> Result<(), QueueError> {
         if ids.is_empty() {
             return Ok(());
         }
-        redis::pipe()
-            .cmd("XACK")
-            .arg(STREAM)
-            .arg(GROUP)
-            .arg(ids)
-            .ignore()
-            .cmd("XDEL")
-            .arg(STREAM)
-            .arg(ids)
-            .ignore()
+        acknowledge(&mut redis::pipe(), ids)
             .query_async::<()>(&mut self.conn)
             .await
             .map_err(|e| self.err(e))
@@ -514,7 +476,7 @@ impl Consumer {
     /// pods that scaled away do not pile up in XINFO CONSUMERS. Returns
     /// whether it left. (DELCONSUMER drops a consumer's pending entries,
     /// hence the check; a stopped worker reads nothing new meanwhile.)
-    pub async fn leave_group_if_idle(&mut self) -> Result<bool, QueueError> {
+    pub(crate) async fn leave_group_if_idle(&mut self) -> Result<bool, QueueError> {
         let pending: StreamPendingCountReply = redis::cmd("XPENDING")
             .arg(STREAM)
             .arg(GROUP)
@@ -541,15 +503,15 @@ impl Consumer {
 
     /// Moves an entry to the dead-letter stream, atomically with its ack, so
     /// it is neither lost nor both dead and pending.
-    pub async fn dead_letter(
+    pub(crate) async fn dead_letter(
         &mut self,
         id: &str,
         data: &[u8],
         reason: &str,
         deliveries: u64,
     ) -> Result<(), QueueError> {
-        redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .cmd("XADD")
             .arg(DEAD_LETTER)
             .arg("*")
@@ -561,16 +523,8 @@ impl Consumer {
             .arg(reason)
             .arg("deliveries")
             .arg(deliveries)
-            .ignore()
-            .cmd("XACK")
-            .arg(STREAM)
-            .arg(GROUP)
-            .arg(id)
-            .ignore()
-            .cmd("XDEL")
-            .arg(STREAM)
-            .arg(id)
-            .ignore()
+            .ignore();
+        acknowledge(&mut pipe, &[id])
             .query_async::<()>(&mut self.conn)
             .await
             .map_err(|e| self.err(e))

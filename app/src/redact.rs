@@ -5,7 +5,7 @@
 /// Works on any `scheme://user:password@host...` string, including MongoDB
 /// URIs with several comma-separated hosts that URL parsers reject, so a
 /// connection string can be logged to say where the process connects.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_owned();
     };

@@ -13,6 +13,7 @@ use mongodb::bson::{Document, doc};
 use mongodb::error::ErrorKind;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection, Database};
+use multivac_contract::env;
 use serde::{Deserialize, Serialize};
 
 use crate::redact::redact_url;
@@ -26,14 +27,17 @@ const KNOWN_CONCEPTS_CAP: usize = 200_000;
 /// MongoDB failures, with what to check.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("invalid MULTIVAC_MONGODB_URI {uri}: {source}")]
+    /// The URI cannot be used.
+    #[error("invalid {var} {uri}: {source}", var = env::MONGODB_URI)]
     Uri {
         uri: String,
         #[source]
         source: mongodb::error::Error,
     },
+    /// A command failed or MongoDB did not answer.
     #[error(
-        "MongoDB at {uri} is unreachable or failed: {source}; check MULTIVAC_MONGODB_URI and that MongoDB is up"
+        "MongoDB at {uri} is unreachable or failed: {source}; check {var} and that MongoDB is up",
+        var = env::MONGODB_URI
     )]
     Mongo {
         uri: String,
@@ -54,9 +58,9 @@ pub struct Knowledge {
 /// A datum ready to be stored: its entry id, text and concepts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Learned {
-    pub id: String,
-    pub data: String,
-    pub concepts: Vec<String>,
+    pub(crate) id: String,
+    pub(crate) data: String,
+    pub(crate) concepts: Vec<String>,
 }
 
 impl Learned {
@@ -114,12 +118,12 @@ impl Store {
     }
 
     /// The URI without its password, for logs.
-    pub fn redacted_uri(&self) -> &str {
+    pub(crate) fn redacted_uri(&self) -> &str {
         &self.uri
     }
 
     /// The `ping` command, for readiness.
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         self.db
             .run_command(doc! {"ping": 1})
             .await
@@ -206,10 +210,5 @@ impl Store {
                 _ => Err(self.err(e)),
             },
         }
-    }
-
-    /// Forgets the concepts remembered as stored; for tests that reset the database.
-    pub fn forget_known(&self) {
-        self.known.lock().expect("known concepts lock").clear();
     }
 }

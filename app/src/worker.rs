@@ -5,42 +5,35 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use tower::Layer;
-use tower_http::normalize_path::NormalizePathLayer;
+use multivac_contract::{DEAD_LETTER, Probes, Readiness, Shutdown, encode_metrics, probe_routes};
 
 use crate::Error;
 use crate::config::{WorkerArgs, ms};
 use crate::metrics::WorkerMetrics;
 use crate::queue::{Consumer, Entry, Heartbeat, Payload, Queue};
-use crate::shutdown::Shutdown;
 use crate::store::{Learned, Store};
 
 /// How often a worker refreshes its heartbeat.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a heartbeat lives: /zzz lists workers seen in this window.
-pub const HEARTBEAT_TTL: Duration = Duration::from_secs(30);
+const HEARTBEAT_TTL: Duration = Duration::from_secs(30);
 /// Longest pause between retries of a failing backend.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The worker's tuning, from [`WorkerArgs`].
 #[derive(Clone, Debug)]
-pub struct Settings {
-    pub batch_size: usize,
-    pub block: Duration,
-    pub claim_idle: Duration,
-    pub max_deliveries: u64,
-    pub shutdown_timeout: Duration,
-    pub backend_timeout: Duration,
+struct Settings {
+    batch_size: usize,
+    block: Duration,
+    claim_idle: Duration,
+    max_deliveries: u64,
+    shutdown_timeout: Duration,
+    backend_timeout: Duration,
 }
 
 impl Settings {
     /// From the command line.
-    pub fn from_args(args: &WorkerArgs) -> Self {
+    fn from_args(args: &WorkerArgs) -> Self {
         Settings {
             batch_size: args.batch_size.max(1),
             block: ms(args.block_ms),
@@ -70,7 +63,7 @@ fn unix_now() -> u64 {
 }
 
 /// One worker: a consumer in the group plus the store.
-pub struct Worker {
+struct Worker {
     queue: Queue,
     consumer: Consumer,
     store: Arc<Store>,
@@ -88,7 +81,7 @@ enum Outcome {
 }
 
 impl Worker {
-    pub fn new(
+    fn new(
         queue: Queue,
         consumer: Consumer,
         store: Arc<Store>,
@@ -128,7 +121,7 @@ impl Worker {
 
     /// Runs until a stop is requested, then finishes the in-flight batch and
     /// returns. Backend failures are retried, never fatal.
-    pub async fn run(mut self) {
+    async fn run(mut self) {
         let mut attempt = 0;
         while !self.shutdown.is_triggered() {
             match self.queue.ensure_group().await {
@@ -207,6 +200,11 @@ impl Worker {
         tracing::info!(consumer = self.consumer.name(), "worker stopped");
     }
 
+    #[tracing::instrument(
+        name = "batch",
+        skip_all,
+        fields(size = batch.len(), first = batch.first().map(|(entry, _)| entry.id.as_str()))
+    )]
     async fn process(&mut self, batch: Vec<(Entry, u64)>) -> Outcome {
         let start = Instant::now();
         let mut learned = Vec::with_capacity(batch.len());
@@ -295,7 +293,7 @@ impl Worker {
             match self.consumer.dead_letter(id, raw, reason, deliveries).await {
                 Ok(()) => {
                     self.metrics.dead_lettered.inc();
-                    tracing::warn!(id, reason, "moved an entry to multivac:data:dead");
+                    tracing::warn!(id, reason, "moved an entry to {DEAD_LETTER}");
                     return;
                 }
                 Err(e) => {
@@ -337,42 +335,29 @@ async fn heartbeat(
     }
 }
 
-struct ProbeState {
+/// What the worker's probe server answers from.
+struct Probe {
     queue: Queue,
     store: Arc<Store>,
     metrics: Arc<WorkerMetrics>,
 }
 
-async fn probe_metrics(State(state): State<Arc<ProbeState>>) -> Response {
-    if let Ok(backlog) = state.queue.backlog().await {
-        state.metrics.backlog.set(backlog.total() as i64);
+impl Probes for Probe {
+    async fn readiness(&self) -> Readiness {
+        crate::http::backends_readiness(&self.queue, &self.store).await
     }
-    (
-        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        crate::metrics::encode(&state.metrics.registry),
-    )
-        .into_response()
-}
 
-async fn probe_ready(State(state): State<Arc<ProbeState>>) -> Response {
-    let (redis, mongo) = tokio::join!(state.queue.ping(), state.store.ping());
-    crate::http::readiness(redis, mongo)
-}
-
-fn probe_router(state: Arc<ProbeState>) -> Router {
-    Router::new()
-        .route("/metrics", get(probe_metrics))
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({"status": "alive"})) }),
-        )
-        .route("/readyz", get(probe_ready))
-        .with_state(state)
+    async fn metrics(&self) -> String {
+        if let Ok(backlog) = self.queue.backlog().await {
+            self.metrics.backlog.set(backlog.total() as i64);
+        }
+        encode_metrics(&self.metrics.registry)
+    }
 }
 
 /// `multivac worker`: the worker loop, its heartbeat and its probe server.
 /// Returns after a stop request once the in-flight batch is finished.
-pub async fn run(args: WorkerArgs, shutdown: Shutdown) -> Result<(), Error> {
+pub(crate) async fn run(args: WorkerArgs, shutdown: Shutdown) -> Result<(), Error> {
     let settings = Settings::from_args(&args);
     let name = args.consumer();
     let queue = Queue::connect(&args.common.redis_url, settings.backend_timeout)?;
@@ -400,29 +385,19 @@ pub async fn run(args: WorkerArgs, shutdown: Shutdown) -> Result<(), Error> {
         "starting worker"
     );
 
-    let listener = tokio::net::TcpListener::bind(args.metrics_bind)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: args.metrics_bind,
-            source,
-        })?;
+    let listener = crate::listen(args.metrics_bind).await?;
     let addr = listener.local_addr().unwrap_or(args.metrics_bind);
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
-    let probes =
-        NormalizePathLayer::trim_trailing_slash().layer(probe_router(Arc::new(ProbeState {
-            queue: queue.clone(),
-            store: store.clone(),
-            metrics: metrics.clone(),
-        })));
-    let mut probe_shutdown = shutdown.clone();
-    let probe_server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            axum::ServiceExt::<axum::extract::Request>::into_make_service(probes),
-        )
-        .with_graceful_shutdown(async move { probe_shutdown.wait().await })
-        .await
+    let probe = Arc::new(Probe {
+        queue: queue.clone(),
+        store: store.clone(),
+        metrics: metrics.clone(),
     });
+    let probe_server = tokio::spawn(multivac_contract::serve(
+        listener,
+        probe_routes(probe),
+        shutdown.clone(),
+    ));
     let beats = tokio::spawn(heartbeat(
         queue.clone(),
         name.clone(),

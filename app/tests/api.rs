@@ -200,204 +200,119 @@ async fn assert_error(response: reqwest::Response, status: StatusCode, code: &st
     assert!(!body["message"].as_str().unwrap().is_empty());
 }
 
-/// Bad input gets a clear JSON error and nothing reaches the queue.
+/// Bad input gets a clear JSON error and nothing reaches the queue. (The
+/// same cases run in-process, with no server, in `app/src/http/tests.rs`;
+/// here they go through real HTTP, reqwest's encoders and a real Redis.)
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let redis = Redis::start();
     let mongo = Mongo::start();
     let server = Multivac::server(&redis, &mongo, &[("MULTIVAC_MAX_DATA_BYTES", "100")]);
     let client = reqwest::Client::new();
-    let raw = |content_type: &'static str, body: Vec<u8>| {
-        client
+    let form = "application/x-www-form-urlencoded";
+    let json = "application/json";
+    let bad = StatusCode::BAD_REQUEST;
+    let large = StatusCode::PAYLOAD_TOO_LARGE;
+    // (Content-Type, body, status, code)
+    let raw: [(&str, &[u8], StatusCode, &str); 13] = [
+        // missing or empty data
+        (form, b"other=1", bad, "missing_data"),
+        (form, b"data=", bad, "empty_data"),
+        (form, b"data=+%20+", bad, "empty_data"),
+        (json, b"{}", bad, "missing_data"),
+        (json, br#"{"data": ""}"#, bad, "empty_data"),
+        (json, br#"{"data": 42}"#, bad, "data_not_string"),
+        (json, b"{not json", bad, "malformed_body"),
+        (form, b"data=a&data=b", bad, "repeated_data"),
+        // invalid UTF-8, in every encoding
+        (form, b"data=%FF%FEab", bad, "invalid_utf8"),
+        (form, b"data=\xff\xfe", bad, "invalid_utf8"),
+        (json, b"{\"data\": \"\xff\"}", bad, "invalid_utf8"),
+        // unsupported content type
+        (
+            "text/plain",
+            b"data=hello",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        // over MULTIVAC_MAX_DATA_BYTES (the whole body, before decoding)
+        (form, &[b'a'; 1 << 20], large, "data_too_large"),
+    ];
+    for (content_type, body, status, code) in raw {
+        let response = client
             .post(server.url(DATA))
             .header("Content-Type", content_type)
-            .body(body)
+            .body(body.to_vec())
             .send()
-    };
-
-    // missing or empty data -> 400
-    assert_error(
-        raw("application/x-www-form-urlencoded", b"other=1".to_vec())
             .await
-            .unwrap(),
-        StatusCode::BAD_REQUEST,
-        "missing_data",
-    )
-    .await;
-    assert_error(
-        raw("application/x-www-form-urlencoded", b"data=".to_vec())
-            .await
-            .unwrap(),
-        StatusCode::BAD_REQUEST,
-        "empty_data",
-    )
-    .await;
-    assert_error(
-        raw("application/x-www-form-urlencoded", b"data=+%20+".to_vec())
-            .await
-            .unwrap(),
-        StatusCode::BAD_REQUEST,
-        "empty_data",
-    )
-    .await;
-    assert_error(
-        raw("application/json", b"{}".to_vec()).await.unwrap(),
-        StatusCode::BAD_REQUEST,
-        "missing_data",
-    )
-    .await;
-    assert_error(
-        raw("application/json", br#"{"data": ""}"#.to_vec())
-            .await
-            .unwrap(),
-        StatusCode::BAD_REQUEST,
-        "empty_data",
-    )
-    .await;
-    assert_error(
-        raw("application/json", br#"{"data": 42}"#.to_vec())
-            .await
-            .unwrap(),
-        StatusCode::BAD_REQUEST,
-        "data_not_string",
-    )
-    .await;
-    assert_error(
-        raw("application/json", b"{not json".to_vec())
-            .await
-            .unwrap(),
-        StatusCode::BAD_REQUEST,
-        "malformed_body",
-    )
-    .await;
-    let empty_multipart = client
-        .post(server.url(DATA))
-        .multipart(reqwest::multipart::Form::new().text("data", ""))
-        .send()
-        .await
-        .unwrap();
-    assert_error(empty_multipart, StatusCode::BAD_REQUEST, "empty_data").await;
-    assert_error(
-        raw(
-            "application/x-www-form-urlencoded",
-            b"data=a&data=b".to_vec(),
-        )
-        .await
-        .unwrap(),
-        StatusCode::BAD_REQUEST,
-        "repeated_data",
-    )
-    .await;
-
-    // invalid UTF-8 -> 400, in every encoding
-    assert_error(
-        raw(
-            "application/x-www-form-urlencoded",
-            b"data=%FF%FEab".to_vec(),
-        )
-        .await
-        .unwrap(),
-        StatusCode::BAD_REQUEST,
-        "invalid_utf8",
-    )
-    .await;
-    assert_error(
-        raw(
-            "application/x-www-form-urlencoded",
-            b"data=\xff\xfe".to_vec(),
-        )
-        .await
-        .unwrap(),
-        StatusCode::BAD_REQUEST,
-        "invalid_utf8",
-    )
-    .await;
-    assert_error(
-        raw("application/json", b"{\"data\": \"\xff\"}".to_vec())
-            .await
-            .unwrap(),
-        StatusCode::BAD_REQUEST,
-        "invalid_utf8",
-    )
-    .await;
+            .unwrap();
+        assert_error(response, status, code).await;
+    }
+    // Bodies built by reqwest, as clients build them.
     let binary_part = reqwest::multipart::Form::new().part(
         "data",
         reqwest::multipart::Part::bytes(vec![0xc3, 0x28]).file_name("x.bin"),
     );
-    let response = client
-        .post(server.url(DATA))
-        .multipart(binary_part)
-        .send()
-        .await
-        .unwrap();
-    assert_error(response, StatusCode::BAD_REQUEST, "invalid_utf8").await;
-
-    // over MULTIVAC_MAX_DATA_BYTES -> 413 (the limit counts UTF-8 bytes); at the limit is fine
-    assert_error(
-        post_form(&server, &"a".repeat(101)).await,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "data_too_large",
-    )
-    .await;
-    assert_error(
-        post_form(&server, &"é".repeat(51)).await,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "data_too_large",
-    )
-    .await;
-    assert_error(
-        raw("application/x-www-form-urlencoded", vec![b'a'; 1 << 20])
-            .await
-            .unwrap(),
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "data_too_large",
-    )
-    .await;
+    let built = [
+        (
+            client
+                .post(server.url(DATA))
+                .multipart(reqwest::multipart::Form::new().text("data", "")),
+            bad,
+            "empty_data",
+        ),
+        (
+            client.post(server.url(DATA)).multipart(binary_part),
+            bad,
+            "invalid_utf8",
+        ),
+        // over MULTIVAC_MAX_DATA_BYTES -> 413 (the limit counts UTF-8 bytes)
+        (
+            client
+                .post(server.url(DATA))
+                .form(&[("data", "a".repeat(101))]),
+            large,
+            "data_too_large",
+        ),
+        (
+            client
+                .post(server.url(DATA))
+                .form(&[("data", "é".repeat(51))]),
+            large,
+            "data_too_large",
+        ),
+        // no content type
+        (
+            client.post(server.url(DATA)).body("data=hello"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        // unknown routes and methods get JSON too
+        (
+            client.get(server.url("/nowhere")),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            client.get(server.url(DATA)),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+    ];
+    for (request, status, code) in built {
+        assert_error(request.send().await.unwrap(), status, code).await;
+    }
     assert_eq!(
         stream_len(&redis).await,
         0,
         "no bad input may reach the queue"
     );
+    // At the limit is fine.
     assert_eq!(
         post_form(&server, &"a".repeat(100)).await.status(),
         StatusCode::ACCEPTED
     );
     assert_eq!(stream_len(&redis).await, 1);
-
-    // unsupported content type -> 415
-    assert_error(
-        raw("text/plain", b"data=hello".to_vec()).await.unwrap(),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
-    )
-    .await;
-    let none = client
-        .post(server.url(DATA))
-        .body("data=hello")
-        .send()
-        .await
-        .unwrap();
-    assert_error(
-        none,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
-    )
-    .await;
-
-    // unknown routes and methods get JSON too
-    assert_error(
-        reqwest::get(server.url("/nowhere")).await.unwrap(),
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
-    assert_error(
-        client.get(server.url(DATA)).send().await.unwrap(),
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-    )
-    .await;
-    assert_eq!(stream_len(&redis).await, 1, "bad input changed the queue");
 }
 
 /// With MULTIVAC_API_TOKEN set, POST needs the bearer token; reads stay open.
@@ -414,21 +329,11 @@ async fn post_requires_the_bearer_token_when_one_is_set() {
         }
         request.send()
     };
-    let missing = post(None).await.unwrap();
-    assert_eq!(missing.headers()["www-authenticate"], "Bearer");
-    assert_error(missing, StatusCode::UNAUTHORIZED, "unauthorized").await;
-    assert_error(
-        post(Some("Bearer wrong")).await.unwrap(),
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-    )
-    .await;
-    assert_error(
-        post(Some("Basic czNjcmV0LXRva2Vu")).await.unwrap(),
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-    )
-    .await;
+    for auth in [None, Some("Bearer wrong"), Some("Basic czNjcmV0LXRva2Vu")] {
+        let refused = post(auth).await.unwrap();
+        assert_eq!(refused.headers()["www-authenticate"], "Bearer", "{auth:?}");
+        assert_error(refused, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    }
     assert_eq!(stream_len(&redis).await, 0);
     assert_eq!(
         post(Some("Bearer s3cret-token")).await.unwrap().status(),

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use common::{Mongo, Multivac, Redis, eventually};
 use futures_util::future::join_all;
-use multivac::queue::{Backlog, Consumer, Payload, Queue};
-use multivac::store::{Knowledge, Learned, Store};
+use multivac::{Backlog, Consumer, Knowledge, Learned, Payload, Queue, Store};
 use redis::AsyncCommands;
 use reqwest::StatusCode;
 

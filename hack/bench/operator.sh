@@ -9,12 +9,14 @@
 #      counts kwok's and the controllers' writes); then the same after forcing a
 #      reconcile of every MultiVac (an annotation poke), which must write nothing;
 #   4. the operator's resident memory (VmRSS) with the N MultiVacs.
-# The local cluster has no storage provisioner, so a helper binds every pending
-# PVC to a hostPath PV made for it (that time is inside the figures).
+# The PVCs of the managed stores bind through the cluster's default
+# StorageClass (the local cluster's provisioner; that time is inside the
+# figures), and its kwok nodes have room for the pods (hack/cluster.sh).
 # Uses the cluster of $KUBECONFIG when it answers, else starts one with
 # `hack/cluster.sh up` in a temporary state dir and stops it afterwards.
 #   MULTIVACS=100 PROFILE=release|dev [OPERATOR=path/to/binary] bash hack/bench/operator.sh
 set -euo pipefail
+# shellcheck source=hack/lib.sh
 source "$(dirname "$0")/../lib.sh"
 cd "$MULTIVAC_ROOT"
 
@@ -30,8 +32,10 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
   if [ -z "$CLUSTER_STARTED" ] && [ -n "${KUBECONFIG:-}" ]; then
     kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1
-    kubectl delete pv -l "multivac-bench=$NS" --wait=false >/dev/null 2>&1
-    kubectl delete node -l "multivac-bench=$NS" --wait=false >/dev/null 2>&1
+    # The default class retains volumes: drop the bench's PV objects (their
+    # directories stay with the cluster until it is stopped).
+    kubectl get pv -o jsonpath="{range .items[?(@.spec.claimRef.namespace==\"$NS\")]}{.metadata.name}{\"\n\"}{end}" 2>/dev/null \
+      | xargs -r kubectl delete pv --wait=false >/dev/null 2>&1
   fi
   [ -n "$CLUSTER_STARTED" ] && bash hack/cluster.sh down >/dev/null 2>&1
   rm -rf "$WORK"
@@ -62,51 +66,9 @@ fi
 
 kubectl apply --server-side --force-conflicts --field-manager=bench -f crds/multivacs.multivac.io.yaml >/dev/null
 kubectl wait --for=condition=Established crd/multivacs.multivac.io --timeout=60s >/dev/null
+kubectl get storageclass -o jsonpath='{.items[*].metadata.annotations.storageclass\.kubernetes\.io/is-default-class}' | grep -qw true \
+  || die "the cluster has no default StorageClass, so the managed stores' PVCs would never bind: use the local cluster (hack/cluster.sh up)"
 kubectl create namespace "$NS" >/dev/null
-
-# Each MultiVac runs 4 pods; the cluster's two kwok nodes hold 110 pods each,
-# so add simulated nodes (kwok manages every node labelled type=kwok).
-NODES=$(( ((MULTIVACS + 2) * 4 + 249) / 250 ))
-for i in $(seq 1 "$NODES"); do
-  cat <<EOF
----
-apiVersion: v1
-kind: Node
-metadata:
-  name: $NS-node-$i
-  annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}
-  labels: {type: kwok, multivac-bench: $NS, kubernetes.io/hostname: $NS-node-$i, kubernetes.io/os: linux, kubernetes.io/arch: amd64}
-status:
-  allocatable: {cpu: "64", memory: 256Gi, pods: "250", ephemeral-storage: 100Gi}
-  capacity: {cpu: "64", memory: 256Gi, pods: "250", ephemeral-storage: 100Gi}
-EOF
-done | kubectl apply -f - >/dev/null
-log "added $NODES simulated nodes for $((MULTIVACS + 2)) MultiVacs"
-
-# Binds pending PVCs of $NS to hostPath PVs, in one apply per round.
-provide_volumes() {
-  while true; do
-    local pending docs=""
-    pending="$(kubectl -n "$NS" get pvc -o jsonpath='{range .items[?(@.status.phase=="Pending")]}{.metadata.name}{"\n"}{end}' 2>/dev/null || true)"
-    for pvc in $pending; do
-      docs+="apiVersion: v1
-kind: PersistentVolume
-metadata: {name: $NS-$pvc, labels: {multivac-bench: $NS}}
-spec:
-  capacity: {storage: 100Gi}
-  accessModes: [ReadWriteOnce]
-  persistentVolumeReclaimPolicy: Delete
-  hostPath: {path: $WORK/pv/$pvc, type: DirectoryOrCreate}
-  claimRef: {namespace: $NS, name: $pvc}
----
-"
-    done
-    [ -n "$docs" ] && printf '%s' "$docs" | kubectl apply -f - >/dev/null 2>&1
-    sleep 0.3
-  done
-}
-provide_volumes &
-PIDS+=($!)
 
 METRICS_PORT="$(free_port)"
 log "starting the operator"

@@ -48,7 +48,6 @@ else
   BIN_DIR="${CARGO_TARGET_DIR:-target}/debug"
 fi
 OPERATOR="$BIN_DIR/multivac-operator"
-CRDGEN="$BIN_DIR/crdgen"
 
 if [ -z "${KUBECONFIG:-}" ] || ! kubectl get --raw /readyz >/dev/null 2>&1; then
   log "starting a local control plane"
@@ -75,7 +74,7 @@ start_redis REACT
 start_redis FLEET
 
 NS="bench-scaling-$$"
-"$CRDGEN" | kubectl apply --server-side --force-conflicts --field-manager=bench -f - >/dev/null
+kubectl apply --server-side --force-conflicts --field-manager=bench -f crds/multivacs.multivac.io.yaml >/dev/null
 kubectl wait --for=condition=Established crd/multivacs.multivac.io --timeout=60s >/dev/null
 kubectl create namespace "$NS" >/dev/null
 kubectl -n "$NS" create secret generic redis-react --from-literal=redis-url="redis://:$PASSWORD@127.0.0.1:$REACT_PORT/0" >/dev/null

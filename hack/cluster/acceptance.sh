@@ -2,9 +2,11 @@
 # Acceptance tests of the local control plane (issue 3), run by hack/test.sh
 # after `hack/cluster.sh up` with KUBECONFIG set. Each test proves that one real
 # component does its job: kwok (nodes and pod lifecycle), controller-manager
-# (Deployment -> ReplicaSet -> Pods, garbage collection), scheduler (binding)
-# and the API server's Pod Security admission. Each runs in its own namespace
-# with bounded waits; the last line is `cluster: N passed, M failed`.
+# (Deployment -> ReplicaSet -> Pods, garbage collection), scheduler (binding),
+# the API server's Pod Security admission, and the volume provisioner behind
+# the default StorageClass. Each runs in its own namespace with bounded waits;
+# the last line is `cluster: N passed, M failed`. Run it on the machine of the
+# cluster: the volume test looks at the directories the provisioner made.
 set -uo pipefail
 # shellcheck source=hack/lib.sh
 source "$(dirname "$0")/../lib.sh"
@@ -17,7 +19,7 @@ KUBECTL="$(cluster_bin_dir)/kubectl"
 "$KUBECTL" get --raw /readyz >/dev/null 2>&1 \
   || die "the API server in $KUBECONFIG does not answer /readyz: run \`bash hack/cluster.sh up\` (and check \`bash hack/cluster.sh status\`)"
 
-NODES=(kwok-node-0 kwok-node-1)
+mapfile -t NODES < <(cluster_kwok_nodes)
 # Bound of every wait, in seconds (generous for 2 shared cores).
 WAIT_S="${MULTIVAC_CLUSTER_WAIT:-60}"
 WAIT="${WAIT_S}s"
@@ -27,15 +29,21 @@ indent() { sed 's/^/    /'; }
 # fail MESSAGE: ends the current test (a subshell) with MESSAGE.
 fail() { echo "    $*" >&2; exit 1; }
 
+# within SECONDS COMMAND...: polls COMMAND until it succeeds; false once
+# SECONDS have passed.
+within() {
+  local end=$(( $(date +%s) + $1 )); shift
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$end" ] || return 1
+    sleep 0.1
+  done
+}
+
 # until_true SECONDS WHAT COMMAND...: polls COMMAND until it succeeds or fails
 # the test after SECONDS.
 until_true() {
   local secs="$1" what="$2"; shift 2
-  local end=$(( $(date +%s) + secs ))
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$end" ] || fail "timed out after ${secs}s waiting for $what"
-    sleep 0.3
-  done
+  within "$secs" "$@" || fail "timed out after ${secs}s waiting for $what"
 }
 
 # A pod spec that the restricted Pod Security level admits.
@@ -178,31 +186,84 @@ EOF
   [ $rc -eq 0 ] || fail "a privileged pod was rejected even from a privileged namespace: $out"
 }
 
-# ---- runner ---------------------------------------------------------------------
+pvc() { # NAME [STORAGECLASS]
+  cat <<EOF
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: $1}
+spec:
+  ${2:+storageClassName: $2}
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+EOF
+}
+pvc_field() { k -n "$1" get pvc "$2" -o jsonpath="{$3}"; }
+pv_field() { k get pv "$1" -o jsonpath="{$2}" 2>/dev/null; }
+pvc_bound() { [ "$(pvc_field "$1" "$2" .status.phase)" = Bound ]; }
+pv_phase_is() { [ "$(pv_field "$1" .status.phase)" = "$2" ]; }
+pv_gone() { local out; out="$(k get pv "$1" -o name --ignore-not-found)" && [ -z "$out" ]; }
 
-passed=0 failed=0
-run_test() { # NAME FUNCTION
-  local name="$1" fn="$2" ns="acc-$1-$$"
-  local t0; t0=$(date +%s)
-  echo "--- $name" >&2
-  if ! k create namespace "$ns" >/dev/null; then
-    echo "FAIL $name: could not create namespace $ns" >&2; failed=$((failed + 1)); return
-  fi
-  # errexit only works outside a condition, hence the separate status.
-  local rc=0
-  ( set -e; "$fn" "$ns" ); rc=$?
-  if [ $rc -eq 0 ]; then
-    echo "ok   $name ($(( $(date +%s) - t0 )) s)" >&2; passed=$((passed + 1))
-  else
-    echo "FAIL $name ($(( $(date +%s) - t0 )) s)" >&2; failed=$((failed + 1))
-  fi
-  k delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
+# bind_within NS PVC: waits for the claim to be Bound and prints the time it
+# took; fails the test with the claim's events when it is not.
+bind_within() {
+  local t0; t0=$(date +%s%N)
+  within "$WAIT_S" pvc_bound "$1" "$2" \
+    || fail "PVC $2 is still $(pvc_field "$1" "$2" .status.phase) after ${WAIT_S}s: is the provisioner running (\`bash hack/cluster.sh status\`, logs/provisioner.log)? events: $(k -n "$1" get events --field-selector "involvedObject.name=$2" -o jsonpath='{range .items[*]}{.reason}: {.message}; {end}')"
+  echo "    PVC $2 Bound $(( ($(date +%s%N) - t0) / 1000000 )) ms after it was created"
 }
 
-run_test nodes-ready test_nodes_ready
-run_test deployment-runs test_deployment_runs
-run_test garbage-collection test_garbage_collection
-run_test pod-security test_pod_security
+# A claim that names no class gets the default class, and the provisioner binds
+# it to a new directory on this machine, writable by the volume's group only.
+# Deleting a claim follows its class' reclaim policy: the default class retains
+# the volume and its data, multivac-local-delete removes both.
+test_dynamic_volume() {
+  local ns="$1" class pv dir gid
+  class="$(k get storageclass -o jsonpath='{range .items[?(@.metadata.annotations.storageclass\.kubernetes\.io/is-default-class=="true")]}{.metadata.name}{" "}{.reclaimPolicy}{"\n"}{end}')"
+  [ "$class" = "multivac-local Retain" ] || fail "want one default StorageClass, multivac-local with reclaimPolicy Retain; got: '$class'"
+  pvc data | k -n "$ns" apply -f - >/dev/null
+  bind_within "$ns" data
+  [ "$(pvc_field "$ns" data .spec.storageClassName)" = multivac-local ] \
+    || fail "the claim got class '$(pvc_field "$ns" data .spec.storageClassName)', not the default multivac-local"
+  pv="$(pvc_field "$ns" data .spec.volumeName)"
+  [ "$(pv_field "$pv" '.metadata.annotations.pv\.kubernetes\.io/provisioned-by')" = multivac.local/hostpath ] \
+    || fail "PV $pv was not made by the provisioner: $(k get pv "$pv" -o yaml)"
+  dir="$(pv_field "$pv" .spec.hostPath.path)" gid="$(pv_field "$pv" '.metadata.annotations.pv\.beta\.kubernetes\.io/gid')"
+  [ -d "$dir" ] || fail "the volume's directory '$dir' does not exist on this machine"
+  echo "    $pv: $dir, mode and group $(stat -c '%a %g' "$dir"), pv.beta.kubernetes.io/gid $gid"
+  if [ "$(id -u)" -eq 0 ]; then
+    [ "$(stat -c '%a %g' "$dir")" = "2770 $gid" ] || fail "want mode 2770 and group $gid (the PV's gid annotation) on $dir"
+  fi
+  k -n "$ns" delete pvc data --wait=true >/dev/null
+  until_true "$WAIT_S" "PV $pv to turn Released" pv_phase_is "$pv" Released
+  [ -d "$dir" ] || fail "the Retain class' directory $dir was deleted with its claim"
+  k delete pv "$pv" >/dev/null   # the object only: a retained directory stays until \`down\`
 
-echo "cluster: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+  pvc scratch multivac-local-delete | k -n "$ns" apply -f - >/dev/null
+  bind_within "$ns" scratch
+  pv="$(pvc_field "$ns" scratch .spec.volumeName)"
+  dir="$(pv_field "$pv" .spec.hostPath.path)"
+  [ -d "$dir" ] || fail "the volume's directory '$dir' does not exist on this machine"
+  k -n "$ns" delete pvc scratch --wait=true >/dev/null
+  until_true "$WAIT_S" "PV $pv of the Delete class to be deleted" pv_gone "$pv"
+  [ ! -e "$dir" ] || fail "PV $pv is gone but its directory $dir is still there"
+}
+
+# ---- runner ---------------------------------------------------------------------
+
+# in_namespace FUNCTION NAMESPACE: runs one test in a namespace of its own,
+# stopping at its first failing command (errexit works in the subshell because
+# check runs it outside any condition), then removes the namespace.
+in_namespace() {
+  local fn="$1" ns="$2" rc
+  k create namespace "$ns" >/dev/null || { echo "could not create namespace $ns"; return 1; }
+  ( set -e; "$fn" "$ns" )
+  rc=$?
+  k delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
+  return "$rc"
+}
+
+for t in nodes-ready deployment-runs garbage-collection pod-security dynamic-volume; do
+  check "$t" in_namespace "test_${t//-/_}" "acc-$t-$$"
+done
+
+check_summary cluster

@@ -7,6 +7,7 @@
 #   gitlab-ci-local npm, --prefix under $MULTIVAC_CACHE/tools (4.65.0: the last
 #                   release that runs on Node 20; 4.75 needs Node 22)
 #   PyYAML          in the same venv, for the lint checks that compare YAML
+#   ShellCheck      Debian's package (`shellcheck`)
 # Nothing goes to stdout; progress goes to stderr. `bash hack/deps/tools.sh env`
 # prints the PATH line that puts all of them first.
 set -euo pipefail
@@ -77,10 +78,13 @@ if [ ! -x "$npm_prefix/bin/gitlab-ci-local" ]; then
     "gitlab-ci-local@$GITLAB_CI_LOCAL_VERSION" >&2
 fi
 
+command -v shellcheck >/dev/null 2>&1 || apt_install shellcheck
+
 if [ -n "$helm_pid" ]; then
   wait "$helm_pid" || die "building helm failed (see above); run \`bash hack/deps/tools.sh\` again"
 fi
 helm_ok || die "$helm_bin is not helm $HELM_VERSION; delete it and run \`bash hack/deps/tools.sh\` again"
 "$venv/bin/hadolint" --version >/dev/null || die "hadolint does not run; delete $venv and run this script again"
 "$npm_prefix/bin/gitlab-ci-local" --version >/dev/null || die "gitlab-ci-local does not run; delete $npm_prefix and run this script again"
-log "tools ready: helm, hadolint, gitlab-ci-local"
+shellcheck --version >/dev/null || die "shellcheck does not run: reinstall it with \`apt-get install shellcheck\`"
+log "tools ready: helm, hadolint, gitlab-ci-local, shellcheck"

@@ -3,6 +3,7 @@
 # imports them into a node's containerd.
 #
 #   hack/images/build.sh IMAGE...           build into $MULTIVAC_CACHE/images/<name>.tar
+#                                           (MULTIVAC_IMAGE_OUT: another folder)
 #   hack/images/build.sh import NODEDIR IMAGE...
 #                                           build if needed, then `ctr images import`
 #   hack/images/build.sh ensure IMAGE...    build only those missing or older than their inputs
@@ -14,7 +15,12 @@
 # exact packages that own the shared libraries `ldd` lists) plus the binary,
 # appended with crane onto an empty base in a throwaway in-memory registry
 # (`crane registry serve` on loopback), given its config with `crane mutate`
-# and written to a tarball. The app and operator images take their user,
+# and written to a tarball: an OCI image layout (oci-layout, index.json naming
+# the image for containerd, blobs/) that also carries a docker-archive
+# manifest.json over the same blobs (the layout `docker save` writes since
+# Docker 25), for OCI readers (containerd's import, skopeo's oci-archive:) and
+# docker-archive readers (crane, compare.py) alike. The app and operator
+# images take their user,
 # entrypoint, exposed ports, labels and binary path from Dockerfile.app and
 # Dockerfile.operator, so they match what those build (hack/images/test.sh
 # checks it).
@@ -24,7 +30,7 @@ source "$(dirname "$0")/../lib.sh"
 source "$MULTIVAC_ROOT/hack/cluster/version.sh"
 
 BIN="$(cluster_bin_dir)"
-OUT="$MULTIVAC_CACHE/images"
+OUT="${MULTIVAC_IMAGE_OUT:-$MULTIVAC_CACHE/images}"
 TAG="${MULTIVAC_IMAGE_TAG:-local}"
 RELEASE_TARGET="${MULTIVAC_RELEASE_TARGET:-$MULTIVAC_CACHE/target-release}"
 # Where the app and operator binaries come from: the release build, or (what
@@ -160,10 +166,35 @@ assemble() {
     || { cat "$WORK/crane.err" >&2; die "crane append for $name failed"; }
   mkdir -p "$OUT"
   "$BIN/crane" mutate "$REG/$name:build" --set-platform linux/amd64 "${mut[@]}" \
-    -t "$(image_ref "$name")" -o "$OUT/$name.tar.tmp" >/dev/null 2>"$WORK/crane.err" \
+    -t "$REG/$name:final" >/dev/null 2>"$WORK/crane.err" \
     || { cat "$WORK/crane.err" >&2; die "crane mutate for $name failed"; }
+  local layout="$WORK/$name-oci"
+  rm -rf "$layout"
+  "$BIN/crane" pull --format=oci "$REG/$name:final" "$layout" 2>"$WORK/crane.err" \
+    || { cat "$WORK/crane.err" >&2; die "crane pull --format=oci for $name failed"; }
+  oci_names "$layout" "$(image_ref "$name")"
+  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$layout" -cf "$OUT/$name.tar.tmp" \
+    oci-layout index.json manifest.json blobs
   mv "$OUT/$name.tar.tmp" "$OUT/$name.tar"
   log "image $(image_ref "$name") -> $OUT/$name.tar ($(du -h "$OUT/$name.tar" | cut -f1))"
+}
+
+# oci_names LAYOUT REF: names the layout's one image REF for containerd
+# (io.containerd.image.name, and the tag as org.opencontainers.image.ref.name)
+# and adds docker-archive's manifest.json over the same blobs.
+oci_names() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+layout, ref = sys.argv[1], sys.argv[2]
+index = json.load(open(f"{layout}/index.json"))
+[desc] = index["manifests"]
+desc["annotations"] = {"io.containerd.image.name": ref, "org.opencontainers.image.ref.name": ref.rsplit(":", 1)[1]}
+json.dump(index, open(f"{layout}/index.json", "w"), separators=(",", ":"))
+blob = lambda d: "blobs/" + d["digest"].replace(":", "/")
+manifest = json.load(open(f"{layout}/{blob(desc)}"))
+json.dump([{"Config": blob(manifest["config"]), "RepoTags": [ref], "Layers": [blob(l) for l in manifest["layers"]]}],
+          open(f"{layout}/manifest.json", "w"), separators=(",", ":"))
+PY
 }
 
 # dockerfile_final FILE KEY: the value of an instruction in the Dockerfile's

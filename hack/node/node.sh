@@ -206,7 +206,7 @@ EOF
 node_kubelet() {
   local d; d="$(node_dir)"
   local ports; mapfile -t ports < <(free_ports 2)
-  mkdir -p "$d/kubelet" "$d/pod-logs" "$d/volumes"
+  mkdir -p "$d/kubelet" "$d/pod-logs"
   printf 'nameserver %s\n' "$(sed -n 's/^nameserver //p' /etc/resolv.conf | head -1)" > "$d/resolv.conf"
   cat > "$d/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -283,47 +283,6 @@ EOF
   run kube-proxy "$BIN/kube-proxy" --config "$d/kube-proxy.yaml"
 }
 
-# node_storage: a default StorageClass without a provisioner and a pool of
-# hostPath PersistentVolumes on this node, so the PVCs of a managed Redis and
-# MongoDB bind. The folders are world-writable: hostPath ignores fsGroup.
-node_storage() {
-  local i d; d="$(node_dir)/volumes"
-  {
-    cat <<EOF
-apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata:
-  name: multivac-local
-  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
-provisioner: kubernetes.io/no-provisioner
-volumeBindingMode: Immediate
-reclaimPolicy: Retain
-EOF
-    for i in $(seq 0 11); do
-      mkdir -p "$d/pv-$i" && chmod 0777 "$d/pv-$i"
-      cat <<EOF
----
-apiVersion: v1
-kind: PersistentVolume
-metadata:
-  name: $NODE_NAME-pv-$i
-  labels: {multivac.io/real-node: "$NODE_NAME"}
-spec:
-  capacity: {storage: 20Gi}
-  accessModes: [ReadWriteOnce]
-  persistentVolumeReclaimPolicy: Retain
-  storageClassName: multivac-local
-  hostPath: {path: "$d/pv-$i", type: Directory}
-  nodeAffinity:
-    required:
-      nodeSelectorTerms:
-      - matchExpressions:
-        - {key: kubernetes.io/hostname, operator: In, values: [$NODE_NAME]}
-EOF
-    done
-  } | kubectl_ apply -f - >/dev/null
-}
-
 # node_kube_router enforces NetworkPolicies for the pods on this node: kube-router
 # with only its firewall controller (no routing, no service proxy, no CNI
 # config: the bridge CNI and kube-proxy keep those jobs). Its rules see the
@@ -382,7 +341,6 @@ node_up() {
   for n in "${NODES[@]}"; do
     kubectl_ taint node "$n" multivac.io/simulated=true:NoSchedule --overwrite >/dev/null
   done
-  node_storage
   log "real node $NODE_NAME Ready in $(( $(date +%s) - start )) s (pods: $NODE_POD_SUBNET, DNS: $NODE_GATEWAY, NetworkPolicies: kube-router)"
 }
 
@@ -394,7 +352,7 @@ node_up() {
 node_down() {
   local d; d="$(node_dir)"
   [ -f "$d/.real-node" ] || return 0
-  local i c pid agents=(kube-router kube-proxy kubelet coredns apiserver-relay)
+  local c pid agents=(kube-router kube-proxy kubelet coredns apiserver-relay)
   # The machine-wide pieces (hosts line, iptables chains, ipsets, bridge)
   # belong to the state named in the lock; a stale state must not take them
   # from a newer node.
@@ -415,7 +373,7 @@ node_down() {
     ids="$(NODE_STATE="$d" nctr tasks ls -q 2>/dev/null || true)"
     for c in $ids; do NODE_STATE="$d" nctr tasks kill -a -s SIGKILL "$c" >/dev/null 2>&1 & done
     wait
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
       [ -z "$(NODE_STATE="$d" nctr tasks ls -q 2>/dev/null)" ] && break
       sleep 0.1
     done
@@ -444,8 +402,8 @@ node_down() {
 
 # node_wait_gone SECONDS COMPONENT...: until none of them runs, at most SECONDS.
 node_wait_gone() {
-  local secs="$1" i c; shift
-  for i in $(seq 1 $((secs * 10))); do
+  local secs="$1" c; shift
+  for _ in $(seq 1 $((secs * 10))); do
     for c in "$@"; do alive "$c" && break; done
     alive "$c" || return 0
     sleep 0.1

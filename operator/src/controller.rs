@@ -21,7 +21,7 @@ use crate::crd::MultiVac;
 use crate::reconcile::{error_policy, reconcile};
 
 /// Label selector of every child the operator creates.
-pub const CHILD_SELECTOR: &str = "app.kubernetes.io/managed-by=multivac-operator";
+const CHILD_SELECTOR: &str = "app.kubernetes.io/managed-by=multivac-operator";
 
 /// Runs the controller and the scaler until `shutdown` resolves. With
 /// `namespace`, only MultiVacs (and children) of that namespace are watched.

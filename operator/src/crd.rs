@@ -10,29 +10,17 @@
 use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::{CustomResource, KubeSchema};
+use kube::{CustomResource, KubeSchema, Resource};
+use multivac_contract::secret_key;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
-/// API group of the MultiVac resource.
-pub const GROUP: &str = "multivac.io";
 /// Field manager of the reconciler for every server-side apply it sends.
 pub const FIELD_MANAGER: &str = "multivac-operator";
 /// Field manager of the scaler (it owns only worker `spec.replicas`,
 /// `status.workers.{current,desired,backlog,lastScaleTime}` and the `Degraded` condition).
 pub const SCALER_FIELD_MANAGER: &str = "multivac-operator-scaler";
-/// Key of the Redis URL in the generated credentials Secret (and the default key for `redis.external.secretRef`).
-pub const REDIS_URL_KEY: &str = "redis-url";
-/// Key of the Redis password in the generated credentials Secret.
-pub const REDIS_PASSWORD_KEY: &str = "redis-password";
-/// Key of the MongoDB URI in the generated credentials Secret (and the default key for `mongodb.external.secretRef`).
-pub const MONGODB_URI_KEY: &str = "mongodb-uri";
-/// Key of the MongoDB root user name in the generated credentials Secret.
-pub const MONGODB_USERNAME_KEY: &str = "mongodb-username";
-/// Key of the MongoDB root password in the generated credentials Secret.
-pub const MONGODB_PASSWORD_KEY: &str = "mongodb-password";
-/// Default key of the API token in `apiTokenSecretRef`.
-pub const API_TOKEN_KEY: &str = "token";
 
 /// A whole MultiVAC: HTTP server, queue workers, Redis and MongoDB, wired together.
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -102,7 +90,7 @@ pub enum ImagePullPolicy {
 
 impl ImagePullPolicy {
     /// The string the Pod API expects.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Always => "Always",
             Self::IfNotPresent => "IfNotPresent",
@@ -178,7 +166,7 @@ pub enum ServiceType {
 
 impl ServiceType {
     /// The string the Service API expects.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::ClusterIP => "ClusterIP",
             Self::NodePort => "NodePort",
@@ -423,6 +411,26 @@ pub struct MultiVacStatus {
     pub service_url: Option<String>,
 }
 
+impl MultiVacStatus {
+    /// The server-side apply body that sets these status fields. Each field
+    /// manager sends only its own fields: what it sent before and leaves out
+    /// is removed, what the other manager owns is kept.
+    pub(crate) fn apply_body(&self) -> Value {
+        json!({
+            "apiVersion": MultiVac::api_version(&()),
+            "kind": MultiVac::kind(&()),
+            "status": self,
+        })
+    }
+}
+
+/// Now, in whole seconds: what the API server stores in a `Time`, so a time
+/// read back compares equal to the one written.
+pub(crate) fn now_seconds() -> Time {
+    let now = jiff::Timestamp::now();
+    Time(jiff::Timestamp::from_second(now.as_second()).unwrap_or(now))
+}
+
 /// Replica counts of one Deployment.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -456,9 +464,9 @@ pub struct WorkersStatus {
 
 /// Where a connection string comes from: a Secret and a key in it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SecretSource {
-    pub name: String,
-    pub key: String,
+pub(crate) struct SecretSource {
+    pub(crate) name: String,
+    pub(crate) key: String,
 }
 
 impl MultiVac {
@@ -469,39 +477,39 @@ impl MultiVac {
         )
     }
     /// Name of the server Deployment and Service.
-    pub fn server_name(&self) -> String {
+    pub(crate) fn server_name(&self) -> String {
         self.child("server")
     }
     /// Name of the worker Deployment (the scaler patches its `spec.replicas`).
-    pub fn worker_name(&self) -> String {
+    pub(crate) fn worker_name(&self) -> String {
         self.child("worker")
     }
     /// Name of the managed Redis Deployment and Service.
-    pub fn redis_name(&self) -> String {
+    pub(crate) fn redis_name(&self) -> String {
         self.child("redis")
     }
     /// Name of the managed MongoDB Deployment and Service.
-    pub fn mongodb_name(&self) -> String {
+    pub(crate) fn mongodb_name(&self) -> String {
         self.child("mongodb")
     }
     /// Name of the generated credentials Secret.
-    pub fn credentials_name(&self) -> String {
+    pub(crate) fn credentials_name(&self) -> String {
         self.child("credentials")
     }
     /// Name of the ConfigMap with the app's non-secret settings.
-    pub fn config_name(&self) -> String {
+    pub(crate) fn config_name(&self) -> String {
         self.child("config")
     }
     /// Whether the operator runs Redis itself.
-    pub fn redis_managed(&self) -> bool {
+    pub(crate) fn redis_managed(&self) -> bool {
         self.spec.redis.external.is_none()
     }
     /// Whether the operator runs MongoDB itself.
-    pub fn mongodb_managed(&self) -> bool {
+    pub(crate) fn mongodb_managed(&self) -> bool {
         self.spec.mongodb.external.is_none()
     }
     /// Where the app (and the scaler) read the Redis URL from.
-    pub fn redis_url_source(&self) -> SecretSource {
+    pub(crate) fn redis_url_source(&self) -> SecretSource {
         match &self.spec.redis.external {
             Some(ext) => SecretSource {
                 name: ext.secret_ref.name.clone(),
@@ -509,16 +517,16 @@ impl MultiVac {
                     .secret_ref
                     .key
                     .clone()
-                    .unwrap_or_else(|| REDIS_URL_KEY.into()),
+                    .unwrap_or_else(|| secret_key::REDIS_URL.into()),
             },
             None => SecretSource {
                 name: self.credentials_name(),
-                key: REDIS_URL_KEY.into(),
+                key: secret_key::REDIS_URL.into(),
             },
         }
     }
     /// Where the app reads the MongoDB URI from.
-    pub fn mongodb_uri_source(&self) -> SecretSource {
+    pub(crate) fn mongodb_uri_source(&self) -> SecretSource {
         match &self.spec.mongodb.external {
             Some(ext) => SecretSource {
                 name: ext.secret_ref.name.clone(),
@@ -526,22 +534,25 @@ impl MultiVac {
                     .secret_ref
                     .key
                     .clone()
-                    .unwrap_or_else(|| MONGODB_URI_KEY.into()),
+                    .unwrap_or_else(|| secret_key::MONGODB_URI.into()),
             },
             None => SecretSource {
                 name: self.credentials_name(),
-                key: MONGODB_URI_KEY.into(),
+                key: secret_key::MONGODB_URI.into(),
             },
         }
     }
     /// Where the app reads its API token from, when one is configured.
-    pub fn api_token_source(&self) -> Option<SecretSource> {
+    pub(crate) fn api_token_source(&self) -> Option<SecretSource> {
         self.spec
             .api_token_secret_ref
             .as_ref()
             .map(|r| SecretSource {
                 name: r.name.clone(),
-                key: r.key.clone().unwrap_or_else(|| API_TOKEN_KEY.into()),
+                key: r
+                    .key
+                    .clone()
+                    .unwrap_or_else(|| secret_key::API_TOKEN.into()),
             })
     }
 }

@@ -25,7 +25,7 @@ pub enum Error {
     #[error("Kubernetes API error: {0}")]
     Kube(#[from] kube::Error),
 
-    /// A desired object could not be serialized (a bug, but keep running).
+    /// A built object could not be (de)serialized: a bug in a builder, reported instead of a panic.
     #[error("serialization error: {0}")]
     Serialization(#[from] serde_json::Error),
 
@@ -42,15 +42,16 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// Permanent errors only go away when the user edits the MultiVac or
-    /// creates the referenced Secret (both trigger a reconcile through the
-    /// watches), so retrying fast would only spam the API server.
-    pub fn is_permanent(&self) -> bool {
+    /// Permanent errors only go away when the user edits the MultiVac (the
+    /// watch brings that in at once) or creates the referenced Secret (not
+    /// watched: `error_policy` re-checks every 30 s), so retrying fast would
+    /// only spam the API server.
+    pub(crate) fn is_permanent(&self) -> bool {
         matches!(self, Self::InvalidSpec(_) | Self::MissingSecret { .. })
     }
 
     /// Short label for metrics and event reasons.
-    pub fn metric_label(&self) -> &'static str {
+    pub(crate) fn metric_label(&self) -> &'static str {
         match self {
             Self::InvalidSpec(_) => "invalid_spec",
             Self::MissingSecret { .. } => "missing_secret",
@@ -62,9 +63,9 @@ impl Error {
     }
 
     /// How long to wait before the next attempt after this error.
-    pub fn requeue_after(&self, failures: u32) -> Duration {
+    pub(crate) fn requeue_after(&self, failures: u32) -> Duration {
         if self.is_permanent() {
-            // Watches on the MultiVac and its Secrets trigger sooner when fixed.
+            // An edit of the MultiVac triggers a reconcile sooner.
             Duration::from_secs(300)
         } else {
             // 1 s, 2 s, 4 s ... capped at 5 min.

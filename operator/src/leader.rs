@@ -5,6 +5,7 @@
 
 use kube::Client;
 use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
+use multivac_contract::Shutdown;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -12,20 +13,20 @@ use tracing::{info, warn};
 use crate::error::{Error, Result};
 
 /// Seconds a lease stays valid after its last renewal.
-pub const LEASE_DURATION_SECONDS: u64 = 15;
+const LEASE_DURATION_SECONDS: u64 = 15;
 /// The holder renews this many seconds before expiry, i.e. about every 5 s.
-pub const LEASE_GRACE_SECONDS: u64 = 10;
+const LEASE_GRACE_SECONDS: u64 = 10;
 
 /// Which Lease, and who we are.
 #[derive(Clone, Debug)]
 pub struct LeaderConfig {
-    pub lease_name: String,
-    pub namespace: String,
-    pub identity: String,
+    lease_name: String,
+    namespace: String,
+    identity: String,
 }
 
 /// The identity written into the Lease: `POD_NAME`, else `hostname-pid`.
-pub fn default_identity() -> String {
+fn default_identity() -> String {
     std::env::var("POD_NAME").unwrap_or_else(|_| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
@@ -34,51 +35,62 @@ pub fn default_identity() -> String {
     })
 }
 
-/// A held lease; dropping [`Leadership::release`] it gives it up for the next replica.
+/// A held lease; [`Leadership::release`] gives it up for the next replica.
 pub struct Leadership {
     state: watch::Receiver<bool>,
     task: JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
     identity: String,
 }
 
-/// Stands by until this process holds the lease. Returns `None` when
-/// `shutdown` fired first.
-pub async fn acquire(
-    client: Client,
-    config: &LeaderConfig,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<Option<Leadership>> {
-    let manager = LeaseManagerBuilder::new(client, &config.lease_name)
-        .with_namespace(&config.namespace)
-        .with_identity(&config.identity)
-        .with_duration(LEASE_DURATION_SECONDS)
-        .with_grace(LEASE_GRACE_SECONDS)
-        .with_field_manager(format!("multivac-operator-lease-{}", config.identity))
-        .build()
-        .await
-        .map_err(|e| Error::Leader(e.to_string()))?;
-    let (mut state, task) = manager.watch().await;
-    info!(lease = %config.lease_name, namespace = %config.namespace, identity = %config.identity,
-        "standing by: waiting to acquire the leader lease");
-    loop {
-        if *state.borrow_and_update() {
-            info!(lease = %config.lease_name, identity = %config.identity, "acquired leadership");
-            return Ok(Some(Leadership {
-                state,
-                task,
-                identity: config.identity.clone(),
-            }));
+impl LeaderConfig {
+    /// The Lease `lease_name` in `namespace`, held as `POD_NAME` (else `hostname-pid`).
+    pub fn new(lease_name: String, namespace: String) -> Self {
+        Self {
+            lease_name,
+            namespace,
+            identity: default_identity(),
         }
-        tokio::select! {
-            changed = state.changed() => {
-                if changed.is_err() {
-                    return Err(Error::Leader(format!("lease manager stopped: {:?}", task.await)));
-                }
+    }
+
+    /// Stands by until this process holds the lease. Returns `None` when
+    /// `shutdown` fired first.
+    pub async fn acquire(
+        &self,
+        client: Client,
+        shutdown: &mut Shutdown,
+    ) -> Result<Option<Leadership>> {
+        let manager = LeaseManagerBuilder::new(client, &self.lease_name)
+            .with_namespace(&self.namespace)
+            .with_identity(&self.identity)
+            .with_duration(LEASE_DURATION_SECONDS)
+            .with_grace(LEASE_GRACE_SECONDS)
+            .with_field_manager(format!("multivac-operator-lease-{}", self.identity))
+            .build()
+            .await
+            .map_err(|e| Error::Leader(e.to_string()))?;
+        let (mut state, task) = manager.watch().await;
+        info!(lease = %self.lease_name, namespace = %self.namespace, identity = %self.identity,
+            "standing by: waiting to acquire the leader lease");
+        loop {
+            if *state.borrow_and_update() {
+                info!(lease = %self.lease_name, identity = %self.identity, "acquired leadership");
+                return Ok(Some(Leadership {
+                    state,
+                    task,
+                    identity: self.identity.clone(),
+                }));
             }
-            _ = shutdown.wait_for(|stop| *stop) => {
-                drop(state);
-                let _ = task.await;
-                return Ok(None);
+            tokio::select! {
+                changed = state.changed() => {
+                    if changed.is_err() {
+                        return Err(Error::Leader(format!("lease manager stopped: {:?}", task.await)));
+                    }
+                }
+                _ = shutdown.wait() => {
+                    drop(state);
+                    let _ = task.await;
+                    return Ok(None);
+                }
             }
         }
     }

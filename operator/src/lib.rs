@@ -1,17 +1,35 @@
 //! MultiVAC operator: reconciles `MultiVac` resources (multivac.io/v1alpha1)
 //! into a running MultiVAC and scales its workers from the Redis backlog.
+//!
+//! Every module is private; the crate root exports what the
+//! `multivac-operator` binary, `cargo xtask` and the integration tests use.
 
-pub mod context;
-pub mod controller;
-pub mod crd;
-pub mod error;
-pub mod http;
-pub mod leader;
-pub mod reconcile;
-pub mod resources;
-pub mod scaling;
-pub mod telemetry;
+mod cli;
+mod context;
+mod controller;
+mod crd;
+mod error;
+#[cfg(test)]
+mod fake_api;
+mod http;
+mod leader;
+mod reconcile;
+mod resources;
+mod scaling;
+mod telemetry;
 
+/// The command line of `multivac-operator` (read by `cargo xtask generate` for the docs).
+pub use cli::Cli;
+/// Shared by the controller, the scaler and the HTTP endpoint; `main` builds it.
 pub use context::Context;
+/// Runs the controller and the scaler (after leader election, if any).
+pub use controller::run;
+/// The custom resource: `MultiVac::crd()` is the CRD that `cargo xtask generate` writes.
 pub use crd::{MultiVac, MultiVacSpec, MultiVacStatus};
 pub use error::{Error, Result};
+/// `/metrics`, `/healthz` and `/readyz`.
+pub use http::router;
+/// Leader election on a Lease.
+pub use leader::{LeaderConfig, Leadership};
+/// The backlog read with a cached connection, for the tests against a real redis-server.
+pub use scaling::backlog::BacklogReader;

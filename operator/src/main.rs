@@ -2,66 +2,27 @@
 //! /readyz, optionally waits for the leader lease, then runs the controller
 //! and the scaler until SIGTERM (or until it loses the lease).
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use clap::Parser;
-use multivac_operator::context::Context;
-use multivac_operator::leader::{self, LeaderConfig};
-use multivac_operator::telemetry::{self, LogFormat};
+use multivac_contract::{init_logging, on_signals};
+use multivac_operator::{Cli, Context, LeaderConfig};
 use prometheus_client::registry::Registry;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tracing::{error, info};
-
-/// Reconciles MultiVac resources (multivac.io/v1alpha1) into running MultiVACs.
-#[derive(Debug, Parser)]
-#[command(name = "multivac-operator", version, about)]
-struct Args {
-    /// Address of /metrics, /healthz and /readyz.
-    #[arg(
-        long,
-        env = "MULTIVAC_OPERATOR_METRICS_BIND",
-        default_value = "0.0.0.0:8080"
-    )]
-    metrics_bind: SocketAddr,
-    /// Log line format.
-    #[arg(
-        long,
-        env = "MULTIVAC_OPERATOR_LOG_FORMAT",
-        value_enum,
-        default_value = "text"
-    )]
-    log_format: LogFormat,
-    /// Run only while holding the leader Lease (needed with more than one replica).
-    #[arg(long, env = "MULTIVAC_OPERATOR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    leader_election: bool,
-    /// Name of the leader Lease.
-    #[arg(
-        long,
-        env = "MULTIVAC_OPERATOR_LEASE_NAME",
-        default_value = "multivac-operator"
-    )]
-    lease_name: String,
-    /// Namespace of the leader Lease; also where the operator's pods run.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-    lease_namespace: String,
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "MULTIVAC_OPERATOR_WATCH_NAMESPACE")]
-    watch_namespace: Option<String>,
-}
 
 #[tokio::main]
 async fn main() {
-    let args = Args::parse();
-    telemetry::init_logging(args.log_format);
+    let args = Cli::parse();
+    init_logging(args.log_format, "info,kube_lease_manager=warn");
     if let Err(e) = run(args).await {
         error!(error = %e, "operator failed");
         std::process::exit(1);
     }
 }
 
-async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(args: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let client = kube::Client::try_default().await.map_err(|e| {
         format!("no Kubernetes client configuration (in-cluster or KUBECONFIG): {e}")
     })?;
@@ -77,16 +38,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot listen on --metrics-bind {}: {e}", args.metrics_bind))?;
     let addr = listener.local_addr().unwrap_or(args.metrics_bind);
     info!(%addr, "serving /metrics, /healthz, /readyz");
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut http_stop = stop_rx.clone();
-    let http = tokio::spawn(
-        axum::serve(listener, multivac_operator::http::router(ctx.clone()))
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            })
-            .into_future(),
-    );
-    tokio::spawn(signal(stop_tx));
+    let shutdown = on_signals();
+    let http = tokio::spawn(multivac_contract::serve(
+        listener,
+        multivac_operator::router(ctx.clone()),
+        shutdown.clone(),
+    ));
 
     client
         .apiserver_version()
@@ -95,21 +52,17 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     ctx.ready.store(true, Ordering::Relaxed);
 
     let code = if args.leader_election {
-        let config = LeaderConfig {
-            lease_name: args.lease_name,
-            namespace: args.lease_namespace,
-            identity: leader::default_identity(),
-        };
-        let mut stop = stop_rx.clone();
-        match leader::acquire(client, &config, &mut stop).await? {
+        let config = LeaderConfig::new(args.lease_name, args.lease_namespace);
+        let mut stop = shutdown.clone();
+        match config.acquire(client, &mut stop).await? {
             None => 0,
             Some(mut leadership) => {
                 ctx.metrics.leader.set(1);
                 let (ctl_stop, ctl) = spawn_controller(ctx.clone(), args.watch_namespace.clone());
-                let mut stop = stop_rx.clone();
+                let mut stop = shutdown.clone();
                 let lost = tokio::select! {
                     _ = leadership.lost() => true,
-                    _ = stop.wait_for(|s| *s) => false,
+                    _ = stop.wait() => false,
                 };
                 ctx.metrics.leader.set(0);
                 let _ = ctl_stop.send(());
@@ -127,8 +80,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         info!("leader election disabled: running the controller");
         ctx.metrics.leader.set(1);
         let (ctl_stop, ctl) = spawn_controller(ctx.clone(), args.watch_namespace.clone());
-        let mut stop = stop_rx.clone();
-        let _ = stop.wait_for(|s| *s).await;
+        shutdown.clone().wait().await;
         let _ = ctl_stop.send(());
         stop_controller(ctl).await;
         0
@@ -159,23 +111,8 @@ fn spawn_controller(
     namespace: Option<String>,
 ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(multivac_operator::controller::run(
-        ctx,
-        namespace,
-        async move {
-            let _ = rx.await;
-        },
-    ));
+    let handle = tokio::spawn(multivac_operator::run(ctx, namespace, async move {
+        let _ = rx.await;
+    }));
     (tx, handle)
-}
-
-/// Flips `stop` on SIGTERM (kubelet) or SIGINT (terminal).
-async fn signal(stop: watch::Sender<bool>) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("install the SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
-    }
-    let _ = stop.send(true);
 }

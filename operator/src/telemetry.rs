@@ -1,4 +1,5 @@
-//! Logs (tracing, text or JSON) and the operator's own Prometheus metrics.
+//! The operator's own Prometheus metrics (logs are set up, and metrics
+//! encoded, by `multivac_contract`).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -6,25 +7,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tracing_subscriber::EnvFilter;
-
-/// Log output format, chosen with `--log-format`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-/// Installs the global tracing subscriber; `RUST_LOG` overrides the default `info`.
-pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,kube_lease_manager=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-}
 
 /// Label of a finished reconciliation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -123,8 +105,7 @@ mod tests {
         m.reconcile_duration.observe(0.01);
         m.leader.set(1);
         m.write("Deployment");
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        let out = multivac_contract::encode_metrics(&registry);
         assert!(out.contains("multivac_operator_reconciliations_total{result=\"ok\"} 1"));
         assert!(out.contains("multivac_operator_reconcile_duration_seconds_count 1"));
         assert!(out.contains("multivac_operator_leader 1"));

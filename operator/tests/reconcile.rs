@@ -1,20 +1,20 @@
 //! The operator against the real local control plane: each test gets its own
 //! namespace and its own operator process watching only that namespace.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service,
-    ServiceAccount,
+    ConfigMap, Namespace, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, CustomResourceExt, ResourceExt};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::ApiResource;
+use kube::runtime::wait::await_condition;
+use kube::{Client, CustomResourceExt};
 use multivac_operator::MultiVac;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
@@ -163,117 +163,60 @@ where
     }
 }
 
-fn kubectl() -> PathBuf {
-    if let Ok(k) = std::env::var("KUBECTL") {
-        return k.into();
-    }
-    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
-        if dir.join("kubectl").is_file() {
-            return dir.join("kubectl");
-        }
-    }
-    let cache = std::env::var("MULTIVAC_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(
-                std::env::var("XDG_CACHE_HOME")
-                    .unwrap_or_else(|_| format!("{}/.cache", std::env::var("HOME").unwrap())),
-            )
-            .join("multivac")
-        });
-    std::fs::read_dir(cache.join("cluster"))
-        .ok()
-        .and_then(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin/kubectl"))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| panic!("kubectl not found: {HOW}"))
-}
-
-async fn kubectl_run(args: &[&str]) -> (bool, String) {
-    let out = Command::new(kubectl())
-        .args(args)
-        .output()
-        .await
-        .expect("run kubectl");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-/// The local cluster has no storage provisioner: bind each pending PVC of
-/// `ns` to a hostPath PV made for it (the real PV controller does the binding).
-async fn provide_volumes(client: &Client, ns: &str) {
-    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
-    let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    for pvc in pvcs.list(&ListParams::default()).await.unwrap() {
-        let name = pvc.name_any();
-        let class = pvc
-            .spec
-            .as_ref()
-            .and_then(|s| s.storage_class_name.clone())
-            .unwrap_or_default();
-        let pv: PersistentVolume = serde_json::from_value(json!({
-            "metadata": {"name": format!("{ns}-{name}"), "labels": {"multivac-test": ns}},
-            "spec": {
-                "capacity": {"storage": "100Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": class,
-                "persistentVolumeReclaimPolicy": "Delete",
-                "hostPath": {"path": format!("/tmp/multivac-test-pv/{ns}/{name}"), "type": "DirectoryOrCreate"},
-                "claimRef": {"namespace": ns, "name": name},
-            },
-        }))
-        .unwrap();
-        let _ = pvs.create(&PostParams::default(), &pv).await;
-    }
-}
-
-async fn apply_sample(ns: &str) {
-    let sample = concat!(
+/// Server-side applies `config/samples/multivac.yaml` into `ns`, as a user would.
+async fn apply_sample(client: &Client, ns: &str) {
+    let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../config/samples/multivac.yaml"
     );
-    let (ok, out) = kubectl_run(&["apply", "-n", ns, "-f", sample]).await;
-    assert!(ok, "kubectl apply of the minimal sample failed: {out}");
+    let text = std::fs::read_to_string(path).expect("read config/samples/multivac.yaml");
+    let sample: Value = serde_saphyr::from_str(&text).expect("the sample is YAML");
+    let name = sample["metadata"]["name"]
+        .as_str()
+        .expect("the sample's name");
+    Api::<MultiVac>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &PatchParams::apply("multivac-tests"),
+            &Patch::Apply(&sample),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("server-side apply of the minimal sample failed: {e}"));
 }
 
+/// Waits for the two PVCs of MultiVac `name` (managed Redis and MongoDB) to be
+/// bound by the cluster's volume provisioner, then for its condition Ready.
 async fn wait_ready(client: &Client, ns: &str, name: &str) {
-    let pvcs_ns = ns.to_string();
-    wait_for("PVCs to exist", || async {
-        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &pvcs_ns);
-        (pvcs.list(&ListParams::default()).await.ok()?.items.len() >= 2).then_some(())
-    })
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let of_name = ListParams::default().labels(&format!("app.kubernetes.io/instance={name}"));
+    wait_for(
+        "the two PVCs to be Bound by the default StorageClass' provisioner (`bash hack/cluster.sh status`)",
+        || async {
+            let items = pvcs.list(&of_name).await.ok()?.items;
+            let bound = |p: &PersistentVolumeClaim| {
+                p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound")
+            };
+            (items.len() == 2 && items.iter().all(bound)).then_some(())
+        },
+    )
     .await;
-    provide_volumes(client, ns).await;
-    let (ok, out) = kubectl_run(&[
-        "wait",
-        "-n",
-        ns,
-        "--for=condition=Ready",
-        &format!("mv/{name}"),
-        "--timeout=180s",
-    ])
-    .await;
-    assert!(ok, "MultiVac {ns}/{name} did not become Ready: {out}");
+    let mvs: Api<MultiVac> = Api::namespaced(client.clone(), ns);
+    let ready = |mv: Option<&MultiVac>| {
+        mv.and_then(|mv| mv.status.as_ref()).is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+    };
+    tokio::time::timeout(WAIT, await_condition(mvs.clone(), name, ready))
+        .await
+        .unwrap_or_else(|_| panic!("MultiVac {ns}/{name} did not become Ready within {WAIT:?}"))
+        .unwrap_or_else(|e| panic!("watching MultiVac {ns}/{name} failed: {e}"));
 }
 
 async fn cleanup(client: &Client, ns: &str) {
     let _ = Api::<Namespace>::all(client.clone())
         .delete(ns, &DeleteParams::default())
-        .await;
-    let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    let _ = pvs
-        .delete_collection(
-            &DeleteParams::default(),
-            &ListParams::default().labels(&format!("multivac-test={ns}")),
-        )
         .await;
 }
 
@@ -310,7 +253,7 @@ async fn minimal_sample_builds_everything_and_becomes_ready_with_no_idle_writes(
     install_crd(&client).await;
     let ns = namespace(&client, "mv-sample", None).await;
     let op = Operator::start(&ns).await;
-    apply_sample(&ns).await;
+    apply_sample(&client, &ns).await;
     wait_ready(&client, &ns, "multivac").await;
 
     let mv = json_of::<MultiVac>(&client, &ns, "multivac").await;
@@ -457,7 +400,7 @@ async fn children_follow_spec_edits_and_are_restored() {
     install_crd(&client).await;
     let ns = namespace(&client, "mv-edit", None).await;
     let _op = Operator::start(&ns).await;
-    apply_sample(&ns).await;
+    apply_sample(&client, &ns).await;
     wait_ready(&client, &ns, "multivac").await;
     let mvs: Api<MultiVac> = Api::namespaced(client.clone(), &ns);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
@@ -521,21 +464,25 @@ async fn children_follow_spec_edits_and_are_restored() {
     })
     .await;
 
-    // Delete children: restored.
-    deployments
-        .delete("multivac-redis", &DeleteParams::default())
-        .await
-        .unwrap();
-    config
-        .delete("multivac-config", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_for("deleted children restored", || async {
-        deployments.get_opt("multivac-redis").await.ok()??;
-        config.get_opt("multivac-config").await.ok()??;
-        Some(())
-    })
-    .await;
+    // Delete children: each is restored.
+    let deleted = [
+        (ApiResource::erase::<Deployment>(&()), "multivac-redis"),
+        (ApiResource::erase::<ConfigMap>(&()), "multivac-config"),
+    ];
+    for (resource, name) in &deleted {
+        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, resource)
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    for (resource, name) in &deleted {
+        let api = Api::<DynamicObject>::namespaced_with(client.clone(), &ns, resource);
+        wait_for(
+            &format!("deleted {}/{name} restored", resource.kind),
+            || async { api.get_opt(name).await.ok()?.map(|_| ()) },
+        )
+        .await;
+    }
     // Edit a field the operator owns, as another manager: reverted.
     deployments
         .patch(
@@ -639,7 +586,7 @@ async fn pods_are_admitted_where_restricted_is_enforced() {
     install_crd(&client).await;
     let ns = namespace(&client, "mv-restricted", Some("restricted")).await;
     let _op = Operator::start(&ns).await;
-    apply_sample(&ns).await;
+    apply_sample(&client, &ns).await;
     wait_ready(&client, &ns, "multivac").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     for component in ["server", "worker", "redis", "mongodb"] {

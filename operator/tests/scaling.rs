@@ -7,7 +7,8 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use multivac_operator::scaling::backlog::{BacklogReader, GROUP, STREAM, Source};
+use multivac_contract::{BacklogReading, GROUP, STREAM, acknowledge};
+use multivac_operator::BacklogReader;
 
 const PASSWORD: &str = "scaling-test-password";
 
@@ -194,16 +195,7 @@ fn ack_and_delete(c: &mut redis::Connection, ids: &[String]) {
     if ids.is_empty() {
         return;
     }
-    redis::pipe()
-        .cmd("XACK")
-        .arg(STREAM)
-        .arg(GROUP)
-        .arg(ids)
-        .ignore()
-        .cmd("XDEL")
-        .arg(STREAM)
-        .arg(ids)
-        .ignore()
+    acknowledge(&mut redis::pipe(), ids)
         .query::<()>(c)
         .expect("XACK + XDEL");
 }
@@ -217,25 +209,46 @@ async fn backlog_follows_the_stream_and_the_group() {
 
     // Nothing submitted yet.
     let b = reader.read(&url).await.unwrap();
-    assert_eq!((b.entries, b.source), (0, Source::NoStream));
+    assert_eq!((b.backlog().total(), b), (0, BacklogReading::NoStream));
 
     // Entries but no worker yet: the whole stream waits.
     xadd(&mut c, 25);
     let b = reader.read(&url).await.unwrap();
-    assert_eq!((b.entries, b.source), (25, Source::NoGroup));
+    assert_eq!(
+        (b.backlog().total(), b),
+        (25, BacklogReading::NoGroup { len: 25 })
+    );
 
     // The group exists: lag (undelivered) + pending (delivered, not acked).
     create_group(&mut c);
     let ids = read_group(&mut c, 10);
     assert_eq!(ids.len(), 10);
     let b = reader.read(&url).await.unwrap();
-    assert_eq!((b.entries, b.source), (25, Source::Lag));
+    assert_eq!(
+        (b.backlog().total(), b),
+        (
+            25,
+            BacklogReading::Lag {
+                lag: 15,
+                pending: 10
+            }
+        )
+    );
 
     // Acked entries leave the backlog; deleting them (as the app does) keeps
     // the lag computable.
     ack_and_delete(&mut c, &ids[..4]);
     let b = reader.read(&url).await.unwrap();
-    assert_eq!((b.entries, b.source), (21, Source::Lag));
+    assert_eq!(
+        (b.backlog().total(), b),
+        (
+            21,
+            BacklogReading::Lag {
+                lag: 15,
+                pending: 6
+            }
+        )
+    );
 
     // Deleting an undelivered entry makes Redis report a nil lag: the reader
     // falls back on XLEN and still counts what waits.
@@ -254,7 +267,16 @@ async fn backlog_follows_the_stream_and_the_group() {
         .query::<()>(&mut c)
         .unwrap();
     let b = reader.read(&url).await.unwrap();
-    assert_eq!((b.entries, b.source), (20, Source::LenFallback));
+    assert_eq!(
+        (b.backlog().total(), b),
+        (
+            20,
+            BacklogReading::LenFallback {
+                len: 20,
+                pending: 6
+            }
+        )
+    );
 
     // Everything processed.
     loop {
@@ -283,7 +305,7 @@ async fn backlog_follows_the_stream_and_the_group() {
     };
     ack_and_delete(&mut c, &pending);
     let b = reader.read(&url).await.unwrap();
-    assert_eq!(b.entries, 0, "{b:?}");
+    assert_eq!(b.backlog().total(), 0, "{b:?}");
 }
 
 #[tokio::test]
@@ -300,7 +322,10 @@ async fn backlog_errors_are_quick_and_say_why() {
     );
 
     // The right URL then works: the cached connection follows the URL.
-    assert_eq!(reader.read(&redis.url()).await.unwrap().entries, 0);
+    assert_eq!(
+        reader.read(&redis.url()).await.unwrap(),
+        BacklogReading::NoStream
+    );
 
     // Garbage URL.
     let err = reader.read("not a url").await.unwrap_err().to_string();

@@ -9,8 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use multivac::queue::Queue;
-use multivac::store::Store;
+use multivac::{Queue, Store};
 use tempfile::TempDir;
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now.

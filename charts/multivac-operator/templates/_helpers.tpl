@@ -44,6 +44,29 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end }}
 
 {{/*
+The app image of a MultiVac without spec.image: by default this release's.
+*/}}
+{{- define "multivac-operator.appImage" -}}
+{{- if .Values.appImage.digest -}}
+{{ .Values.appImage.repository }}@{{ .Values.appImage.digest }}
+{{- else -}}
+{{ .Values.appImage.repository }}:{{ .Values.appImage.tag | default .Chart.AppVersion }}
+{{- end -}}
+{{- end }}
+
+{{/*
+The namespaces the operand pods run in: watchNamespace, else the
+podMonitor's list, else all (empty).
+*/}}
+{{- define "multivac-operator.operandNamespaces" -}}
+{{- if .Values.watchNamespace -}}
+{{ list .Values.watchNamespace | toJson }}
+{{- else -}}
+{{ .Values.podMonitor.namespaces | default list | toJson }}
+{{- end -}}
+{{- end }}
+
+{{/*
 The operator's rules, shared by the ClusterRole (all namespaces) and the Role
 (watchNamespace mode). Keep equal to config/rbac/role.yaml: hack/lint.sh
 compares the rendered rules.

@@ -1,32 +1,169 @@
-//! Server-side apply that writes only when needed. Every desired object
-//! carries a hash of itself in an annotation; an object is re-applied when
-//! the hash differs (the spec changed, including removed fields) or when a
-//! field it sets drifted in the live object (someone edited it). A healthy,
-//! unchanged MultiVac therefore costs reads only, never writes.
+//! Writes the children, each only when needed. Every applied object carries a
+//! hash of itself in an annotation; an object is re-applied when the hash
+//! differs (the spec changed, including removed fields) or when a field it
+//! sets drifted in the live object (someone edited it). A healthy, unchanged
+//! MultiVac therefore costs reads only, never writes.
 
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::ApiResource;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use crate::context::Context;
-use crate::crd::FIELD_MANAGER;
+use super::cluster::{Cluster, Object};
+use super::status::Rollout;
 use crate::error::Result;
-use crate::resources::{Desired, stable_hash};
+use crate::resources::{Child, ChildRef, Children, Kind, stable_hash};
 
 /// Annotation holding the hash of the object as the operator last applied it.
-pub const APPLIED_HASH_ANNOTATION: &str = "multivac.io/applied-hash";
+pub(crate) const APPLIED_HASH_ANNOTATION: &str = "multivac.io/applied-hash";
 
-/// What [`ensure`] did.
+/// What the apply did to one child.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Unchanged,
+pub(crate) enum Change {
     Created,
     Updated,
+    /// Already as built; or, for a child to remove, absent or not this MultiVac's.
+    Unchanged,
+    Removed,
 }
 
-/// Adds the applied-hash annotation (computed over the object without it).
-pub fn with_hash(mut object: Value) -> Value {
-    let hash = stable_hash(&object.to_string());
+/// One child's outcome: what was done, or why the API server refused it.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) child: ChildRef,
+    pub(crate) result: Result<Change>,
+}
+
+/// What [`apply`] did, child by child, in order.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    pub(crate) outcomes: Vec<Outcome>,
+    /// The live Deployments after the apply, for the status.
+    pub(crate) rollouts: Vec<Rollout>,
+}
+
+impl Applied {
+    /// The children that were written, with what was done to them.
+    pub(crate) fn changes(&self) -> impl Iterator<Item = (&ChildRef, Change)> {
+        self.outcomes.iter().filter_map(|o| match o.result {
+            Ok(Change::Unchanged) | Err(_) => None,
+            Ok(change) => Some((&o.child, change)),
+        })
+    }
+
+    /// The rollouts, or the error of the child that stopped the apply.
+    pub(crate) fn into_rollouts(self) -> Result<Vec<Rollout>> {
+        match self.outcomes.into_iter().find_map(|o| o.result.err()) {
+            Some(e) => Err(e),
+            None => Ok(self.rollouts),
+        }
+    }
+
+    /// Records an outcome; false when it is an error (the apply stops there).
+    fn record(&mut self, child: ChildRef, result: Result<Change>) -> bool {
+        let ok = result.is_ok();
+        self.outcomes.push(Outcome { child, result });
+        ok
+    }
+}
+
+/// Creates the credentials Secret if it must be, applies every child that
+/// differs from its live object, and deletes the unwanted children this
+/// MultiVac (`owner_uid`) controls. Stops at the first child the API server
+/// refuses.
+pub(crate) async fn apply(cluster: &Cluster<'_>, children: &Children, owner_uid: &str) -> Applied {
+    let mut applied = Applied::default();
+    if let Some(secret) = &children.credentials {
+        let child = ChildRef::new(
+            Kind::Secret,
+            secret.metadata.name.clone().unwrap_or_default(),
+        );
+        // Another writer (an older leader) may have won the race: its values are kept.
+        let result = cluster.create(secret).await.map(|created| match created {
+            true => Change::Created,
+            false => Change::Unchanged,
+        });
+        if !applied.record(child, result) {
+            return applied;
+        }
+    }
+    for child in &children.apply {
+        let result = ensure_child(cluster, child, &mut applied.rollouts).await;
+        if !applied.record(child.child_ref(), result) {
+            return applied;
+        }
+    }
+    for unwanted in &children.remove {
+        let result = remove_if_owned(cluster, unwanted, owner_uid).await;
+        if !applied.record(unwanted.clone(), result) {
+            return applied;
+        }
+    }
+    applied
+}
+
+async fn ensure_child(
+    cluster: &Cluster<'_>,
+    child: &Child,
+    rollouts: &mut Vec<Rollout>,
+) -> Result<Change> {
+    Ok(match child {
+        Child::ServiceAccount(o) => ensure(cluster, o).await?.0,
+        Child::ConfigMap(o) => ensure(cluster, o).await?.0,
+        Child::Deployment(o) => {
+            let (change, live) = ensure(cluster, o).await?;
+            rollouts.push(Rollout::from_live(&live));
+            change
+        }
+        Child::Service(o) => ensure(cluster, o).await?.0,
+        Child::PersistentVolumeClaim(o) => ensure(cluster, o).await?.0,
+        Child::NetworkPolicy(o) => ensure(cluster, o).await?.0,
+        Child::PodDisruptionBudget(o) => ensure(cluster, o).await?.0,
+    })
+}
+
+/// Applies `built` unless the live object already matches it; returns what
+/// was done and the live object afterwards.
+async fn ensure<K: Object>(cluster: &Cluster<'_>, built: &K) -> Result<(Change, K)> {
+    let name = built.meta().name.clone().unwrap_or_default();
+    let object = with_hash(serde_json::to_value(built)?);
+    let live = cluster.get::<K>(&name).await?;
+    let unchanged = match &live {
+        Some(l) => is_subset(&object, &serde_json::to_value(l)?),
+        None => false,
+    };
+    match live {
+        Some(l) if unchanged => Ok((Change::Unchanged, l)),
+        Some(_) => Ok((Change::Updated, cluster.apply(&name, &object).await?)),
+        None => Ok((Change::Created, cluster.apply(&name, &object).await?)),
+    }
+}
+
+/// Deletes an object this MultiVac no longer wants, if it exists and the
+/// MultiVac controls it (never something a user created under that name).
+async fn remove_if_owned(
+    cluster: &Cluster<'_>,
+    child: &ChildRef,
+    owner_uid: &str,
+) -> Result<Change> {
+    let Some(meta) = cluster.metadata(child.kind, &child.name).await? else {
+        return Ok(Change::Unchanged);
+    };
+    let owned = meta
+        .owner_references
+        .unwrap_or_default()
+        .iter()
+        .any(|o| o.uid == owner_uid && o.controller == Some(true));
+    if owned && cluster.delete(child.kind, &child.name).await? {
+        Ok(Change::Removed)
+    } else {
+        Ok(Change::Unchanged)
+    }
+}
+
+/// Adds the applied-hash annotation, computed over the object without it with
+/// its keys sorted: the same object hashes the same whichever way its JSON
+/// was built (serde_json keeps insertion order when another crate in the
+/// build enables `preserve_order`).
+pub(crate) fn with_hash(mut object: Value) -> Value {
+    let hash = stable_hash(&sorted(&object).to_string());
     let meta = &mut object["metadata"];
     if !meta["annotations"].is_object() {
         meta["annotations"] = Value::Object(Default::default());
@@ -35,11 +172,27 @@ pub fn with_hash(mut object: Value) -> Value {
     object
 }
 
+fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&map[k])))
+                    .collect::<Map<_, _>>(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
 /// Whether the live object already is what `desired` asks for: every field
 /// of `desired` has the same value in `live` (absent and empty count as equal,
 /// the API server drops empty lists and maps). Fields the API server or other
 /// managers add to `live` are ignored.
-pub fn is_subset(desired: &Value, live: &Value) -> bool {
+pub(crate) fn is_subset(desired: &Value, live: &Value) -> bool {
     match (desired, live) {
         (Value::Object(d), Value::Object(l)) => d.iter().all(|(k, dv)| match l.get(k) {
             Some(lv) => is_subset(dv, lv),
@@ -60,99 +213,6 @@ fn is_empty(v: &Value) -> bool {
         Value::Array(a) => a.is_empty(),
         Value::Object(o) => o.is_empty(),
         _ => false,
-    }
-}
-
-fn api(ctx: &Context, resource: &ApiResource, namespace: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(ctx.client.clone(), namespace, resource)
-}
-
-/// Applies `desired` unless the live object already matches. Returns the
-/// outcome and the live object afterwards (its status feeds the MultiVac's).
-pub async fn ensure(
-    ctx: &Context,
-    namespace: &str,
-    desired: &Desired,
-) -> Result<(Outcome, DynamicObject)> {
-    let api = api(ctx, &desired.resource, namespace);
-    let object = with_hash(desired.object.clone());
-    let live = api.get_opt(&desired.name).await?;
-    if let Some(live) = &live
-        && is_subset(&object, &serde_json::to_value(live)?)
-    {
-        return Ok((Outcome::Unchanged, live.clone()));
-    }
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let applied = api
-        .patch(&desired.name, &params, &Patch::Apply(&object))
-        .await?;
-    ctx.metrics.write(&desired.resource.kind);
-    let outcome = if live.is_some() {
-        Outcome::Updated
-    } else {
-        Outcome::Created
-    };
-    Ok((outcome, applied))
-}
-
-/// Creates `object` unless an object of that name exists; never overwrites
-/// (used for the generated Secret). Returns whether it created it.
-pub async fn create_if_absent(
-    ctx: &Context,
-    namespace: &str,
-    resource: &ApiResource,
-    name: &str,
-    object: impl FnOnce() -> Result<Value>,
-) -> Result<bool> {
-    let api = api(ctx, resource, namespace);
-    if api.get_metadata_opt(name).await?.is_some() {
-        return Ok(false);
-    }
-    let obj: DynamicObject = serde_json::from_value(object()?)?;
-    let params = PostParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    };
-    match api.create(&params, &obj).await {
-        Ok(_) => {
-            ctx.metrics.write(&resource.kind);
-            Ok(true)
-        }
-        // Another reconcile (an older leader) won the race: keep its values.
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Deletes an object this MultiVac no longer wants, if it exists and the
-/// MultiVac controls it (never something a user created under that name).
-pub async fn remove_if_owned(
-    ctx: &Context,
-    namespace: &str,
-    resource: &ApiResource,
-    name: &str,
-    owner_uid: &str,
-) -> Result<bool> {
-    let api = api(ctx, resource, namespace);
-    let Some(meta) = api.get_metadata_opt(name).await? else {
-        return Ok(false);
-    };
-    let owned = meta
-        .metadata
-        .owner_references
-        .unwrap_or_default()
-        .iter()
-        .any(|o| o.uid == owner_uid && o.controller == Some(true));
-    if !owned {
-        return Ok(false);
-    }
-    match api.delete(name, &Default::default()).await {
-        Ok(_) => {
-            ctx.metrics.write(&resource.kind);
-            Ok(true)
-        }
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -205,6 +265,23 @@ mod tests {
         assert_ne!(
             h(&a),
             h(&with_hash(json!({"metadata": {"name": "a"}, "spec": {}})))
+        );
+    }
+
+    #[test]
+    fn hash_ignores_the_order_keys_were_inserted_in() {
+        let mut reversed = Map::new();
+        reversed.insert("spec".into(), json!({"y": 1, "x": [{"b": 2, "a": 1}]}));
+        reversed.insert("metadata".into(), json!({"name": "a"}));
+        let h = |v: Value| with_hash(v)["metadata"]["annotations"][APPLIED_HASH_ANNOTATION].clone();
+        assert_eq!(
+            h(Value::Object(reversed)),
+            h(json!({"metadata": {"name": "a"}, "spec": {"x": [{"a": 1, "b": 2}], "y": 1}}))
+        );
+        // The figure children already carry: sorted keys, as before.
+        assert_eq!(
+            h(json!({"metadata": {"name": "a"}, "spec": {"x": 1}})),
+            json!(stable_hash(r#"{"metadata":{"name":"a"},"spec":{"x":1}}"#))
         );
     }
 }

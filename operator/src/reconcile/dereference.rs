@@ -1,15 +1,34 @@
 //! Reads what the spec points at: the Secrets the user provides (external
-//! datastores, API token). A missing one is a permanent error until the user
-//! creates it: the status says which.
+//! datastores, API token) and whether the generated credentials Secret
+//! exists. It only reads and reports; [`super::validate`] decides what a
+//! missing key means.
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
 
+use super::cluster::Cluster;
 use crate::crd::{MultiVac, SecretSource};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::resources::Kind;
+
+/// One user-provided Secret key the spec names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SecretKey {
+    pub(crate) source: SecretSource,
+    /// The Secret exists and has the key.
+    pub(crate) present: bool,
+}
+
+/// What the spec points at, as the API server has it now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Dereferenced {
+    /// Every user-provided Secret key, in the order the spec names them.
+    pub(crate) secret_keys: Vec<SecretKey>,
+    /// The generated credentials Secret exists (only read when a store is managed).
+    pub(crate) credentials_exist: bool,
+}
 
 /// The user-provided Secret keys this MultiVac needs.
-pub fn referenced(mv: &MultiVac) -> Vec<SecretSource> {
+pub(crate) fn referenced(mv: &MultiVac) -> Vec<SecretSource> {
     let mut refs = vec![];
     if !mv.redis_managed() {
         refs.push(mv.redis_url_source());
@@ -21,25 +40,37 @@ pub fn referenced(mv: &MultiVac) -> Vec<SecretSource> {
     refs
 }
 
-/// Fails with [`Error::MissingSecret`] for the first referenced key that does not exist.
-pub async fn check_secrets(secrets: &Api<Secret>, namespace: &str, mv: &MultiVac) -> Result<()> {
-    for src in referenced(mv) {
-        let secret = secrets.get_opt(&src.name).await?;
-        let has_key = secret.is_some_and(|s| {
-            s.data.as_ref().is_some_and(|d| d.contains_key(&src.key))
-                || s.string_data
-                    .as_ref()
-                    .is_some_and(|d| d.contains_key(&src.key))
+/// Reads every referenced Secret and, with a managed store, the credentials
+/// Secret's metadata.
+pub(crate) async fn dereference(cluster: &Cluster<'_>, mv: &MultiVac) -> Result<Dereferenced> {
+    let mut secret_keys = vec![];
+    for source in referenced(mv) {
+        let secret = cluster.get::<Secret>(&source.name).await?;
+        secret_keys.push(SecretKey {
+            present: secret.is_some_and(|s| has_key(&s, &source.key)),
+            source,
         });
-        if !has_key {
-            return Err(Error::MissingSecret {
-                namespace: namespace.into(),
-                name: src.name,
-                key: src.key,
-            });
-        }
     }
-    Ok(())
+    let credentials_exist = if mv.redis_managed() || mv.mongodb_managed() {
+        cluster
+            .metadata(Kind::Secret, &mv.credentials_name())
+            .await?
+            .is_some()
+    } else {
+        false
+    };
+    Ok(Dereferenced {
+        secret_keys,
+        credentials_exist,
+    })
+}
+
+fn has_key(secret: &Secret, key: &str) -> bool {
+    secret.data.as_ref().is_some_and(|d| d.contains_key(key))
+        || secret
+            .string_data
+            .as_ref()
+            .is_some_and(|d| d.contains_key(key))
 }
 
 #[cfg(test)]
@@ -67,5 +98,14 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_key_counts_in_data_or_string_data() {
+        let s = |v| serde_json::from_value::<Secret>(v).unwrap();
+        assert!(has_key(&s(json!({"data": {"k": "eA=="}})), "k"));
+        assert!(has_key(&s(json!({"stringData": {"k": "x"}})), "k"));
+        assert!(!has_key(&s(json!({"data": {"other": "eA=="}})), "k"));
+        assert!(!has_key(&s(json!({})), "k"));
     }
 }

@@ -1,240 +1,183 @@
-//! One reconciliation of a MultiVac, in stages: dereference (read referenced
-//! Secrets) -> validate (pure) -> build (pure, `resources`) -> apply (SSA,
-//! writes only on change) -> status (patched only on change).
+//! One reconciliation of a MultiVac, in stages with typed hand-offs:
+//!
+//! ```text
+//! MultiVac --dereference--> Dereferenced --validate--> Validated --build--> Children
+//!          (reads Secrets)                 (pure)                  (pure, `resources`)
+//! Children --apply--> Applied (per child: Created/Updated/Unchanged/Removed, rollouts)
+//! Applied  --status--> MultiVacStatus (server-side applied only on change)
+//! ```
 
-pub mod apply;
-pub mod dereference;
-pub mod status;
-pub mod validate;
+mod apply;
+mod cluster;
+mod dereference;
+mod status;
+#[cfg(test)]
+mod tests;
+mod validate;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
-use tracing::{info, warn};
+use tracing::{info, instrument, warn};
 
 use crate::context::Context;
-use crate::crd::{FIELD_MANAGER, MultiVac};
+use crate::crd::{MultiVac, MultiVacStatus, now_seconds};
 use crate::error::{Error, Result};
-use crate::resources::{self, secret};
+use crate::resources::{self, Passwords};
 use crate::telemetry::{ErrorLabels, ResultLabels};
-use apply::Outcome;
-use status::Rollout;
+use apply::{Applied, Change};
+use cluster::Cluster;
+
+#[cfg(test)]
+pub(crate) use dereference::{Dereferenced, SecretKey, referenced};
+pub(crate) use validate::{Store, Validated, validate};
 
 /// How often a healthy MultiVac is re-checked even without watch events
 /// (drift the watches could miss); reads only.
-pub const RESYNC: Duration = Duration::from_secs(300);
+const RECHECK_INTERVAL: Duration = Duration::from_secs(300);
+/// How often a MultiVac waiting for a referenced Secret is re-checked: the
+/// operator does not watch the user's Secrets, so their creation brings no event.
+const MISSING_SECRET_RECHECK: Duration = Duration::from_secs(30);
 
-/// Entry point for the controller: reconciles and records metrics and events.
-pub async fn reconcile(mv: Arc<MultiVac>, ctx: Arc<Context>) -> Result<Action> {
+/// Entry point for the controller: reconciles, then records metrics, events
+/// and, for an error only the user can fix, the status.
+#[instrument(skip_all, fields(
+    namespace = mv.metadata.namespace.as_deref().unwrap_or_default(),
+    name = mv.metadata.name.as_deref().unwrap_or_default(),
+    generation = mv.metadata.generation,
+))]
+pub(crate) async fn reconcile(mv: Arc<MultiVac>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let result = reconcile_inner(&mv, &ctx).await;
     ctx.metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
-    let key = object_key(&mv);
     match &result {
-        Ok(_) => {
-            ctx.metrics
-                .reconciliations
-                .get_or_create(&ResultLabels { result: "ok" })
-                .inc();
-            ctx.failures.lock().expect("failures lock").remove(&key);
-        }
-        Err(e) => {
-            ctx.metrics
-                .reconciliations
-                .get_or_create(&ResultLabels { result: "error" })
-                .inc();
-            ctx.metrics
-                .errors
-                .get_or_create(&ErrorLabels {
-                    error: e.metric_label(),
-                })
-                .inc();
-            warn!(multivac = %key, error = %e, "reconcile failed");
-            if e.is_permanent() {
-                report_permanent(&mv, &ctx, e).await;
-            }
-            publish(
-                &ctx,
-                &mv,
-                EventType::Warning,
-                "ReconcileFailed",
-                "Reconcile",
-                e.to_string(),
-            )
-            .await;
-        }
+        Ok(_) => succeeded(&mv, &ctx),
+        Err(e) => failed(&mv, &ctx, e).await,
     }
     result
 }
 
-/// Permanent errors wait for the user (the watch on the MultiVac brings the
-/// fix in at once; a missing Secret is re-checked every 30 s); transient
-/// ones back off exponentially.
-pub fn error_policy(mv: Arc<MultiVac>, error: &Error, ctx: Arc<Context>) -> Action {
+/// Errors only the user can fix wait for them (the watch on the MultiVac
+/// brings a fix in at once; a missing Secret is re-checked every 30 s);
+/// the others back off exponentially.
+pub(crate) fn error_policy(mv: Arc<MultiVac>, error: &Error, ctx: Arc<Context>) -> Action {
     if let Error::MissingSecret { .. } = error {
-        return Action::requeue(Duration::from_secs(30));
+        return Action::requeue(MISSING_SECRET_RECHECK);
     }
-    let key = object_key(&mv);
     let failures = {
         let mut map = ctx.failures.lock().expect("failures lock");
-        let n = map.entry(key).or_insert(0);
+        let n = map.entry(object_key(&mv)).or_insert(0);
         *n += 1;
         *n - 1
     };
     Action::requeue(error.requeue_after(failures))
 }
 
-fn object_key(mv: &MultiVac) -> String {
-    format!("{}/{}", mv.namespace().unwrap_or_default(), mv.name_any())
-}
-
 async fn reconcile_inner(mv: &MultiVac, ctx: &Context) -> Result<Action> {
-    let ns = mv
-        .namespace()
-        .ok_or(Error::MissingMetadata("metadata.namespace"))?;
-    let uid = mv.uid().ok_or(Error::MissingMetadata("metadata.uid"))?;
     if mv.meta().deletion_timestamp.is_some() {
         // Garbage collection removes the children through their ownerReferences.
         return Ok(Action::await_change());
     }
-
-    // dereference
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    dereference::check_secrets(&secrets, &ns, mv).await?;
-    // validate
-    validate::validate(mv)?;
-    // build
-    let plan = resources::build(mv, &ctx.operator_namespace)?;
-
-    // apply: the generated Secret first (the pods need it), once.
-    if resources::needs_credentials(mv) {
-        let created = apply::create_if_absent(
-            ctx,
-            &ns,
-            &kube::core::ApiResource::erase::<Secret>(&()),
-            &mv.credentials_name(),
-            || {
-                secret::build(
-                    mv,
-                    &secret::generate_password(),
-                    &secret::generate_password(),
-                )
-            },
-        )
-        .await?;
-        if created {
-            info!(multivac = %object_key(mv), "generated credentials Secret");
-            publish(
-                ctx,
-                mv,
-                EventType::Normal,
-                "Created",
-                "Apply",
-                format!("Created Secret/{}", mv.credentials_name()),
-            )
-            .await;
-        }
-    }
-    let mut rollouts = vec![];
-    for desired in &plan.apply {
-        let (outcome, live) = apply::ensure(ctx, &ns, desired).await?;
-        match outcome {
-            Outcome::Unchanged => {}
-            Outcome::Created => {
-                info!(multivac = %object_key(mv), child = %desired.describe(), "created");
-                publish(
-                    ctx,
-                    mv,
-                    EventType::Normal,
-                    "Created",
-                    "Apply",
-                    format!("Created {}", desired.describe()),
-                )
-                .await;
-            }
-            Outcome::Updated => {
-                info!(multivac = %object_key(mv), child = %desired.describe(), "updated");
-                publish(
-                    ctx,
-                    mv,
-                    EventType::Normal,
-                    "Updated",
-                    "Apply",
-                    format!("Updated {}", desired.describe()),
-                )
-                .await;
-            }
-        }
-        if desired.resource.kind == "Deployment" {
-            let component = live
-                .labels()
-                .get("app.kubernetes.io/component")
-                .cloned()
-                .unwrap_or_default();
-            rollouts.push(Rollout::from_live(
-                &component,
-                &serde_json::to_value(&live)?,
-            ));
-        }
-    }
-    for unwanted in &plan.remove {
-        if apply::remove_if_owned(ctx, &ns, &unwanted.resource, &unwanted.name, &uid).await? {
-            let what = format!("{}/{}", unwanted.resource.kind, unwanted.name);
-            info!(multivac = %object_key(mv), child = %what, "deleted");
-            publish(
-                ctx,
-                mv,
-                EventType::Normal,
-                "Deleted",
-                "Apply",
-                format!("Deleted {what}"),
-            )
-            .await;
-        }
-    }
-
-    // status
-    let conds = status::conditions_from_rollouts(&rollouts);
-    patch_status(
-        ctx,
-        mv,
-        &status::desired(mv, &conds, Some(&rollouts), &now()),
-    )
-    .await?;
-    Ok(Action::requeue(RESYNC))
+    let namespace = mv
+        .namespace()
+        .ok_or(Error::MissingMetadata("metadata.namespace"))?;
+    let cluster = Cluster::new(ctx, &namespace);
+    let read = dereference::dereference(&cluster, mv).await?;
+    let valid = validate(mv, &read)?;
+    let children = resources::build(&valid, &ctx.operator_namespace, Passwords::generate)?;
+    let applied = apply::apply(&cluster, &children, &valid.owner.uid).await;
+    publish_changes(ctx, mv, &applied).await;
+    let rollouts = applied.into_rollouts()?;
+    let conditions = status::conditions_from_rollouts(&rollouts);
+    let status = status::reconciler_status(mv, &conditions, Some(&rollouts), &now_seconds());
+    patch_status(&cluster, mv, &status).await?;
+    Ok(Action::requeue(RECHECK_INTERVAL))
 }
 
-fn now() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+/// `namespace/name`: the key of the backoff's failure count.
+fn object_key(mv: &MultiVac) -> String {
+    format!("{}/{}", mv.namespace().unwrap_or_default(), mv.name_any())
+}
+
+fn succeeded(mv: &MultiVac, ctx: &Context) {
+    ctx.metrics
+        .reconciliations
+        .get_or_create(&ResultLabels { result: "ok" })
+        .inc();
+    ctx.failures
+        .lock()
+        .expect("failures lock")
+        .remove(&object_key(mv));
+}
+
+async fn failed(mv: &MultiVac, ctx: &Context, e: &Error) {
+    ctx.metrics
+        .reconciliations
+        .get_or_create(&ResultLabels { result: "error" })
+        .inc();
+    ctx.metrics
+        .errors
+        .get_or_create(&ErrorLabels {
+            error: e.metric_label(),
+        })
+        .inc();
+    warn!(error = %e, "reconcile failed");
+    if e.is_permanent() {
+        report_permanent(mv, ctx, e).await;
+    }
+    publish(
+        ctx,
+        mv,
+        EventType::Warning,
+        "ReconcileFailed",
+        "Reconcile",
+        e.to_string(),
+        None,
+    )
+    .await;
+}
+
+/// A log line and an Event for every child write.
+async fn publish_changes(ctx: &Context, mv: &MultiVac, applied: &Applied) {
+    for (child, change) in applied.changes() {
+        let reason = match change {
+            Change::Created => "Created",
+            Change::Updated => "Updated",
+            Change::Removed => "Deleted",
+            Change::Unchanged => continue,
+        };
+        info!(%child, "{reason}");
+        let note = format!("{reason} {child}");
+        // The child as the related object: the recorder folds Events with
+        // the same reason and related object into one series (keeping the
+        // first note), so without it every child's Event would count as
+        // the first one's.
+        let related = child.object_ref(&mv.namespace().unwrap_or_default());
+        publish(
+            ctx,
+            mv,
+            EventType::Normal,
+            reason,
+            "Apply",
+            note,
+            Some(related),
+        )
+        .await;
+    }
 }
 
 /// Server-side applies the reconciler's status fields if they changed.
-async fn patch_status(ctx: &Context, mv: &MultiVac, desired: &serde_json::Value) -> Result<()> {
-    if !status::changed(mv, desired) {
+async fn patch_status(cluster: &Cluster<'_>, mv: &MultiVac, status: &MultiVacStatus) -> Result<()> {
+    if !status::changed(mv, status) {
         return Ok(());
     }
-    let api: Api<MultiVac> =
-        Api::namespaced(ctx.client.clone(), &mv.namespace().unwrap_or_default());
-    let patch =
-        json!({"apiVersion": "multivac.io/v1alpha1", "kind": "MultiVac", "status": desired});
-    api.patch_status(
-        &mv.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    ctx.metrics.write("MultiVac/status");
-    Ok(())
+    cluster.apply_status(mv, &status.apply_body()).await
 }
 
 /// Ready=False with the reason and what to fix, for errors only the user can fix.
@@ -243,14 +186,11 @@ async fn report_permanent(mv: &MultiVac, ctx: &Context, e: &Error) {
         Error::MissingSecret { .. } => "MissingSecret",
         _ => "InvalidSpec",
     };
-    let desired = status::desired(
-        mv,
-        &status::conditions_from_error(reason, &e.to_string()),
-        None,
-        &now(),
-    );
-    if let Err(err) = patch_status(ctx, mv, &desired).await {
-        warn!(multivac = %object_key(mv), error = %err, "could not report the error in status");
+    let conditions = status::conditions_from_error(reason, &e.to_string());
+    let status = status::reconciler_status(mv, &conditions, None, &now_seconds());
+    let namespace = mv.namespace().unwrap_or_default();
+    if let Err(err) = patch_status(&Cluster::new(ctx, &namespace), mv, &status).await {
+        warn!(error = %err, "could not report the error in status");
     }
 }
 
@@ -261,13 +201,14 @@ async fn publish(
     reason: &str,
     action: &str,
     note: String,
+    related: Option<ObjectReference>,
 ) {
     let event = Event {
         type_,
         reason: reason.into(),
         note: Some(note),
         action: action.into(),
-        secondary: None,
+        secondary: related,
     };
     if let Err(e) = ctx.recorder.publish(&event, &mv.object_ref(&())).await {
         warn!(error = %e, "could not publish event");

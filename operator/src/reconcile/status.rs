@@ -1,50 +1,60 @@
 //! The reconciler's part of `status`: computed (pure) from the live
-//! Deployments, compared with what is already there, patched only on change.
+//! Deployments or from the error that stopped the reconcile, compared with
+//! what is already there, and sent only on change. The scaler's fields
+//! (`workers.{current,desired,backlog,lastScaleTime}`, `Degraded`) are never
+//! part of it, so the two field managers never take each other's fields.
 
-use serde_json::{Value, json};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use serde_json::Value;
 
-use crate::crd::{ComponentStatus, MultiVac};
+use crate::crd::{ComponentStatus, MultiVac, MultiVacStatus, WorkersStatus};
+use crate::reconcile::apply::is_subset;
 
 /// Condition types the reconciler owns.
-pub const READY: &str = "Ready";
-pub const PROGRESSING: &str = "Progressing";
+pub(crate) const READY: &str = "Ready";
+pub(crate) const PROGRESSING: &str = "Progressing";
 
 /// How far one Deployment got.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rollout {
+pub(crate) struct Rollout {
     /// `server`, `worker`, `redis` or `mongodb`.
-    pub component: String,
-    pub name: String,
+    pub(crate) component: String,
+    pub(crate) name: String,
     /// `spec.replicas` (the scaler's for workers).
-    pub replicas: i32,
-    pub ready: i32,
-    pub available: i32,
+    pub(crate) replicas: i32,
+    pub(crate) ready: i32,
+    pub(crate) available: i32,
     /// The Deployment controller saw the current spec and every pod is of it.
-    pub up_to_date: bool,
+    pub(crate) up_to_date: bool,
 }
 
 impl Rollout {
-    /// Reads a live Deployment (as JSON).
-    pub fn from_live(component: &str, live: &Value) -> Self {
-        let int = |v: &Value| v.as_i64().unwrap_or(0) as i32;
-        let spec_replicas = live["spec"]["replicas"].as_i64().unwrap_or(1) as i32;
-        let status = &live["status"];
-        let generation = live["metadata"]["generation"].as_i64().unwrap_or(0);
-        let observed = status["observedGeneration"].as_i64().unwrap_or(-1);
+    /// Reads a live Deployment; its component comes from its labels.
+    pub(crate) fn from_live(live: &Deployment) -> Self {
+        let replicas = live.spec.replicas.unwrap_or(1);
+        let status = live.status.clone().unwrap_or_default();
+        let generation = live.metadata.generation.unwrap_or(0);
+        let observed = status.observed_generation.unwrap_or(-1);
         Self {
-            component: component.into(),
-            name: live["metadata"]["name"].as_str().unwrap_or_default().into(),
-            replicas: spec_replicas,
-            ready: int(&status["readyReplicas"]),
-            available: int(&status["availableReplicas"]),
+            component: live
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("app.kubernetes.io/component").cloned())
+                .unwrap_or_default(),
+            name: live.metadata.name.clone().unwrap_or_default(),
+            replicas,
+            ready: status.ready_replicas.unwrap_or(0),
+            available: status.available_replicas.unwrap_or(0),
             up_to_date: observed >= generation
-                && int(&status["updatedReplicas"]) >= spec_replicas
-                && int(&status["replicas"]) <= spec_replicas,
+                && status.updated_replicas.unwrap_or(0) >= replicas
+                && status.replicas.unwrap_or(0) <= replicas,
         }
     }
 
     /// Every wanted pod runs the current template and is available.
-    pub fn done(&self) -> bool {
+    pub(crate) fn done(&self) -> bool {
         self.up_to_date && self.available >= self.replicas
     }
 
@@ -58,15 +68,15 @@ impl Rollout {
 
 /// A condition without `lastTransitionTime` (set when it is written).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Cond {
-    pub type_: &'static str,
-    pub status: bool,
-    pub reason: String,
-    pub message: String,
+pub(crate) struct Cond {
+    pub(crate) type_: &'static str,
+    pub(crate) status: bool,
+    pub(crate) reason: String,
+    pub(crate) message: String,
 }
 
 /// Ready and Progressing from the rollouts.
-pub fn conditions_from_rollouts(rollouts: &[Rollout]) -> Vec<Cond> {
+pub(crate) fn conditions_from_rollouts(rollouts: &[Rollout]) -> Vec<Cond> {
     let waiting: Vec<String> = rollouts
         .iter()
         .filter(|r| !r.done())
@@ -114,7 +124,7 @@ pub fn conditions_from_rollouts(rollouts: &[Rollout]) -> Vec<Cond> {
 }
 
 /// Ready=False and Progressing=False for an error the user has to fix.
-pub fn conditions_from_error(reason: &str, message: &str) -> Vec<Cond> {
+pub(crate) fn conditions_from_error(reason: &str, message: &str) -> Vec<Cond> {
     vec![
         Cond {
             type_: READY,
@@ -135,107 +145,116 @@ pub fn conditions_from_error(reason: &str, message: &str) -> Vec<Cond> {
 /// `None` rollouts means "unknown" (an error stopped the reconcile): the
 /// counts are then kept from the current status, because a field left out of
 /// a server-side apply is removed.
-pub fn desired(mv: &MultiVac, conds: &[Cond], rollouts: Option<&[Rollout]>, now: &str) -> Value {
+pub(crate) fn reconciler_status(
+    mv: &MultiVac,
+    conds: &[Cond],
+    rollouts: Option<&[Rollout]>,
+    now: &Time,
+) -> MultiVacStatus {
     let current = mv.status.clone().unwrap_or_default();
     let generation = mv.metadata.generation;
-    let conditions: Vec<Value> = conds
+    let conditions = conds
         .iter()
         .map(|c| {
             let status = if c.status { "True" } else { "False" };
-            let previous = current.conditions.iter().find(|p| p.type_ == c.type_);
-            let since = match previous {
-                Some(p) if p.status == status => {
-                    serde_json::to_value(&p.last_transition_time).unwrap_or_else(|_| json!(now))
-                }
-                _ => json!(now),
-            };
-            json!({
-                "type": c.type_, "status": status, "reason": c.reason, "message": c.message,
-                "observedGeneration": generation, "lastTransitionTime": since,
-            })
+            let since = current
+                .conditions
+                .iter()
+                .find(|p| p.type_ == c.type_ && p.status == status)
+                .map_or_else(|| now.clone(), |p| p.last_transition_time.clone());
+            Condition {
+                type_: c.type_.into(),
+                status: status.into(),
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+                observed_generation: generation,
+                last_transition_time: since,
+            }
         })
         .collect();
-    let mut status = json!({"conditions": conditions});
-    if let Some(g) = generation {
-        status["observedGeneration"] = json!(g);
-    }
     let find = |c: &str| rollouts.and_then(|rs| rs.iter().find(|r| r.component == c));
-    let keep = |c: &str, cur: &Option<ComponentStatus>| match (rollouts, find(c)) {
-        (Some(_), Some(r)) => Some(r.counts()),
-        (Some(_), None) => None,
-        (None, _) => cur.clone(),
+    let counts = |c: &str, cur: &Option<ComponentStatus>| match rollouts {
+        Some(_) => find(c).map(Rollout::counts),
+        None => cur.clone(),
     };
-    if let Some(s) = keep("server", &current.server) {
-        status["server"] = json!(s);
-    }
-    if let Some(s) = keep("redis", &current.redis) {
-        status["redis"] = json!(s);
-    }
-    if let Some(s) = keep("mongodb", &current.mongodb) {
-        status["mongodb"] = json!(s);
-    }
-    let worker_ready = match rollouts {
+    let workers_ready = match rollouts {
         Some(_) => find("worker").map(|r| r.ready),
         None => current.workers.as_ref().and_then(|w| w.ready_replicas),
     };
-    if let Some(r) = worker_ready {
-        status["workers"] = json!({"readyReplicas": r});
+    MultiVacStatus {
+        observed_generation: generation,
+        conditions,
+        server: counts("server", &current.server),
+        workers: workers_ready.map(|r| WorkersStatus {
+            ready_replicas: Some(r),
+            ..Default::default()
+        }),
+        redis: counts("redis", &current.redis),
+        mongodb: counts("mongodb", &current.mongodb),
+        service_url: crate::resources::server_url(mv),
     }
-    if let Some(url) = crate::resources::service::server_url(mv) {
-        status["serviceUrl"] = json!(url);
-    }
-    status
 }
 
-/// Whether applying `desired` would change the live status. Conditions are
+/// Whether applying `status` would change the live status. Conditions are
 /// matched by type (the scaler's `Degraded` may sit beside ours, in any order).
-pub fn changed(mv: &MultiVac, desired: &Value) -> bool {
-    use crate::reconcile::apply::is_subset;
-    let mut live =
-        serde_json::to_value(mv.status.clone().unwrap_or_default()).unwrap_or(Value::Null);
-    let live_conds = live
-        .as_object_mut()
-        .and_then(|o| o.remove("conditions"))
-        .unwrap_or(Value::Null);
-    let mut want = desired.clone();
-    let want_conds = want
-        .as_object_mut()
-        .and_then(|o| o.remove("conditions"))
-        .unwrap_or(Value::Null);
-    let conds_same = want_conds.as_array().into_iter().flatten().all(|w| {
-        live_conds
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|l| l["type"] == w["type"])
-            .is_some_and(|l| is_subset(w, l))
+pub(crate) fn changed(mv: &MultiVac, status: &MultiVacStatus) -> bool {
+    let json = |s: &MultiVacStatus| serde_json::to_value(s).unwrap_or(Value::Null);
+    let live = mv.status.clone().unwrap_or_default();
+    let conditions_same = status.conditions.iter().all(|want| {
+        live.conditions
+            .iter()
+            .find(|l| l.type_ == want.type_)
+            .is_some_and(|l| is_subset(&json_condition(want), &json_condition(l)))
     });
-    !(conds_same && is_subset(&want, &live))
+    let without_conditions = |s: &MultiVacStatus| {
+        json(&MultiVacStatus {
+            conditions: vec![],
+            ..s.clone()
+        })
+    };
+    !(conditions_same && is_subset(&without_conditions(status), &without_conditions(&live)))
+}
+
+fn json_condition(c: &Condition) -> Value {
+    serde_json::to_value(c).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::resources::testing::mv;
+    use serde_json::json;
 
-    fn deployment(replicas: i64, available: i64, observed: i64) -> Value {
-        json!({"metadata": {"name": "mv-server", "generation": 2}, "spec": {"replicas": replicas},
+    fn deployment(replicas: i64, available: i64, observed: i64) -> Deployment {
+        serde_json::from_value(json!({"metadata": {"name": "mv-server", "generation": 2,
+                "labels": {"app.kubernetes.io/component": "server"}},
+            "spec": {"replicas": replicas, "selector": {}, "template": {}},
             "status": {"observedGeneration": observed, "replicas": replicas, "updatedReplicas": replicas,
-                       "readyReplicas": available, "availableReplicas": available}})
+                       "readyReplicas": available, "availableReplicas": available}}))
+        .unwrap()
+    }
+
+    fn at(time: &str) -> Time {
+        Time(time.parse().unwrap())
+    }
+
+    fn json_of(s: &MultiVacStatus) -> Value {
+        serde_json::to_value(s).unwrap()
     }
 
     #[test]
     fn rollout_is_done_only_when_current_and_available() {
-        assert!(Rollout::from_live("server", &deployment(2, 2, 2)).done());
-        assert!(!Rollout::from_live("server", &deployment(2, 1, 2)).done());
-        assert!(!Rollout::from_live("server", &deployment(2, 2, 1)).done());
-        assert!(Rollout::from_live("worker", &deployment(0, 0, 2)).done());
+        assert!(Rollout::from_live(&deployment(2, 2, 2)).done());
+        assert!(!Rollout::from_live(&deployment(2, 1, 2)).done());
+        assert!(!Rollout::from_live(&deployment(2, 2, 1)).done());
+        assert!(Rollout::from_live(&deployment(0, 0, 2)).done());
+        assert_eq!(Rollout::from_live(&deployment(1, 1, 2)).component, "server");
     }
 
     #[test]
     fn ready_when_every_rollout_is_done_with_a_message_otherwise() {
-        let done = Rollout::from_live("server", &deployment(1, 1, 2));
-        let mut waiting = Rollout::from_live("redis", &deployment(1, 0, 2));
+        let done = Rollout::from_live(&deployment(1, 1, 2));
+        let mut waiting = Rollout::from_live(&deployment(1, 0, 2));
         waiting.name = "mv-redis".into();
         let c = conditions_from_rollouts(std::slice::from_ref(&done));
         assert!(c[0].status && c[0].type_ == READY && !c[1].status);
@@ -251,11 +270,11 @@ mod tests {
     #[test]
     fn desired_status_keeps_transition_times_and_detects_change() {
         let mut m = mv(json!({"image": "x"}));
-        let rollouts = [Rollout::from_live("server", &deployment(1, 1, 2))];
+        let rollouts = [Rollout::from_live(&deployment(1, 1, 2))];
         let conds = conditions_from_rollouts(&rollouts);
-        let first = desired(&m, &conds, Some(&rollouts), "2026-01-01T00:00:00Z");
+        let first = reconciler_status(&m, &conds, Some(&rollouts), &at("2026-01-01T00:00:00Z"));
         assert_eq!(
-            first,
+            json_of(&first),
             json!({
                 "observedGeneration": 1,
                 "conditions": [
@@ -271,27 +290,36 @@ mod tests {
             })
         );
         assert!(changed(&m, &first));
-        m.status = Some(serde_json::from_value(first.clone()).unwrap());
-        let again = desired(&m, &conds, Some(&rollouts), "2026-02-02T00:00:00Z");
+        m.status = Some(first.clone());
+        let again = reconciler_status(&m, &conds, Some(&rollouts), &at("2026-02-02T00:00:00Z"));
         assert_eq!(again, first, "same state keeps the transition time");
         assert!(!changed(&m, &again));
         // The scaler's condition and fields beside ours change nothing.
-        let mut with_scaler = first.clone();
+        let mut with_scaler = json_of(&first);
         with_scaler["conditions"].as_array_mut().unwrap().insert(0, json!({"type": "Degraded",
             "status": "False", "reason": "BacklogRead", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}));
         with_scaler["workers"] = json!({"current": 3, "backlog": 10});
         m.status = Some(serde_json::from_value(with_scaler).unwrap());
-        assert!(!changed(
-            &m,
-            &desired(&m, &conds, Some(&rollouts), "2026-03-03T00:00:00Z")
-        ));
-        let err = desired(
+        let beside_scaler =
+            reconciler_status(&m, &conds, Some(&rollouts), &at("2026-03-03T00:00:00Z"));
+        assert!(!changed(&m, &beside_scaler));
+        let sent = json_of(&beside_scaler);
+        assert!(
+            sent["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["type"] != "Degraded"),
+            "the scaler's condition is never sent: {sent}"
+        );
+        assert!(sent.get("workers").is_none(), "{sent}");
+        let err = json_of(&reconciler_status(
             &m,
             &conditions_from_error("InvalidSpec", "bad"),
             None,
-            "2026-02-02T00:00:00Z",
-        );
-        assert!(changed(&m, &err));
+            &at("2026-02-02T00:00:00Z"),
+        ));
+        assert!(changed(&m, &serde_json::from_value(err.clone()).unwrap()));
         assert_eq!(
             err["server"],
             json!({"replicas": 1, "readyReplicas": 1}),

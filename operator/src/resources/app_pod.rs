@@ -1,10 +1,12 @@
 //! What the server and worker pods share: env wiring to the Secrets and the
 //! ConfigMap, the restricted security context, volumes, pod template shape.
 
+use multivac_contract::{env, path};
 use serde_json::{Value, json};
 
 use super::{app_pod_security, container_security, pull_secrets, selector_labels};
-use crate::crd::{MultiVac, SecretSource};
+use crate::crd::SecretSource;
+use crate::reconcile::Validated;
 
 fn secret_env(name: &str, src: &SecretSource) -> Value {
     json!({"name": name, "valueFrom": {"secretKeyRef": {"name": src.name, "key": src.key}}})
@@ -12,21 +14,21 @@ fn secret_env(name: &str, src: &SecretSource) -> Value {
 
 /// Environment of an app container: connection strings from Secrets (never
 /// in the pod spec itself), POD_NAME for the consumer name and logs.
-pub fn env(mv: &MultiVac, with_api_token: bool) -> Value {
+pub fn env(mv: &Validated, with_api_token: bool) -> Value {
     let mut env = vec![
-        json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
-        secret_env("MULTIVAC_REDIS_URL", &mv.redis_url_source()),
-        secret_env("MULTIVAC_MONGODB_URI", &mv.mongodb_uri_source()),
+        json!({"name": env::POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
+        secret_env(env::REDIS_URL, &mv.redis_url_source()),
+        secret_env(env::MONGODB_URI, &mv.mongodb_uri_source()),
     ];
     if with_api_token && let Some(src) = mv.api_token_source() {
-        env.push(secret_env("MULTIVAC_API_TOKEN", &src));
+        env.push(secret_env(env::API_TOKEN, &src));
     }
     Value::Array(env)
 }
 
 /// Pod template of an app component running `multivac <command>`.
 pub fn template(
-    mv: &MultiVac,
+    mv: &Validated,
     component: &str,
     container: Value,
     termination_grace_seconds: i64,
@@ -37,7 +39,7 @@ pub fn template(
             "annotations": {super::CONFIG_HASH_ANNOTATION: super::config_map::hash(mv)},
         },
         "spec": {
-            "serviceAccountName": super::name(mv),
+            "serviceAccountName": mv.name,
             "automountServiceAccountToken": false,
             "securityContext": app_pod_security(),
             "imagePullSecrets": pull_secrets(mv),
@@ -50,10 +52,10 @@ pub fn template(
 
 /// The app container: `multivac <command>`, probes on `port`.
 pub fn container(
-    mv: &MultiVac,
+    mv: &Validated,
     command: &str,
     port_name: &str,
-    port: i32,
+    port: u16,
     env: Value,
     resources: Value,
 ) -> Value {
@@ -65,11 +67,11 @@ pub fn container(
         "env": env,
         "envFrom": [{"configMapRef": {"name": mv.config_name()}}],
         "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": port_name},
+            "httpGet": {"path": path::HEALTHZ, "port": port_name},
             "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3,
         },
         "readinessProbe": {
-            "httpGet": {"path": "/readyz", "port": port_name},
+            "httpGet": {"path": path::READYZ, "port": port_name},
             "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 2,
         },
         "resources": resources,
@@ -83,6 +85,6 @@ pub fn container(
 }
 
 /// `spec.selector` of a component's Deployment.
-pub fn selector(mv: &MultiVac, component: &str) -> Value {
+pub fn selector(mv: &Validated, component: &str) -> Value {
     json!({"matchLabels": selector_labels(mv, component)})
 }

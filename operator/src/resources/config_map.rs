@@ -2,45 +2,50 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use k8s_openapi::api::core::v1::ConfigMap;
+use multivac_contract::{LogFormat, env};
+use serde_json::json;
 
-use super::metadata;
-use crate::crd::MultiVac;
+use super::{metadata, typed};
 use crate::error::Result;
+use crate::reconcile::Validated;
 
 /// The settings as environment variables (also hashed into the pod templates).
-pub fn data(mv: &MultiVac) -> BTreeMap<String, String> {
+fn data(mv: &Validated) -> BTreeMap<String, String> {
     let mut d = BTreeMap::from([
         (
-            "MULTIVAC_MONGODB_DATABASE".to_string(),
+            env::MONGODB_DATABASE.to_string(),
             mv.spec.mongodb.database.clone(),
         ),
-        ("MULTIVAC_LOG_FORMAT".to_string(), "json".to_string()),
+        (
+            env::LOG_FORMAT.to_string(),
+            LogFormat::Json.as_str().to_string(),
+        ),
     ]);
     if let Some(n) = mv.spec.answer.required_concepts {
-        d.insert("MULTIVAC_REQUIRED_CONCEPTS".into(), n.to_string());
+        d.insert(env::REQUIRED_CONCEPTS.into(), n.to_string());
     }
     d
 }
 
 /// Hash of [`data`], put on the pod templates so editing a setting rolls the pods.
-pub fn hash(mv: &MultiVac) -> String {
+pub(super) fn hash(mv: &Validated) -> String {
     super::stable_hash(&serde_json::to_string(&data(mv)).unwrap_or_default())
 }
 
 /// ConfigMap `<mv>-config`.
-pub fn build(mv: &MultiVac) -> Result<Value> {
-    Ok(json!({
+pub(super) fn build(mv: &Validated) -> Result<ConfigMap> {
+    typed(json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": metadata(mv, &mv.config_name(), "multivac")?,
+        "metadata": metadata(mv, &mv.config_name(), "multivac"),
         "data": data(mv),
     }))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{labels, mv, owner};
+    use super::super::testing::{json_of, labels, mv, owner, validated};
     use super::*;
 
     #[test]
@@ -48,8 +53,9 @@ mod tests {
         let m = mv(
             json!({"image": "x", "answer": {"requiredConcepts": 42}, "mongodb": {"database": "db1"}}),
         );
+        let v = validated(&m);
         assert_eq!(
-            build(&m).unwrap(),
+            json_of(&build(&v).unwrap()),
             json!({
                 "apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": "mv-config", "namespace": "ns", "labels": labels("multivac"), "ownerReferences": owner()},
@@ -61,7 +67,8 @@ mod tests {
             })
         );
         let defaults = mv(json!({"image": "x"}));
-        assert!(!data(&defaults).contains_key("MULTIVAC_REQUIRED_CONCEPTS"));
-        assert_ne!(hash(&m), hash(&defaults));
+        let d = validated(&defaults);
+        assert!(!data(&d).contains_key("MULTIVAC_REQUIRED_CONCEPTS"));
+        assert_ne!(hash(&v), hash(&d));
     }
 }

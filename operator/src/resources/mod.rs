@@ -1,37 +1,41 @@
-//! Pure builders: one function per child object, MultiVac in, desired object
-//! out (as the JSON sent with server-side apply). No I/O here, so every
-//! builder has a whole-object test.
+//! Pure builders: one function per child object, a [`Validated`] MultiVac in,
+//! the typed object out. No I/O here, so every builder has a whole-object test
+//! (the JSON that server-side apply sends).
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ObjectReference, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::core::ApiResource;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::crd::MultiVac;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::reconcile::{Store, Validated};
 
-pub mod app_pod;
-pub mod config_map;
-pub mod mongodb;
-pub mod network_policy;
-pub mod pdb;
-pub mod pvc;
-pub mod redis;
-pub mod secret;
-pub mod server;
-pub mod service;
-pub mod service_account;
-pub mod worker;
+mod app_pod;
+mod config_map;
+mod mongodb;
+mod network_policy;
+mod pdb;
+mod pvc;
+mod redis;
+mod secret;
+mod server;
+mod service;
+mod service_account;
+mod worker;
 
-/// Port the app's HTTP server listens on.
-pub const SERVER_PORT: i32 = 8080;
-/// Port of the worker's /metrics, /healthz and /readyz.
-pub const WORKER_METRICS_PORT: i32 = 9090;
+pub(crate) use secret::Passwords;
+pub(crate) use service::server_url;
+
 /// Redis port.
 pub const REDIS_PORT: i32 = 6379;
 /// MongoDB port.
@@ -43,125 +47,219 @@ pub const STORE_UID: i64 = 999;
 /// Annotation carrying a hash of the ConfigMap so a config change rolls the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "multivac.io/config-hash";
 
-/// One child the reconciler wants to exist, ready for server-side apply.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Desired {
-    /// Group/version/kind/plural of the object.
-    pub resource: ApiResource,
-    /// `metadata.name`.
-    pub name: String,
-    /// The whole object, including apiVersion and kind.
-    pub object: Value,
+/// The kinds of object the reconciler writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    ServiceAccount,
+    Secret,
+    ConfigMap,
+    Deployment,
+    Service,
+    PersistentVolumeClaim,
+    NetworkPolicy,
+    PodDisruptionBudget,
 }
 
-impl Desired {
-    /// Wraps a builder's output for kind `K`.
-    pub fn new<K: Resource<DynamicType = ()>>(object: Value) -> Self {
-        let name = object["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        Self {
-            resource: ApiResource::erase::<K>(&()),
-            name,
-            object,
+impl Kind {
+    /// Group, version and plural of the kind, for untyped requests.
+    pub(crate) fn api_resource(self) -> ApiResource {
+        fn of<K: Resource<DynamicType = ()>>() -> ApiResource {
+            ApiResource::erase::<K>(&())
+        }
+        match self {
+            Self::ServiceAccount => of::<ServiceAccount>(),
+            Self::Secret => of::<Secret>(),
+            Self::ConfigMap => of::<ConfigMap>(),
+            Self::Deployment => of::<Deployment>(),
+            Self::Service => of::<Service>(),
+            Self::PersistentVolumeClaim => of::<PersistentVolumeClaim>(),
+            Self::NetworkPolicy => of::<NetworkPolicy>(),
+            Self::PodDisruptionBudget => of::<PodDisruptionBudget>(),
         }
     }
 
-    /// `Kind/name`, for logs, events and metrics.
-    pub fn describe(&self) -> String {
-        format!("{}/{}", self.resource.kind, self.name)
-    }
-}
-
-/// A child that may exist from an earlier spec and must go when no longer desired.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Unwanted {
-    pub resource: ApiResource,
-    pub name: String,
-}
-
-impl Unwanted {
-    fn of<K: Resource<DynamicType = ()>>(name: String) -> Self {
-        Self {
-            resource: ApiResource::erase::<K>(&()),
-            name,
+    /// The `kind` field, for logs, events and metrics.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::ServiceAccount => "ServiceAccount",
+            Self::Secret => "Secret",
+            Self::ConfigMap => "ConfigMap",
+            Self::Deployment => "Deployment",
+            Self::Service => "Service",
+            Self::PersistentVolumeClaim => "PersistentVolumeClaim",
+            Self::NetworkPolicy => "NetworkPolicy",
+            Self::PodDisruptionBudget => "PodDisruptionBudget",
         }
     }
 }
 
-/// Everything the reconciler should apply, and what it should remove.
-#[derive(Debug)]
-pub struct Plan {
-    pub apply: Vec<Desired>,
-    pub remove: Vec<Unwanted>,
+/// A child by kind and name: `Kind/name` in logs and events.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ChildRef {
+    pub(crate) kind: Kind,
+    pub(crate) name: String,
 }
 
-/// Builds the whole desired state of one MultiVac. `operator_namespace` is
-/// where the operator's pods run (they must reach Redis for the backlog).
-pub fn build(mv: &MultiVac, operator_namespace: &str) -> Result<Plan> {
+impl ChildRef {
+    pub(crate) fn new(kind: Kind, name: impl Into<String>) -> Self {
+        Self {
+            kind,
+            name: name.into(),
+        }
+    }
+
+    /// A reference to the child in `namespace`, for Events about it.
+    pub(crate) fn object_ref(&self, namespace: &str) -> ObjectReference {
+        let resource = self.kind.api_resource();
+        ObjectReference {
+            api_version: Some(resource.api_version),
+            kind: Some(resource.kind),
+            name: Some(self.name.clone()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        }
+    }
+}
+
+impl fmt::Display for ChildRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind.as_str(), self.name)
+    }
+}
+
+/// One child the reconciler keeps as built (server-side applied).
+#[derive(Clone, Debug, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "about a dozen per reconcile, built once and read in place"
+)]
+pub(crate) enum Child {
+    ServiceAccount(ServiceAccount),
+    ConfigMap(ConfigMap),
+    Deployment(Deployment),
+    Service(Service),
+    PersistentVolumeClaim(PersistentVolumeClaim),
+    NetworkPolicy(NetworkPolicy),
+    PodDisruptionBudget(PodDisruptionBudget),
+}
+
+impl Child {
+    /// Kind and name of the child.
+    pub(crate) fn child_ref(&self) -> ChildRef {
+        let (kind, meta) = match self {
+            Self::ServiceAccount(o) => (Kind::ServiceAccount, &o.metadata),
+            Self::ConfigMap(o) => (Kind::ConfigMap, &o.metadata),
+            Self::Deployment(o) => (Kind::Deployment, &o.metadata),
+            Self::Service(o) => (Kind::Service, &o.metadata),
+            Self::PersistentVolumeClaim(o) => (Kind::PersistentVolumeClaim, &o.metadata),
+            Self::NetworkPolicy(o) => (Kind::NetworkPolicy, &o.metadata),
+            Self::PodDisruptionBudget(o) => (Kind::PodDisruptionBudget, &o.metadata),
+        };
+        ChildRef::new(kind, meta.name.clone().unwrap_or_default())
+    }
+}
+
+/// Everything one MultiVac consists of, and what it no longer wants. Not
+/// `Debug`: a new credentials Secret holds generated passwords, never logged.
+pub(crate) struct Children {
+    /// The generated credentials Secret, only when it must be created: it is
+    /// created once and never rewritten, so the passwords stay those the
+    /// datastores were initialised with.
+    pub(crate) credentials: Option<Secret>,
+    /// Applied in this order: the ServiceAccount and the ConfigMap before the
+    /// pods that use them.
+    pub(crate) apply: Vec<Child>,
+    /// Children an earlier spec may have made: deleted if this MultiVac
+    /// controls them, never otherwise.
+    pub(crate) remove: Vec<ChildRef>,
+}
+
+/// Builds every child of one MultiVac. `operator_namespace` is where the
+/// operator's pods run (they must reach Redis for the backlog); `passwords`
+/// is called only when the credentials Secret must be created.
+pub(crate) fn build(
+    mv: &Validated,
+    operator_namespace: &str,
+    passwords: impl FnOnce() -> Passwords,
+) -> Result<Children> {
     let mut apply = vec![
-        Desired::new::<ServiceAccount>(service_account::build(mv)?),
-        Desired::new::<ConfigMap>(config_map::build(mv)?),
-        Desired::new::<Deployment>(server::build(mv)?),
-        Desired::new::<Service>(service::server(mv)?),
-        Desired::new::<Deployment>(worker::build(mv)?),
+        Child::ServiceAccount(service_account::build(mv)?),
+        Child::ConfigMap(config_map::build(mv)?),
+        Child::Deployment(server::build(mv)?),
+        Child::Service(service::server(mv)?),
+        Child::Deployment(worker::build(mv)?),
     ];
     let mut remove = vec![];
     let policies = mv.spec.network_policy.enabled;
-    if mv.redis_managed() {
-        apply.push(Desired::new::<PersistentVolumeClaim>(pvc::build(
-            mv,
-            "redis",
-            &mv.spec.redis.managed.clone().unwrap_or_default().storage,
-        )?));
-        apply.push(Desired::new::<Deployment>(redis::build(mv)?));
-        apply.push(Desired::new::<Service>(service::redis(mv)?));
-    } else {
-        // The PVC is kept on purpose: switching to external must not delete data.
-        remove.push(Unwanted::of::<Deployment>(mv.redis_name()));
-        remove.push(Unwanted::of::<Service>(mv.redis_name()));
+    match &mv.redis {
+        Store::Managed(store) => {
+            apply.push(Child::PersistentVolumeClaim(pvc::build(
+                mv,
+                "redis",
+                &store.storage,
+            )?));
+            apply.push(Child::Deployment(redis::build(mv, store)?));
+            apply.push(Child::Service(service::redis(mv)?));
+        }
+        Store::External => {
+            // The PVC is kept on purpose: switching to external must not delete data.
+            remove.push(ChildRef::new(Kind::Deployment, mv.redis_name()));
+            remove.push(ChildRef::new(Kind::Service, mv.redis_name()));
+        }
     }
-    if mv.redis_managed() && policies {
-        apply.push(Desired::new::<NetworkPolicy>(network_policy::redis(
+    if policies && matches!(mv.redis, Store::Managed(_)) {
+        apply.push(Child::NetworkPolicy(network_policy::redis(
             mv,
             operator_namespace,
         )?));
     } else {
-        remove.push(Unwanted::of::<NetworkPolicy>(mv.redis_name()));
+        remove.push(ChildRef::new(Kind::NetworkPolicy, mv.redis_name()));
     }
-    if mv.mongodb_managed() {
-        apply.push(Desired::new::<PersistentVolumeClaim>(pvc::build(
-            mv,
-            "mongodb",
-            &mv.spec.mongodb.managed.clone().unwrap_or_default().storage,
-        )?));
-        apply.push(Desired::new::<Deployment>(mongodb::build(mv)?));
-        apply.push(Desired::new::<Service>(service::mongodb(mv)?));
-    } else {
-        remove.push(Unwanted::of::<Deployment>(mv.mongodb_name()));
-        remove.push(Unwanted::of::<Service>(mv.mongodb_name()));
+    match &mv.mongodb {
+        Store::Managed(store) => {
+            apply.push(Child::PersistentVolumeClaim(pvc::build(
+                mv,
+                "mongodb",
+                &store.storage,
+            )?));
+            apply.push(Child::Deployment(mongodb::build(mv, store)?));
+            apply.push(Child::Service(service::mongodb(mv)?));
+        }
+        Store::External => {
+            remove.push(ChildRef::new(Kind::Deployment, mv.mongodb_name()));
+            remove.push(ChildRef::new(Kind::Service, mv.mongodb_name()));
+        }
     }
-    if mv.mongodb_managed() && policies {
-        apply.push(Desired::new::<NetworkPolicy>(network_policy::mongodb(mv)?));
+    if policies && matches!(mv.mongodb, Store::Managed(_)) {
+        apply.push(Child::NetworkPolicy(network_policy::mongodb(mv)?));
     } else {
-        remove.push(Unwanted::of::<NetworkPolicy>(mv.mongodb_name()));
+        remove.push(ChildRef::new(Kind::NetworkPolicy, mv.mongodb_name()));
     }
     if mv.spec.server.replicas > 1 {
-        apply.push(Desired::new::<PodDisruptionBudget>(pdb::build(mv)?));
+        apply.push(Child::PodDisruptionBudget(pdb::build(mv)?));
     } else {
-        remove.push(Unwanted::of::<PodDisruptionBudget>(mv.server_name()));
+        remove.push(ChildRef::new(Kind::PodDisruptionBudget, mv.server_name()));
     }
-    Ok(Plan { apply, remove })
+    let credentials = match mv.create_credentials {
+        true => Some(secret::build(mv, &passwords())?),
+        false => None,
+    };
+    Ok(Children {
+        credentials,
+        apply,
+        remove,
+    })
 }
 
-/// Whether the operator generates the credentials Secret (any store managed).
-pub fn needs_credentials(mv: &MultiVac) -> bool {
-    mv.redis_managed() || mv.mongodb_managed()
+/// The typed object a builder's JSON describes. Deserializing drops a field
+/// the type does not have, so each builder's whole-object test (which
+/// compares the serialized result with the expected JSON) catches a misspelt one.
+fn typed<K: DeserializeOwned>(object: Value) -> Result<K> {
+    Ok(serde_json::from_value(object)?)
 }
 
 /// The standard labels every child carries.
-pub fn labels(mv: &MultiVac, component: &str) -> BTreeMap<String, String> {
+pub(crate) fn labels(mv: &Validated, component: &str) -> BTreeMap<String, String> {
     let mut l = selector_labels(mv, component);
     l.insert("app.kubernetes.io/part-of".into(), "multivac".into());
     l.insert(
@@ -172,41 +270,28 @@ pub fn labels(mv: &MultiVac, component: &str) -> BTreeMap<String, String> {
 }
 
 /// The labels that select one component's pods (stable: selectors are immutable).
-pub fn selector_labels(mv: &MultiVac, component: &str) -> BTreeMap<String, String> {
+fn selector_labels(mv: &Validated, component: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".into(), "multivac".into()),
-        ("app.kubernetes.io/instance".into(), name(mv).to_string()),
+        ("app.kubernetes.io/instance".into(), mv.name.to_string()),
         ("app.kubernetes.io/component".into(), component.into()),
     ])
 }
 
-pub(crate) fn name(mv: &MultiVac) -> &str {
-    mv.metadata.name.as_deref().unwrap_or_default()
-}
-
-pub(crate) fn namespace(mv: &MultiVac) -> Result<&str> {
-    mv.metadata
-        .namespace
-        .as_deref()
-        .ok_or(Error::MissingMetadata("metadata.namespace"))
-}
-
 /// `metadata` of a child: name, namespace, labels and the controller ownerReference
 /// that makes the MultiVac's deletion garbage-collect it.
-pub fn metadata(mv: &MultiVac, name: &str, component: &str) -> Result<Value> {
-    let owner = mv
-        .controller_owner_ref(&())
-        .ok_or(Error::MissingMetadata("metadata.uid"))?;
-    Ok(json!({
-        "name": name,
-        "namespace": namespace(mv)?,
-        "labels": labels(mv, component),
-        "ownerReferences": [owner],
-    }))
+fn metadata(mv: &Validated, name: &str, component: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some(mv.namespace.into()),
+        labels: Some(labels(mv, component)),
+        owner_references: Some(vec![mv.owner.clone()]),
+        ..Default::default()
+    }
 }
 
 /// Pod-level security context of the app pods: Pod Security Standard `restricted`.
-pub fn app_pod_security() -> Value {
+fn app_pod_security() -> Value {
     json!({
         "runAsNonRoot": true,
         "runAsUser": APP_UID,
@@ -216,7 +301,7 @@ pub fn app_pod_security() -> Value {
 }
 
 /// Container security context shared by every container the operator runs.
-pub fn container_security() -> Value {
+fn container_security() -> Value {
     json!({
         "allowPrivilegeEscalation": false,
         "capabilities": {"drop": ["ALL"]},
@@ -228,7 +313,7 @@ pub fn container_security() -> Value {
 
 /// Pod-level security context of the datastores: the official images' own
 /// non-root user, with the volume group-owned by it.
-pub fn store_pod_security() -> Value {
+fn store_pod_security() -> Value {
     json!({
         "runAsNonRoot": true,
         "runAsUser": STORE_UID,
@@ -240,7 +325,7 @@ pub fn store_pod_security() -> Value {
 }
 
 /// `resources`, or the given default when the user set none.
-pub fn resources_or(
+fn resources_or(
     resources: &Option<k8s_openapi::api::core::v1::ResourceRequirements>,
     default: Value,
 ) -> Result<Value> {
@@ -251,23 +336,23 @@ pub fn resources_or(
 }
 
 /// Default resources of the app containers.
-pub fn app_default_resources() -> Value {
+fn app_default_resources() -> Value {
     json!({"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}})
 }
 
 /// Default resources of the datastore containers.
-pub fn store_default_resources() -> Value {
+fn store_default_resources() -> Value {
     json!({"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}})
 }
 
 /// `imagePullSecrets` of every pod.
-pub fn pull_secrets(mv: &MultiVac) -> Value {
+fn pull_secrets(mv: &Validated) -> Value {
     json!(mv.spec.image_pull_secrets)
 }
 
 /// FNV-1a: a stable hash (unlike `DefaultHasher`, which may change between
 /// Rust releases) for the config-hash annotation.
-pub fn stable_hash(data: &str) -> String {
+pub(crate) fn stable_hash(data: &str) -> String {
     let mut h: u64 = 0xcbf29ce484222325;
     for b in data.as_bytes() {
         h ^= u64::from(*b);
@@ -278,11 +363,14 @@ pub fn stable_hash(data: &str) -> String {
 
 #[cfg(test)]
 pub(crate) mod testing {
-    use crate::crd::MultiVac;
+    use serde::Serialize;
     use serde_json::{Value, json};
 
+    use crate::crd::MultiVac;
+    use crate::reconcile::{Dereferenced, Validated, validate};
+
     /// A MultiVac as the API server returns it: name, namespace, uid, and the given spec.
-    pub fn mv(spec: Value) -> MultiVac {
+    pub(crate) fn mv(spec: Value) -> MultiVac {
         serde_json::from_value(json!({
             "apiVersion": "multivac.io/v1alpha1",
             "kind": "MultiVac",
@@ -292,8 +380,25 @@ pub(crate) mod testing {
         .unwrap()
     }
 
+    /// `mv` validated, with every referenced Secret present and no credentials Secret yet.
+    pub(crate) fn validated(mv: &MultiVac) -> Validated<'_> {
+        let mut read = Dereferenced::default();
+        for source in crate::reconcile::referenced(mv) {
+            read.secret_keys.push(crate::reconcile::SecretKey {
+                source,
+                present: true,
+            });
+        }
+        validate(mv, &read).unwrap()
+    }
+
+    /// What a builder's object looks like on the wire.
+    pub(crate) fn json_of(object: &impl Serialize) -> Value {
+        serde_json::to_value(object).unwrap()
+    }
+
     /// The ownerReference every child of `mv()` carries.
-    pub fn owner() -> Value {
+    pub(crate) fn owner() -> Value {
         json!([{
             "apiVersion": "multivac.io/v1alpha1", "kind": "MultiVac", "name": "mv",
             "uid": "1234", "controller": true,
@@ -301,7 +406,7 @@ pub(crate) mod testing {
     }
 
     /// Labels of component `c` of `mv()`.
-    pub fn labels(c: &str) -> Value {
+    pub(crate) fn labels(c: &str) -> Value {
         json!({
             "app.kubernetes.io/name": "multivac",
             "app.kubernetes.io/instance": "mv",
@@ -314,18 +419,42 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::mv;
+    use super::testing::{mv, validated};
     use super::*;
 
-    fn kinds(plan: &Plan) -> Vec<String> {
-        plan.apply.iter().map(Desired::describe).collect()
+    fn children(spec: Value) -> Children {
+        build(&validated(&mv(spec)), "op", || Passwords {
+            redis: "rpw".into(),
+            mongodb: "mpw".into(),
+        })
+        .unwrap()
+    }
+
+    fn kinds(children: &Children) -> Vec<String> {
+        children
+            .apply
+            .iter()
+            .map(|c| c.child_ref().to_string())
+            .collect()
+    }
+
+    fn wire(child: &Child) -> Value {
+        match child {
+            Child::ServiceAccount(o) => testing::json_of(o),
+            Child::ConfigMap(o) => testing::json_of(o),
+            Child::Deployment(o) => testing::json_of(o),
+            Child::Service(o) => testing::json_of(o),
+            Child::PersistentVolumeClaim(o) => testing::json_of(o),
+            Child::NetworkPolicy(o) => testing::json_of(o),
+            Child::PodDisruptionBudget(o) => testing::json_of(o),
+        }
     }
 
     #[test]
     fn minimal_spec_builds_every_managed_child() {
-        let plan = build(&mv(json!({"image": "multivac:1"})), "op").unwrap();
+        let built = children(json!({"image": "multivac:1"}));
         assert_eq!(
-            kinds(&plan),
+            kinds(&built),
             [
                 "ServiceAccount/mv",
                 "ConfigMap/mv-config",
@@ -343,35 +472,35 @@ mod tests {
             ]
         );
         assert_eq!(
-            plan.remove,
-            vec![Unwanted::of::<PodDisruptionBudget>("mv-server".into())]
+            built.remove,
+            vec![ChildRef::new(Kind::PodDisruptionBudget, "mv-server")]
         );
-        for d in &plan.apply {
+        let secret = built.credentials.as_ref().expect("a credentials Secret");
+        assert_eq!(secret.metadata.name.as_deref(), Some("mv-credentials"));
+        for c in &built.apply {
+            let object = wire(c);
             assert_eq!(
-                d.object["metadata"]["ownerReferences"],
+                object["metadata"]["ownerReferences"],
                 testing::owner(),
                 "{}",
-                d.describe()
+                c.child_ref()
             );
             assert_eq!(
-                d.object["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+                object["metadata"]["labels"]["app.kubernetes.io/managed-by"],
                 "multivac-operator"
             );
+            assert_eq!(object["kind"], c.child_ref().kind.as_str());
         }
     }
 
     #[test]
     fn external_stores_and_replicas_change_the_plan() {
-        let plan = build(
-            &mv(json!({"image": "m", "server": {"replicas": 3},
-                "redis": {"external": {"secretRef": {"name": "r"}}},
-                "mongodb": {"external": {"secretRef": {"name": "m"}}},
-                "networkPolicy": {"enabled": false}})),
-            "op",
-        )
-        .unwrap();
+        let built = children(json!({"image": "m", "server": {"replicas": 3},
+            "redis": {"external": {"secretRef": {"name": "r"}}},
+            "mongodb": {"external": {"secretRef": {"name": "m"}}},
+            "networkPolicy": {"enabled": false}}));
         assert_eq!(
-            kinds(&plan),
+            kinds(&built),
             [
                 "ServiceAccount/mv",
                 "ConfigMap/mv-config",
@@ -381,11 +510,7 @@ mod tests {
                 "PodDisruptionBudget/mv-server",
             ]
         );
-        let removed: Vec<String> = plan
-            .remove
-            .iter()
-            .map(|u| format!("{}/{}", u.resource.kind, u.name))
-            .collect();
+        let removed: Vec<String> = built.remove.iter().map(ChildRef::to_string).collect();
         assert_eq!(
             removed,
             [
@@ -397,16 +522,22 @@ mod tests {
                 "NetworkPolicy/mv-mongodb",
             ]
         );
-        assert!(!needs_credentials(&mv(json!({"image": "m",
-            "redis": {"external": {"secretRef": {"name": "r"}}},
-            "mongodb": {"external": {"secretRef": {"name": "m"}}}}))));
+        assert!(
+            built.credentials.is_none(),
+            "no managed store, no generated Secret"
+        );
     }
 
     #[test]
-    fn a_multivac_without_uid_is_an_error_not_an_orphan() {
-        let mut m = mv(json!({"image": "m"}));
-        m.metadata.uid = None;
-        assert!(matches!(build(&m, "op"), Err(Error::MissingMetadata(_))));
+    fn passwords_are_made_only_for_a_new_credentials_secret() {
+        let m = mv(json!({"image": "m"}));
+        let mut v = validated(&m);
+        v.create_credentials = false;
+        let built = build(&v, "op", || {
+            panic!("generated passwords for an existing Secret")
+        })
+        .unwrap();
+        assert!(built.credentials.is_none());
     }
 
     #[test]

@@ -1,26 +1,29 @@
 //! The managed MongoDB: one pod (strategy Recreate), authentication on with
 //! the root user from the generated Secret, data on the PVC.
 
-use serde_json::{Value, json};
+use k8s_openapi::api::apps::v1::Deployment;
+use serde_json::json;
 
 use super::{
     MONGODB_PORT, container_security, metadata, pull_secrets, resources_or,
-    store_default_resources, store_pod_security,
+    store_default_resources, store_pod_security, typed,
 };
-use crate::crd::{MONGODB_PASSWORD_KEY, MONGODB_USERNAME_KEY, MultiVac};
+use multivac_contract::secret_key;
+
+use crate::crd::ManagedStore;
 use crate::error::Result;
+use crate::reconcile::Validated;
 
 /// Image used when `mongodb.managed.image` is unset.
-pub const DEFAULT_IMAGE: &str = "mongo:7.0";
+const DEFAULT_IMAGE: &str = "mongo:7.0";
 
 /// Deployment `<mv>-mongodb`.
-pub fn build(mv: &MultiVac) -> Result<Value> {
-    let managed = mv.spec.mongodb.managed.clone().unwrap_or_default();
+pub(super) fn build(mv: &Validated, managed: &ManagedStore) -> Result<Deployment> {
     let secret = mv.credentials_name();
-    Ok(json!({
+    typed(json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(mv, &mv.mongodb_name(), "mongodb")?,
+        "metadata": metadata(mv, &mv.mongodb_name(), "mongodb"),
         "spec": {
             "replicas": 1,
             "strategy": {"type": "Recreate"},
@@ -28,7 +31,7 @@ pub fn build(mv: &MultiVac) -> Result<Value> {
             "template": {
                 "metadata": {"labels": super::labels(mv, "mongodb")},
                 "spec": {
-                    "serviceAccountName": super::name(mv),
+                    "serviceAccountName": mv.name,
                     "automountServiceAccountToken": false,
                     "securityContext": store_pod_security(),
                     "imagePullSecrets": pull_secrets(mv),
@@ -36,8 +39,8 @@ pub fn build(mv: &MultiVac) -> Result<Value> {
                         "name": "mongodb",
                         "image": managed.image.as_deref().unwrap_or(DEFAULT_IMAGE),
                         "env": [
-                            {"name": "MONGO_INITDB_ROOT_USERNAME", "valueFrom": {"secretKeyRef": {"name": secret, "key": MONGODB_USERNAME_KEY}}},
-                            {"name": "MONGO_INITDB_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": MONGODB_PASSWORD_KEY}}},
+                            {"name": "MONGO_INITDB_ROOT_USERNAME", "valueFrom": {"secretKeyRef": {"name": secret, "key": secret_key::MONGODB_USERNAME}}},
+                            {"name": "MONGO_INITDB_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": secret_key::MONGODB_PASSWORD}}},
                             // The image's user has no writable home; mongosh (init, probes) writes there.
                             {"name": "HOME", "value": "/tmp"},
                         ],
@@ -68,7 +71,7 @@ pub fn build(mv: &MultiVac) -> Result<Value> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{labels, mv, owner};
+    use super::super::testing::{json_of, labels, mv, owner, validated};
     use super::*;
     use crate::resources::container_security;
 
@@ -79,7 +82,7 @@ mod tests {
             "resources": {"requests": {"memory": "1Gi"}}}}}),
         );
         assert_eq!(
-            build(&m).unwrap(),
+            json_of(&build(&validated(&m), &m.spec.mongodb.managed.clone().unwrap()).unwrap()),
             json!({
                 "apiVersion": "apps/v1", "kind": "Deployment",
                 "metadata": {"name": "mv-mongodb", "namespace": "ns", "labels": labels("mongodb"), "ownerReferences": owner()},

@@ -2,31 +2,32 @@
 //! MultiVac's server and worker pods (and Redis also from the operator, whose
 //! scaler reads the backlog).
 
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::{Value, json};
 
-use super::{MONGODB_PORT, REDIS_PORT, metadata, name, selector_labels};
-use crate::crd::MultiVac;
+use super::{MONGODB_PORT, REDIS_PORT, metadata, selector_labels, typed};
 use crate::error::Result;
+use crate::reconcile::Validated;
 
-fn app_peer(mv: &MultiVac) -> Value {
+fn app_peer(mv: &Validated) -> Value {
     json!({"podSelector": {"matchExpressions": [
         {"key": "app.kubernetes.io/name", "operator": "In", "values": ["multivac"]},
-        {"key": "app.kubernetes.io/instance", "operator": "In", "values": [name(mv)]},
+        {"key": "app.kubernetes.io/instance", "operator": "In", "values": [mv.name]},
         {"key": "app.kubernetes.io/component", "operator": "In", "values": ["server", "worker"]},
     ]}})
 }
 
 fn policy(
-    mv: &MultiVac,
+    mv: &Validated,
     component: &str,
     policy_name: &str,
     from: Vec<Value>,
     port: i32,
-) -> Result<Value> {
-    Ok(json!({
+) -> Result<NetworkPolicy> {
+    typed(json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": metadata(mv, policy_name, component)?,
+        "metadata": metadata(mv, policy_name, component),
         "spec": {
             "podSelector": {"matchLabels": selector_labels(mv, component)},
             "policyTypes": ["Ingress"],
@@ -36,7 +37,7 @@ fn policy(
 }
 
 /// NetworkPolicy `<mv>-redis`.
-pub fn redis(mv: &MultiVac, operator_namespace: &str) -> Result<Value> {
+pub fn redis(mv: &Validated, operator_namespace: &str) -> Result<NetworkPolicy> {
     let operator = json!({
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": operator_namespace}},
         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "multivac-operator"}},
@@ -51,7 +52,7 @@ pub fn redis(mv: &MultiVac, operator_namespace: &str) -> Result<Value> {
 }
 
 /// NetworkPolicy `<mv>-mongodb`.
-pub fn mongodb(mv: &MultiVac) -> Result<Value> {
+pub fn mongodb(mv: &Validated) -> Result<NetworkPolicy> {
     policy(
         mv,
         "mongodb",
@@ -63,13 +64,13 @@ pub fn mongodb(mv: &MultiVac) -> Result<Value> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{labels, mv, owner};
+    use super::super::testing::{json_of, labels, mv, owner, validated};
     use super::*;
 
     #[test]
     fn redis_admits_only_this_multivacs_app_pods_and_the_operator() {
         assert_eq!(
-            redis(&mv(json!({"image": "x"})), "multivac-system").unwrap(),
+            json_of(&redis(&validated(&mv(json!({"image": "x"}))), "multivac-system").unwrap()),
             json!({
                 "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
                 "metadata": {"name": "mv-redis", "namespace": "ns", "labels": labels("redis"), "ownerReferences": owner()},
@@ -101,7 +102,7 @@ mod tests {
 
     #[test]
     fn mongodb_admits_only_this_multivacs_app_pods() {
-        let p = mongodb(&mv(json!({"image": "x"}))).unwrap();
+        let p = json_of(&mongodb(&validated(&mv(json!({"image": "x"})))).unwrap());
         assert_eq!(p["metadata"]["name"], "mv-mongodb");
         assert_eq!(p["spec"]["ingress"][0]["from"].as_array().unwrap().len(), 1);
         assert_eq!(

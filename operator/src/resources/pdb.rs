@@ -1,18 +1,19 @@
 //! The server's PodDisruptionBudget (only with more than one replica: with
 //! one, a PDB would block node drains forever).
 
-use serde_json::{Value, json};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use serde_json::json;
 
-use super::{metadata, selector_labels};
-use crate::crd::MultiVac;
+use super::{metadata, selector_labels, typed};
 use crate::error::Result;
+use crate::reconcile::Validated;
 
 /// PodDisruptionBudget `<mv>-server`: at most one server pod evicted at a time.
-pub fn build(mv: &MultiVac) -> Result<Value> {
-    Ok(json!({
+pub(super) fn build(mv: &Validated) -> Result<PodDisruptionBudget> {
+    typed(json!({
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": metadata(mv, &mv.server_name(), "server")?,
+        "metadata": metadata(mv, &mv.server_name(), "server"),
         "spec": {
             "maxUnavailable": 1,
             "selector": {"matchLabels": selector_labels(mv, "server")},
@@ -22,13 +23,14 @@ pub fn build(mv: &MultiVac) -> Result<Value> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{labels, mv, owner};
+    use super::super::testing::{json_of, labels, mv, owner, validated};
     use super::*;
 
     #[test]
     fn pdb_keeps_all_but_one_server() {
+        let m = mv(json!({"image": "x", "server": {"replicas": 3}}));
         assert_eq!(
-            build(&mv(json!({"image": "x", "server": {"replicas": 3}}))).unwrap(),
+            json_of(&build(&validated(&m)).unwrap()),
             json!({
                 "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
                 "metadata": {"name": "mv-server", "namespace": "ns", "labels": labels("server"), "ownerReferences": owner()},

@@ -1,18 +1,24 @@
 //! The PersistentVolumeClaims of the managed datastores.
 
-use serde_json::{Value, json};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use serde_json::json;
 
-use super::metadata;
-use crate::crd::{MultiVac, StorageSpec};
+use super::{metadata, typed};
+use crate::crd::StorageSpec;
 use crate::error::Result;
+use crate::reconcile::Validated;
 
 /// Name of the data PVC of `component` (`redis` or `mongodb`).
-pub fn name(mv: &MultiVac, component: &str) -> String {
-    format!("{}-{component}-data", super::name(mv))
+pub(super) fn name(mv: &Validated, component: &str) -> String {
+    format!("{}-{component}-data", mv.name)
 }
 
 /// PVC `<mv>-<component>-data`, ReadWriteOnce.
-pub fn build(mv: &MultiVac, component: &str, storage: &StorageSpec) -> Result<Value> {
+pub(super) fn build(
+    mv: &Validated,
+    component: &str,
+    storage: &StorageSpec,
+) -> Result<PersistentVolumeClaim> {
     let mut spec = json!({
         "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": storage.size}},
@@ -20,17 +26,17 @@ pub fn build(mv: &MultiVac, component: &str, storage: &StorageSpec) -> Result<Va
     if let Some(class) = &storage.storage_class_name {
         spec["storageClassName"] = json!(class);
     }
-    Ok(json!({
+    typed(json!({
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": metadata(mv, &name(mv, component), component)?,
+        "metadata": metadata(mv, &name(mv, component), component),
         "spec": spec,
     }))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{labels, mv, owner};
+    use super::super::testing::{json_of, labels, mv, owner, validated};
     use super::*;
 
     #[test]
@@ -40,7 +46,7 @@ mod tests {
         );
         let storage = m.spec.redis.managed.clone().unwrap().storage;
         assert_eq!(
-            build(&m, "redis", &storage).unwrap(),
+            json_of(&build(&validated(&m), "redis", &storage).unwrap()),
             json!({
                 "apiVersion": "v1", "kind": "PersistentVolumeClaim",
                 "metadata": {"name": "mv-redis-data", "namespace": "ns", "labels": labels("redis"), "ownerReferences": owner()},
@@ -51,12 +57,14 @@ mod tests {
                 },
             })
         );
-        let default = build(
-            &mv(json!({"image": "x"})),
-            "mongodb",
-            &StorageSpec::default(),
-        )
-        .unwrap();
+        let default = json_of(
+            &build(
+                &validated(&mv(json!({"image": "x"}))),
+                "mongodb",
+                &StorageSpec::default(),
+            )
+            .unwrap(),
+        );
         assert_eq!(default["spec"]["resources"]["requests"]["storage"], "1Gi");
         assert!(default["spec"].get("storageClassName").is_none());
     }

@@ -1,30 +1,33 @@
 //! The managed Redis: one pod (strategy Recreate, so two never share the
 //! volume), AOF persistence on the PVC, a password from the generated Secret.
 
-use serde_json::{Value, json};
+use k8s_openapi::api::apps::v1::Deployment;
+use serde_json::json;
 
 use super::{
     REDIS_PORT, container_security, metadata, pull_secrets, resources_or, store_default_resources,
-    store_pod_security,
+    store_pod_security, typed,
 };
-use crate::crd::{MultiVac, REDIS_PASSWORD_KEY};
+use multivac_contract::secret_key;
+
+use crate::crd::ManagedStore;
 use crate::error::Result;
+use crate::reconcile::Validated;
 
 /// Image used when `redis.managed.image` is unset.
-pub const DEFAULT_IMAGE: &str = "redis:7.4";
+const DEFAULT_IMAGE: &str = "redis:7.4";
 
 /// The password reaches redis-server through its stdin config (`-`), so it is
 /// never on a command line that `ps` or an audit log would show.
 const START: &str = "exec redis-server - --dir /data --appendonly yes --port 6379 <<EOF\nrequirepass $REDIS_PASSWORD\nEOF\n";
 
 /// Deployment `<mv>-redis`.
-pub fn build(mv: &MultiVac) -> Result<Value> {
-    let managed = mv.spec.redis.managed.clone().unwrap_or_default();
-    let password = json!({"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": mv.credentials_name(), "key": REDIS_PASSWORD_KEY}}});
-    Ok(json!({
+pub(super) fn build(mv: &Validated, managed: &ManagedStore) -> Result<Deployment> {
+    let password = json!({"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": mv.credentials_name(), "key": secret_key::REDIS_PASSWORD}}});
+    typed(json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(mv, &mv.redis_name(), "redis")?,
+        "metadata": metadata(mv, &mv.redis_name(), "redis"),
         "spec": {
             "replicas": 1,
             "strategy": {"type": "Recreate"},
@@ -32,7 +35,7 @@ pub fn build(mv: &MultiVac) -> Result<Value> {
             "template": {
                 "metadata": {"labels": super::labels(mv, "redis")},
                 "spec": {
-                    "serviceAccountName": super::name(mv),
+                    "serviceAccountName": mv.name,
                     "automountServiceAccountToken": false,
                     "securityContext": store_pod_security(),
                     "imagePullSecrets": pull_secrets(mv),
@@ -66,14 +69,14 @@ pub fn build(mv: &MultiVac) -> Result<Value> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{labels, mv, owner};
+    use super::super::testing::{json_of, labels, mv, owner, validated};
     use super::*;
 
     #[test]
     fn redis_runs_as_its_own_user_with_aof_and_a_hidden_password() {
         let m = mv(json!({"image": "x", "imagePullSecrets": [{"name": "reg"}]}));
         assert_eq!(
-            build(&m).unwrap(),
+            json_of(&build(&validated(&m), &m.spec.redis.managed.clone().unwrap()).unwrap()),
             json!({
                 "apiVersion": "apps/v1", "kind": "Deployment",
                 "metadata": {"name": "mv-redis", "namespace": "ns", "labels": labels("redis"), "ownerReferences": owner()},

@@ -2,40 +2,52 @@
 //! never rewritten while it exists, so the passwords stay those the datastores
 //! were initialised with. The random values are passed in, keeping this pure.
 
+use k8s_openapi::api::core::v1::Secret;
 use rand::distr::{Alphanumeric, SampleString};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{MONGODB_PORT, REDIS_PORT, metadata, namespace};
-use crate::crd::{
-    MONGODB_PASSWORD_KEY, MONGODB_URI_KEY, MONGODB_USERNAME_KEY, MultiVac, REDIS_PASSWORD_KEY,
-    REDIS_URL_KEY,
-};
+use super::{MONGODB_PORT, REDIS_PORT, metadata, typed};
 use crate::error::Result;
+use crate::reconcile::Validated;
+use multivac_contract::secret_key;
 
 /// User name of the managed MongoDB's root user.
-pub const MONGODB_USERNAME: &str = "multivac";
+const MONGODB_USERNAME: &str = "multivac";
 
-/// A random alphanumeric password (URL-safe, so it needs no escaping in URLs).
-pub fn generate_password() -> String {
-    Alphanumeric.sample_string(&mut rand::rng(), 32)
+/// The passwords a new credentials Secret holds.
+pub(crate) struct Passwords {
+    pub(crate) redis: String,
+    pub(crate) mongodb: String,
+}
+
+impl Passwords {
+    /// Random alphanumeric passwords (URL-safe, so they need no escaping in URLs).
+    pub(crate) fn generate() -> Self {
+        let password = || Alphanumeric.sample_string(&mut rand::rng(), 32);
+        Self {
+            redis: password(),
+            mongodb: password(),
+        }
+    }
 }
 
 /// Secret `<mv>-credentials` with the given passwords.
-pub fn build(mv: &MultiVac, redis_password: &str, mongodb_password: &str) -> Result<Value> {
-    let ns = namespace(mv)?;
+pub(super) fn build(mv: &Validated, passwords: &Passwords) -> Result<Secret> {
+    let ns = mv.namespace;
     let redis_host = format!("{}.{ns}.svc", mv.redis_name());
     let mongodb_host = format!("{}.{ns}.svc", mv.mongodb_name());
-    Ok(json!({
+    let (redis_password, mongodb_password) = (&passwords.redis, &passwords.mongodb);
+    typed(json!({
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": metadata(mv, &mv.credentials_name(), "multivac")?,
+        "metadata": metadata(mv, &mv.credentials_name(), "multivac"),
         "type": "Opaque",
         "stringData": {
-            REDIS_PASSWORD_KEY: redis_password,
-            REDIS_URL_KEY: format!("redis://:{redis_password}@{redis_host}:{REDIS_PORT}/0"),
-            MONGODB_USERNAME_KEY: MONGODB_USERNAME,
-            MONGODB_PASSWORD_KEY: mongodb_password,
-            MONGODB_URI_KEY: format!(
+            secret_key::REDIS_PASSWORD: redis_password,
+            secret_key::REDIS_URL: format!("redis://:{redis_password}@{redis_host}:{REDIS_PORT}/0"),
+            secret_key::MONGODB_USERNAME: MONGODB_USERNAME,
+            secret_key::MONGODB_PASSWORD: mongodb_password,
+            secret_key::MONGODB_URI: format!(
                 "mongodb://{MONGODB_USERNAME}:{mongodb_password}@{mongodb_host}:{MONGODB_PORT}/?authSource=admin"
             ),
         },
@@ -44,13 +56,17 @@ pub fn build(mv: &MultiVac, redis_password: &str, mongodb_password: &str) -> Res
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{labels, mv, owner};
+    use super::super::testing::{json_of, labels, mv, owner, validated};
     use super::*;
 
     #[test]
     fn secret_wires_passwords_into_urls() {
+        let passwords = Passwords {
+            redis: "rpw".into(),
+            mongodb: "mpw".into(),
+        };
         assert_eq!(
-            build(&mv(json!({"image": "x"})), "rpw", "mpw").unwrap(),
+            json_of(&build(&validated(&mv(json!({"image": "x"}))), &passwords).unwrap()),
             json!({
                 "apiVersion": "v1", "kind": "Secret",
                 "metadata": {"name": "mv-credentials", "namespace": "ns", "labels": labels("multivac"), "ownerReferences": owner()},
@@ -68,9 +84,13 @@ mod tests {
 
     #[test]
     fn passwords_are_long_random_and_url_safe() {
-        let (a, b) = (generate_password(), generate_password());
+        let Passwords {
+            redis: a,
+            mongodb: b,
+        } = Passwords::generate();
         assert_eq!(a.len(), 32);
         assert_ne!(a, b);
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, Passwords::generate().redis);
     }
 }

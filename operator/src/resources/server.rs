@@ -1,25 +1,28 @@
 //! The HTTP server Deployment.
 
-use serde_json::{Value, json};
+use k8s_openapi::api::apps::v1::Deployment;
+use serde_json::json;
 
-use super::{SERVER_PORT, app_default_resources, app_pod, metadata, resources_or};
-use crate::crd::MultiVac;
+use multivac_contract::port;
+
+use super::{app_default_resources, app_pod, metadata, resources_or, typed};
 use crate::error::Result;
+use crate::reconcile::Validated;
 
 /// Deployment `<mv>-server` running `multivac server` on :8080.
-pub fn build(mv: &MultiVac) -> Result<Value> {
+pub(super) fn build(mv: &Validated) -> Result<Deployment> {
     let container = app_pod::container(
         mv,
         "server",
         "http",
-        SERVER_PORT,
+        port::SERVER,
         app_pod::env(mv, true),
         resources_or(&mv.spec.server.resources, app_default_resources())?,
     );
-    Ok(json!({
+    typed(json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(mv, &mv.server_name(), "server")?,
+        "metadata": metadata(mv, &mv.server_name(), "server"),
         "spec": {
             "replicas": mv.spec.server.replicas,
             "selector": app_pod::selector(mv, "server"),
@@ -30,7 +33,7 @@ pub fn build(mv: &MultiVac) -> Result<Value> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{labels, mv, owner};
+    use super::super::testing::{json_of, labels, mv, owner, validated};
     use super::*;
     use crate::resources::config_map;
 
@@ -38,9 +41,9 @@ mod tests {
     fn server_deployment_is_restricted_and_wired() {
         let m = mv(json!({"image": "multivac:1", "imagePullPolicy": "Always",
             "server": {"replicas": 2}, "apiTokenSecretRef": {"name": "tok"}}));
-        let hash = config_map::hash(&m);
+        let hash = config_map::hash(&validated(&m));
         assert_eq!(
-            build(&m).unwrap(),
+            json_of(&build(&validated(&m)).unwrap()),
             json!({
                 "apiVersion": "apps/v1", "kind": "Deployment",
                 "metadata": {"name": "mv-server", "namespace": "ns", "labels": labels("server"), "ownerReferences": owner()},

@@ -1,23 +1,25 @@
 //! Services: the server's (type and port from the spec) and the datastores' (ClusterIP).
 
-use serde_json::{Value, json};
+use k8s_openapi::api::core::v1::Service;
+use serde_json::json;
 
-use super::{MONGODB_PORT, REDIS_PORT, metadata, selector_labels};
+use super::{MONGODB_PORT, REDIS_PORT, metadata, selector_labels, typed};
 use crate::crd::MultiVac;
 use crate::error::Result;
+use crate::reconcile::Validated;
 
 fn service(
-    mv: &MultiVac,
+    mv: &Validated,
     name: &str,
     component: &str,
     type_: &str,
     port_name: &str,
     port: i32,
-) -> Result<Value> {
-    Ok(json!({
+) -> Result<Service> {
+    typed(json!({
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(mv, name, component)?,
+        "metadata": metadata(mv, name, component),
         "spec": {
             "type": type_,
             "selector": selector_labels(mv, component),
@@ -27,7 +29,7 @@ fn service(
 }
 
 /// Service `<mv>-server` in front of the HTTP server.
-pub fn server(mv: &MultiVac) -> Result<Value> {
+pub fn server(mv: &Validated) -> Result<Service> {
     let s = &mv.spec.server.service;
     service(
         mv,
@@ -40,7 +42,7 @@ pub fn server(mv: &MultiVac) -> Result<Value> {
 }
 
 /// Service `<mv>-redis`.
-pub fn redis(mv: &MultiVac) -> Result<Value> {
+pub fn redis(mv: &Validated) -> Result<Service> {
     service(
         mv,
         &mv.redis_name(),
@@ -52,7 +54,7 @@ pub fn redis(mv: &MultiVac) -> Result<Value> {
 }
 
 /// Service `<mv>-mongodb`.
-pub fn mongodb(mv: &MultiVac) -> Result<Value> {
+pub fn mongodb(mv: &Validated) -> Result<Service> {
     service(
         mv,
         &mv.mongodb_name(),
@@ -64,7 +66,7 @@ pub fn mongodb(mv: &MultiVac) -> Result<Value> {
 }
 
 /// The in-cluster URL of the server, reported in `status.serviceUrl`.
-pub fn server_url(mv: &MultiVac) -> Option<String> {
+pub(crate) fn server_url(mv: &MultiVac) -> Option<String> {
     let ns = mv.metadata.namespace.as_deref()?;
     let port = mv.spec.server.service.port;
     let host = format!("{}.{ns}.svc", mv.server_name());
@@ -77,7 +79,7 @@ pub fn server_url(mv: &MultiVac) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{labels, mv, owner};
+    use super::super::testing::{json_of, labels, mv, owner, validated};
     use super::*;
 
     #[test]
@@ -85,7 +87,7 @@ mod tests {
         let m =
             mv(json!({"image": "x", "server": {"service": {"type": "NodePort", "port": 8000}}}));
         assert_eq!(
-            server(&m).unwrap(),
+            json_of(&server(&validated(&m)).unwrap()),
             json!({
                 "apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": "mv-server", "namespace": "ns", "labels": labels("server"), "ownerReferences": owner()},
@@ -110,8 +112,9 @@ mod tests {
     #[test]
     fn datastore_services_are_cluster_internal() {
         let m = mv(json!({"image": "x"}));
+        let v = validated(&m);
         assert_eq!(
-            redis(&m).unwrap(),
+            json_of(&redis(&v).unwrap()),
             json!({
                 "apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": "mv-redis", "namespace": "ns", "labels": labels("redis"), "ownerReferences": owner()},
@@ -126,6 +129,9 @@ mod tests {
                 },
             })
         );
-        assert_eq!(mongodb(&m).unwrap()["spec"]["ports"][0]["port"], 27017);
+        assert_eq!(
+            json_of(&mongodb(&v).unwrap())["spec"]["ports"][0]["port"],
+            27017
+        );
     }
 }

@@ -1,17 +1,18 @@
 //! The pods' ServiceAccount: the app never talks to the API server, so no token is mounted.
 
-use serde_json::{Value, json};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use serde_json::json;
 
-use super::metadata;
-use crate::crd::MultiVac;
+use super::{metadata, typed};
 use crate::error::Result;
+use crate::reconcile::Validated;
 
 /// ServiceAccount `<mv>` shared by all pods of the MultiVac.
-pub fn build(mv: &MultiVac) -> Result<Value> {
-    Ok(json!({
+pub(super) fn build(mv: &Validated) -> Result<ServiceAccount> {
+    typed(json!({
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": metadata(mv, super::name(mv), "multivac")?,
+        "metadata": metadata(mv, mv.name, "multivac"),
         "automountServiceAccountToken": false,
         "imagePullSecrets": super::pull_secrets(mv),
     }))
@@ -19,14 +20,14 @@ pub fn build(mv: &MultiVac) -> Result<Value> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{labels, mv, owner};
+    use super::super::testing::{json_of, labels, mv, owner, validated};
     use super::*;
 
     #[test]
     fn service_account_mounts_no_token() {
         let m = mv(json!({"image": "x", "imagePullSecrets": [{"name": "reg"}]}));
         assert_eq!(
-            build(&m).unwrap(),
+            json_of(&build(&validated(&m)).unwrap()),
             json!({
                 "apiVersion": "v1", "kind": "ServiceAccount",
                 "metadata": {"name": "mv", "namespace": "ns", "labels": labels("multivac"), "ownerReferences": owner()},

@@ -1,29 +1,32 @@
 //! The worker Deployment. It never sets `spec.replicas`: the scaler owns that
 //! field with its own field manager, and applying it here would fight it.
 
-use serde_json::{Value, json};
+use k8s_openapi::api::apps::v1::Deployment;
+use serde_json::json;
 
-use super::{WORKER_METRICS_PORT, app_default_resources, app_pod, metadata, resources_or};
-use crate::crd::MultiVac;
+use multivac_contract::port;
+
+use super::{app_default_resources, app_pod, metadata, resources_or, typed};
 use crate::error::Result;
+use crate::reconcile::Validated;
 
 /// Long enough for a worker to finish and ack its in-flight batch on scale-down.
-pub const WORKER_TERMINATION_GRACE_SECONDS: i64 = 60;
+const WORKER_TERMINATION_GRACE_SECONDS: i64 = 60;
 
 /// Deployment `<mv>-worker` running `multivac worker`, metrics on :9090.
-pub fn build(mv: &MultiVac) -> Result<Value> {
+pub(super) fn build(mv: &Validated) -> Result<Deployment> {
     let container = app_pod::container(
         mv,
         "worker",
         "metrics",
-        WORKER_METRICS_PORT,
+        port::WORKER_METRICS,
         app_pod::env(mv, false),
         resources_or(&mv.spec.workers.resources, app_default_resources())?,
     );
-    Ok(json!({
+    typed(json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(mv, &mv.worker_name(), "worker")?,
+        "metadata": metadata(mv, &mv.worker_name(), "worker"),
         "spec": {
             "selector": app_pod::selector(mv, "worker"),
             "template": app_pod::template(mv, "worker", container, WORKER_TERMINATION_GRACE_SECONDS),
@@ -33,7 +36,7 @@ pub fn build(mv: &MultiVac) -> Result<Value> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{labels, mv, owner};
+    use super::super::testing::{json_of, labels, mv, owner, validated};
     use super::*;
     use crate::resources::{config_map, container_security};
 
@@ -44,7 +47,7 @@ mod tests {
             "workers": {"resources": {"limits": {"memory": "1Gi"}}},
             "apiTokenSecretRef": {"name": "tok"}}));
         assert_eq!(
-            build(&m).unwrap(),
+            json_of(&build(&validated(&m)).unwrap()),
             json!({
                 "apiVersion": "apps/v1", "kind": "Deployment",
                 "metadata": {"name": "mv-worker", "namespace": "ns", "labels": labels("worker"), "ownerReferences": owner()},
@@ -55,7 +58,7 @@ mod tests {
                         "app.kubernetes.io/component": "worker",
                     }},
                     "template": {
-                        "metadata": {"labels": labels("worker"), "annotations": {"multivac.io/config-hash": config_map::hash(&m)}},
+                        "metadata": {"labels": labels("worker"), "annotations": {"multivac.io/config-hash": config_map::hash(&validated(&m))}},
                         "spec": {
                             "serviceAccountName": "mv",
                             "automountServiceAccountToken": false,

@@ -21,17 +21,17 @@ use std::time::{Duration, Instant};
 /// CRD schema (min <= max, non-negative); `target_backlog_per_worker` of 0 is
 /// treated as 1 rather than dividing by zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Params {
-    pub min_replicas: u32,
-    pub max_replicas: u32,
-    pub target_backlog_per_worker: u64,
-    pub stabilization: Duration,
+pub(crate) struct Params {
+    pub(crate) min_replicas: u32,
+    pub(crate) max_replicas: u32,
+    pub(crate) target_backlog_per_worker: u64,
+    pub(crate) stabilization: Duration,
 }
 
-/// Why the desired count is what it is; used for the Event message and the
-/// metrics' `direction` label.
+/// Why the desired count is what it is; named in the `ScaledUp`/`ScaledDown`
+/// Event's message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// The backlog needs more workers than are running: applied at once.
     ScaleUp,
     /// The backlog needs fewer workers for the whole stabilization window.
@@ -47,23 +47,12 @@ pub enum Reason {
 
 /// The outcome of one poll.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// The replica count the worker Deployment should have.
-    pub desired: u32,
+    pub(crate) desired: u32,
     /// What the backlog alone asks for (clamped), before stabilization.
-    pub recommendation: u32,
-    pub reason: Reason,
-}
-
-impl Decision {
-    /// `"up"`, `"down"` or `None` when the count does not change.
-    pub fn direction(&self, current: u32) -> Option<&'static str> {
-        match self.desired.cmp(&current) {
-            std::cmp::Ordering::Greater => Some("up"),
-            std::cmp::Ordering::Less => Some("down"),
-            std::cmp::Ordering::Equal => None,
-        }
-    }
+    pub(crate) recommendation: u32,
+    pub(crate) reason: Reason,
 }
 
 /// Recommendations seen during the stabilization window, kept as a monotone
@@ -72,13 +61,13 @@ impl Decision {
 /// deque therefore stays short (at most one entry per poll in the window,
 /// usually one or two).
 #[derive(Debug, Clone, Default)]
-pub struct History {
+pub(crate) struct History {
     entries: VecDeque<(Instant, u32)>,
 }
 
 impl History {
     /// Records `replicas` as a recommendation seen at `now`.
-    pub fn record(&mut self, now: Instant, replicas: u32) {
+    pub(crate) fn record(&mut self, now: Instant, replicas: u32) {
         while let Some(&(_, r)) = self.entries.back() {
             if r <= replicas {
                 self.entries.pop_back();
@@ -107,7 +96,7 @@ impl History {
     }
 
     /// True before anything was recorded: the first poll of a MultiVac.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 

@@ -12,33 +12,39 @@ use prometheus_client::registry::Registry;
 
 /// Identifies a MultiVac in the metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct MultiVacLabels {
-    pub namespace: String,
-    pub name: String,
+pub(crate) struct MultiVacLabels {
+    pub(crate) namespace: String,
+    pub(crate) name: String,
 }
 
 /// A scaling decision that changed the replica count.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DecisionLabels {
-    pub namespace: String,
-    pub name: String,
+pub(crate) struct DecisionLabels {
+    pub(crate) namespace: String,
+    pub(crate) name: String,
     /// `up` or `down`.
-    pub direction: &'static str,
+    pub(crate) direction: &'static str,
 }
 
 /// The scaler's metrics.
 #[derive(Clone)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// `multivac_scaler_backlog{namespace,name}`: entries waiting (lag + pending).
-    pub backlog: Family<MultiVacLabels, Gauge>,
+    pub(crate) backlog: Family<MultiVacLabels, Gauge>,
     /// `multivac_scaler_desired_replicas{namespace,name}`.
-    pub desired: Family<MultiVacLabels, Gauge>,
+    pub(crate) desired: Family<MultiVacLabels, Gauge>,
+    /// `multivac_scaler_max_replicas{namespace,name}`: `spec.workers.maxReplicas`,
+    /// so an alert can tell the workers are pinned at the ceiling.
+    pub(crate) max_replicas: Family<MultiVacLabels, Gauge>,
+    /// `multivac_scaler_degraded{namespace,name}`: 1 while the scaler holds the
+    /// MultiVac's `Degraded` condition True (the backlog cannot be read).
+    pub(crate) degraded: Family<MultiVacLabels, Gauge>,
     /// `multivac_scaler_decisions_total{namespace,name,direction}`.
-    pub decisions: Family<DecisionLabels, Counter>,
+    pub(crate) decisions: Family<DecisionLabels, Counter>,
     /// `multivac_scaler_backlog_read_errors_total{namespace,name}`.
-    pub read_errors: Family<MultiVacLabels, Counter>,
+    pub(crate) read_errors: Family<MultiVacLabels, Counter>,
     /// `multivac_scaler_poll_duration_seconds`: one poll (read + decide + writes).
-    pub poll_duration: Histogram,
+    pub(crate) poll_duration: Histogram,
 }
 
 impl Metrics {
@@ -46,6 +52,8 @@ impl Metrics {
         Self {
             backlog: Family::default(),
             desired: Family::default(),
+            max_replicas: Family::default(),
+            degraded: Family::default(),
             decisions: Family::default(),
             read_errors: Family::default(),
             poll_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
@@ -53,7 +61,7 @@ impl Metrics {
     }
 
     /// Registers the metrics in `registry` under `multivac_scaler`.
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         let m = Self::new();
         let r = registry.sub_registry_with_prefix("multivac_scaler");
         r.register(
@@ -65,6 +73,16 @@ impl Metrics {
             "desired_replicas",
             "Worker replicas the scaler wants",
             m.desired.clone(),
+        );
+        r.register(
+            "max_replicas",
+            "The MultiVac's spec.workers.maxReplicas",
+            m.max_replicas.clone(),
+        );
+        r.register(
+            "degraded",
+            "1 while the MultiVac's Degraded condition is True (backlog unreadable)",
+            m.degraded.clone(),
         );
         r.register(
             "decisions",
@@ -87,7 +105,7 @@ impl Metrics {
     /// The metrics registered in the operator's registry. The scaler may be
     /// started again after a lost and regained lease; registering twice would
     /// export every series twice, so the first registration is kept.
-    pub fn shared(registry: &Mutex<Registry>) -> Self {
+    pub(crate) fn shared(registry: &Mutex<Registry>) -> Self {
         static METRICS: OnceLock<Metrics> = OnceLock::new();
         METRICS
             .get_or_init(|| {
@@ -99,13 +117,15 @@ impl Metrics {
 
     /// Drops the series of a MultiVac that is gone, so deleted MultiVacs do
     /// not linger in `/metrics`.
-    pub fn forget(&self, namespace: &str, name: &str) {
+    pub(crate) fn forget(&self, namespace: &str, name: &str) {
         let l = MultiVacLabels {
             namespace: namespace.into(),
             name: name.into(),
         };
         self.backlog.remove(&l);
         self.desired.remove(&l);
+        self.max_replicas.remove(&l);
+        self.degraded.remove(&l);
         self.read_errors.remove(&l);
         for direction in ["up", "down"] {
             self.decisions.remove(&DecisionLabels {
@@ -130,6 +150,8 @@ mod tests {
             name: "a".into(),
         };
         m.backlog.get_or_create(&l).set(1000);
+        m.max_replicas.get_or_create(&l).set(10);
+        m.degraded.get_or_create(&l).set(1);
         m.decisions
             .get_or_create(&DecisionLabels {
                 namespace: "ns".into(),
@@ -141,6 +163,14 @@ mod tests {
         prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
         assert!(
             out.contains(r#"multivac_scaler_backlog{namespace="ns",name="a"} 1000"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"multivac_scaler_max_replicas{namespace="ns",name="a"} 10"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"multivac_scaler_degraded{namespace="ns",name="a"} 1"#),
             "{out}"
         );
         assert!(

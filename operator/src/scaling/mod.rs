@@ -8,11 +8,11 @@
 //! Each MultiVac is polled by its own task: hundreds of MultiVacs poll
 //! concurrently and one slow or unreachable Redis delays only its own.
 
-pub mod backlog;
-pub mod decision;
-pub mod metrics;
+pub(crate) mod backlog;
+mod decision;
+mod metrics;
 mod poller;
-pub mod status;
+mod status;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,13 +29,13 @@ use tracing::{debug, info, warn};
 use crate::Context;
 use crate::crd::MultiVac;
 
-pub use metrics::Metrics;
+use metrics::Metrics;
 
 /// Label selector of the worker Deployments the reconciler builds.
 const WORKER_SELECTOR: &str =
     "app.kubernetes.io/component=worker,app.kubernetes.io/managed-by=multivac-operator";
-/// How often the set of MultiVacs is compared with the running tasks.
-const RESYNC: Duration = Duration::from_secs(1);
+/// How often the set of MultiVacs is compared with the running pollers.
+const POLLERS_RESYNC: Duration = Duration::from_secs(1);
 
 /// Waits until `store` holds its first full list; false if its watch ended.
 ///
@@ -61,7 +61,7 @@ where
 /// which aborts every polling task with it). `store` is the reconciler's
 /// reflector of MultiVacs; the worker Deployments are watched here, in the
 /// same scope as the controller (`namespace`, from `--watch-namespace`).
-pub async fn run(ctx: Arc<Context>, store: Store<MultiVac>, namespace: Option<String>) {
+pub(crate) async fn run(ctx: Arc<Context>, store: Store<MultiVac>, namespace: Option<String>) {
     let metrics = Metrics::shared(&ctx.registry);
     let mut tasks: JoinSet<()> = JoinSet::new();
 
@@ -135,6 +135,6 @@ pub async fn run(ctx: Arc<Context>, store: Store<MultiVac>, namespace: Option<St
                 warn!(error = %e, "a scaler task panicked; it is restarted");
             }
         }
-        tokio::time::sleep(RESYNC).await;
+        tokio::time::sleep(POLLERS_RESYNC).await;
     }
 }

@@ -19,7 +19,7 @@ use super::decision::{self, Decision, History, Params};
 use super::metrics::{DecisionLabels, Metrics, MultiVacLabels};
 use super::status::{self, DegradedState, ScalerStatus};
 use crate::Context;
-use crate::crd::{MultiVac, SCALER_FIELD_MANAGER, SecretSource};
+use crate::crd::{MultiVac, SCALER_FIELD_MANAGER, SecretSource, WorkersSpec, now_seconds};
 
 /// How long a Redis URL read from a Secret is trusted before it is read
 /// again (it is also read again after any failure), so a rotated URL is
@@ -41,6 +41,16 @@ enum ReadError {
     Backlog(#[from] BacklogError),
     #[error("Redis did not answer within {}s", READ_BUDGET.as_secs())]
     Timeout,
+}
+
+/// The part of `spec.workers` the decision needs.
+fn params(w: &WorkersSpec) -> Params {
+    Params {
+        min_replicas: w.min_replicas.max(0) as u32,
+        max_replicas: w.max_replicas.max(0) as u32,
+        target_backlog_per_worker: w.target_backlog_per_worker.max(1) as u64,
+        stabilization: Duration::from_secs(w.scale_down_stabilization_seconds.max(0) as u64),
+    }
 }
 
 impl ReadError {
@@ -124,6 +134,7 @@ impl Poller {
         }
     }
 
+    /// One poll: read, decide, scale if the count changes, write the status if it changed.
     async fn poll(&mut self, mv: &MultiVac) {
         let ns = self.key.namespace.clone().unwrap_or_default();
         let worker = mv.worker_name();
@@ -132,107 +143,117 @@ impl Poller {
             debug!(multivac = %self.key, "worker Deployment not there yet");
             return;
         };
-        if self.written.is_none() {
-            // Start from what a previous operator wrote, so a restart with
-            // nothing changed writes nothing.
-            self.written = ScalerStatus::from_status(mv.status.as_ref());
-            if let Some(w) = &self.written {
-                self.last_backlog = w.backlog;
-                self.last_scale_time = w.last_scale_time.clone();
-            }
-        }
-        let observed = dep.spec.replicas.unwrap_or(1);
-        let current = match self.applied {
-            Some((replicas, generation)) if dep.metadata.generation.unwrap_or(0) < generation => {
-                replicas
-            }
-            _ => observed,
-        };
-        let w = &mv.spec.workers;
-        let params = Params {
-            min_replicas: w.min_replicas.max(0) as u32,
-            max_replicas: w.max_replicas.max(0) as u32,
-            target_backlog_per_worker: w.target_backlog_per_worker.max(1) as u64,
-            stabilization: Duration::from_secs(w.scale_down_stabilization_seconds.max(0) as u64),
-        };
-        let now = Instant::now();
+        self.resume_from(mv);
         let labels = self.labels();
-
-        let (desired, degraded) = match self.read(mv).await {
-            Ok(backlog) => {
-                self.failures = 0;
-                let entries = i64::try_from(backlog).unwrap_or(i64::MAX);
-                self.last_backlog = Some(entries);
-                self.metrics.backlog.get_or_create(&labels).set(entries);
-                let d = decision::decide(
-                    now,
-                    backlog,
-                    &params,
-                    current.max(0) as u32,
-                    &mut self.history,
-                );
-                (d, DegradedState::ok())
-            }
-            Err(e) => {
-                self.failures += 1;
-                self.url = None;
-                self.metrics.read_errors.get_or_create(&labels).inc();
-                warn!(multivac = %self.key, error = %e, "cannot read the backlog; keeping {current} workers");
-                decision::hold(now, &params, current.max(0) as u32, &mut self.history);
-                let keep = Decision {
-                    desired: current.max(0) as u32,
-                    recommendation: current.max(0) as u32,
-                    reason: decision::Reason::Steady,
-                };
-                let state = if self.failures >= FAILURES_BEFORE_DEGRADED {
-                    match self.written.as_ref() {
-                        // Same outage, same reason: keep the message already
-                        // written. The error text varies from read to read
-                        // (timeouts, resolver answers), and rewriting status
-                        // for it would be a write every poll for as long as
-                        // Redis stays away.
-                        Some(w) if w.degraded.status && w.degraded.reason == e.reason() => {
-                            w.degraded.clone()
-                        }
-                        _ => DegradedState {
-                            status: true,
-                            reason: e.reason().into(),
-                            message: format!(
-                                "cannot read the backlog of multivac:data: {e}; keeping {current} workers and retrying every poll"
-                            ),
-                        },
-                    }
-                } else {
-                    // Not yet an outage: keep whatever the condition says
-                    // (nothing at all before the first good read).
-                    match self.written.as_ref() {
-                        Some(w) => w.degraded.clone(),
-                        None => return,
-                    }
-                };
-                (keep, state)
-            }
+        self.metrics
+            .max_replicas
+            .get_or_create(&labels)
+            .set(i64::from(mv.spec.workers.max_replicas));
+        let current = self.replicas_in_force(&dep);
+        let Some((decision, degraded)) = self.decide(mv, current).await else {
+            return;
         };
-        let desired_replicas = i32::try_from(desired.desired).unwrap_or(i32::MAX);
+        let desired = i32::try_from(decision.desired).unwrap_or(i32::MAX);
         self.metrics
             .desired
             .get_or_create(&labels)
-            .set(desired_replicas as i64);
-
-        if desired_replicas != current {
-            self.scale(mv, &ns, &worker, current, desired_replicas, &desired)
-                .await;
+            .set(desired as i64);
+        self.metrics
+            .degraded
+            .get_or_create(&labels)
+            .set(i64::from(degraded.status));
+        if desired != current && self.scale(&ns, &worker, desired).await {
+            self.announce(mv, current, desired, &decision).await;
         }
-
-        let pods = dep.status.as_ref().and_then(|s| s.replicas).unwrap_or(0);
         let want = ScalerStatus {
-            current: pods,
-            desired: desired_replicas,
+            current: dep.status.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+            desired,
             backlog: self.last_backlog,
             last_scale_time: self.last_scale_time.clone(),
             degraded,
         };
         self.write_status(mv, &ns, want).await;
+    }
+
+    /// On the first poll, starts from what a previous operator wrote, so a
+    /// restart with nothing changed writes nothing.
+    fn resume_from(&mut self, mv: &MultiVac) {
+        if self.written.is_some() {
+            return;
+        }
+        self.written = ScalerStatus::from_status(mv.status.as_ref());
+        if let Some(w) = &self.written {
+            self.last_backlog = w.backlog;
+            self.last_scale_time = w.last_scale_time.clone();
+        }
+    }
+
+    /// The worker replicas in force: ours until the watch shows our last write.
+    fn replicas_in_force(&self, dep: &Deployment) -> i32 {
+        match self.applied {
+            Some((replicas, generation)) if dep.metadata.generation.unwrap_or(0) < generation => {
+                replicas
+            }
+            _ => dep.spec.replicas.unwrap_or(1),
+        }
+    }
+
+    /// Reads the backlog and decides the replicas, with what `Degraded`
+    /// should say. `None`: the read failed before the first good one, so
+    /// there is nothing to write yet.
+    async fn decide(&mut self, mv: &MultiVac, current: i32) -> Option<(Decision, DegradedState)> {
+        let params = params(&mv.spec.workers);
+        let now = Instant::now();
+        let running = current.max(0) as u32;
+        match self.read(mv).await {
+            Ok(backlog) => {
+                self.failures = 0;
+                let entries = i64::try_from(backlog).unwrap_or(i64::MAX);
+                self.last_backlog = Some(entries);
+                self.metrics
+                    .backlog
+                    .get_or_create(&self.labels())
+                    .set(entries);
+                let d = decision::decide(now, backlog, &params, running, &mut self.history);
+                Some((d, DegradedState::ok()))
+            }
+            Err(e) => {
+                self.failures += 1;
+                self.url = None;
+                self.metrics.read_errors.get_or_create(&self.labels()).inc();
+                warn!(multivac = %self.key, error = %e, "cannot read the backlog; keeping {current} workers");
+                decision::hold(now, &params, running, &mut self.history);
+                let keep = Decision {
+                    desired: running,
+                    recommendation: running,
+                    reason: decision::Reason::Steady,
+                };
+                Some((keep, self.degraded_after(&e, current)?))
+            }
+        }
+    }
+
+    /// `Degraded` after a failed read: true from the second failure in a row.
+    fn degraded_after(&self, e: &ReadError, current: i32) -> Option<DegradedState> {
+        if self.failures < FAILURES_BEFORE_DEGRADED {
+            // Not yet an outage: keep whatever the condition says (nothing
+            // at all before the first good read).
+            return self.written.as_ref().map(|w| w.degraded.clone());
+        }
+        Some(match self.written.as_ref() {
+            // Same outage, same reason: keep the message already written.
+            // The error text varies from read to read (timeouts, resolver
+            // answers), and rewriting status for it would be a write every
+            // poll for as long as Redis stays away.
+            Some(w) if w.degraded.status && w.degraded.reason == e.reason() => w.degraded.clone(),
+            _ => DegradedState {
+                status: true,
+                reason: e.reason().into(),
+                message: format!(
+                    "cannot read the backlog of multivac:data: {e}; keeping {current} workers and retrying every poll"
+                ),
+            },
+        })
     }
 
     /// The Redis URL from the Secret the app uses, cached for [`URL_TTL`].
@@ -274,9 +295,10 @@ impl Poller {
         let ns = self.key.namespace.clone().unwrap_or_default();
         let url = self.url(mv, &ns).await?;
         match tokio::time::timeout(READ_BUDGET, self.reader.read(&url)).await {
-            Ok(Ok(b)) => {
-                debug!(multivac = %self.key, backlog = b.entries, source = ?b.source, "backlog read");
-                Ok(b.entries)
+            Ok(Ok(reading)) => {
+                let backlog = reading.backlog().total();
+                debug!(multivac = %self.key, backlog, ?reading, "backlog read");
+                Ok(backlog)
             }
             Ok(Err(e)) => Err(e.into()),
             Err(_) => {
@@ -286,15 +308,9 @@ impl Poller {
         }
     }
 
-    async fn scale(
-        &mut self,
-        mv: &MultiVac,
-        ns: &str,
-        worker: &str,
-        current: i32,
-        desired: i32,
-        decision: &Decision,
-    ) {
+    /// Sets the worker replicas (the scaler's only field of the Deployment);
+    /// false when the API server refused, to be retried next poll.
+    async fn scale(&mut self, ns: &str, worker: &str, desired: i32) -> bool {
         let api: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), ns);
         let params = PatchParams::apply(SCALER_FIELD_MANAGER).force();
         let body = status::replicas_patch(worker, ns, desired);
@@ -302,13 +318,18 @@ impl Poller {
             Ok(dep) => {
                 self.ctx.metrics.write("scaler:Deployment/replicas");
                 self.applied = Some((desired, dep.metadata.generation.unwrap_or(0)));
-                self.last_scale_time = Some(status::now_seconds());
+                self.last_scale_time = Some(now_seconds());
+                true
             }
             Err(e) => {
                 warn!(multivac = %self.key, error = %e, "cannot set the worker replicas to {desired}; retrying next poll");
-                return;
+                false
             }
         }
+    }
+
+    /// A log line, the decision metric and a `ScaledUp`/`ScaledDown` Event.
+    async fn announce(&self, mv: &MultiVac, current: i32, desired: i32, decision: &Decision) {
         let (direction, reason) = if desired > current {
             ("up", "ScaledUp")
         } else {
@@ -323,7 +344,7 @@ impl Poller {
         self.metrics
             .decisions
             .get_or_create(&DecisionLabels {
-                namespace: ns.into(),
+                namespace: self.key.namespace.clone().unwrap_or_default(),
                 name: self.key.name.clone(),
                 direction,
             })
@@ -353,7 +374,7 @@ impl Poller {
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == status::DEGRADED))
             .filter(|c| (c.status == "True") == want.degraded.status)
             .map(|c| c.last_transition_time.clone())
-            .unwrap_or_else(status::now_seconds);
+            .unwrap_or_else(now_seconds);
         let condition = status::degraded_condition(&want.degraded, since);
         let body = status::status_patch(&want, &condition);
         let api: Api<MultiVac> = Api::namespaced(self.ctx.client.clone(), ns);

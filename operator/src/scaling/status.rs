@@ -6,41 +6,41 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde_json::{Value, json};
 
-use crate::crd::MultiVacStatus;
+use crate::crd::{MultiVacStatus, WorkersStatus};
 
 /// The condition type the scaler owns.
-pub const DEGRADED: &str = "Degraded";
+pub(crate) const DEGRADED: &str = "Degraded";
 /// `Degraded=False` reason: the backlog was read.
-pub const REASON_OK: &str = "BacklogRead";
+pub(crate) const REASON_OK: &str = "BacklogRead";
 /// `Degraded=True` reason: Redis did not answer (or refused our credentials).
-pub const REASON_REDIS: &str = "RedisUnreachable";
+pub(crate) const REASON_REDIS: &str = "RedisUnreachable";
 /// `Degraded=True` reason: the Secret with the Redis URL is missing or incomplete.
-pub const REASON_SECRET: &str = "RedisUrlMissing";
+pub(crate) const REASON_SECRET: &str = "RedisUrlMissing";
 
 /// The scaler's view of one MultiVac, compared with what the API server
 /// holds before anything is written.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ScalerStatus {
-    pub current: i32,
-    pub desired: i32,
+pub(crate) struct ScalerStatus {
+    pub(crate) current: i32,
+    pub(crate) desired: i32,
     /// Unknown until the first successful read.
-    pub backlog: Option<i64>,
-    pub last_scale_time: Option<Time>,
-    pub degraded: DegradedState,
+    pub(crate) backlog: Option<i64>,
+    pub(crate) last_scale_time: Option<Time>,
+    pub(crate) degraded: DegradedState,
 }
 
 /// The `Degraded` condition without its transition time (which only moves
 /// when `status` does).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DegradedState {
-    pub status: bool,
-    pub reason: String,
-    pub message: String,
+pub(crate) struct DegradedState {
+    pub(crate) status: bool,
+    pub(crate) reason: String,
+    pub(crate) message: String,
 }
 
 impl DegradedState {
     /// Everything is fine.
-    pub fn ok() -> Self {
+    pub(crate) fn ok() -> Self {
         Self {
             status: false,
             reason: REASON_OK.into(),
@@ -51,7 +51,7 @@ impl DegradedState {
 
 impl ScalerStatus {
     /// Reads the scaler's fields back from a MultiVac status, for comparison.
-    pub fn from_status(status: Option<&MultiVacStatus>) -> Option<Self> {
+    pub(crate) fn from_status(status: Option<&MultiVacStatus>) -> Option<Self> {
         let status = status?;
         let workers = status.workers.as_ref()?;
         let cond = status.conditions.iter().find(|c| c.type_ == DEGRADED)?;
@@ -71,7 +71,7 @@ impl ScalerStatus {
 
 /// The `Degraded` condition to write: `since` is kept when the status did not
 /// flip (from the stored condition), so `lastTransitionTime` means what it says.
-pub fn degraded_condition(state: &DegradedState, since: Time) -> Condition {
+pub(crate) fn degraded_condition(state: &DegradedState, since: Time) -> Condition {
     Condition {
         type_: DEGRADED.into(),
         status: if state.status { "True" } else { "False" }.into(),
@@ -83,39 +83,29 @@ pub fn degraded_condition(state: &DegradedState, since: Time) -> Condition {
 }
 
 /// The status apply body (for `patch_status` with the scaler's field manager).
-pub fn status_patch(s: &ScalerStatus, condition: &Condition) -> Value {
-    let mut workers = json!({ "current": s.current, "desired": s.desired });
-    if let Some(b) = s.backlog {
-        workers["backlog"] = json!(b);
+pub(crate) fn status_patch(s: &ScalerStatus, condition: &Condition) -> Value {
+    MultiVacStatus {
+        workers: Some(WorkersStatus {
+            current: Some(s.current),
+            desired: Some(s.desired),
+            backlog: s.backlog,
+            last_scale_time: s.last_scale_time.clone(),
+            ready_replicas: None,
+        }),
+        conditions: vec![condition.clone()],
+        ..Default::default()
     }
-    if let Some(t) = &s.last_scale_time {
-        workers["lastScaleTime"] = json!(t);
-    }
-    json!({
-        "apiVersion": "multivac.io/v1alpha1",
-        "kind": "MultiVac",
-        "status": {
-            "workers": workers,
-            "conditions": [condition],
-        },
-    })
+    .apply_body()
 }
 
 /// The replicas apply body for the worker Deployment: only `spec.replicas`.
-pub fn replicas_patch(name: &str, namespace: &str, replicas: i32) -> Value {
+pub(crate) fn replicas_patch(name: &str, namespace: &str, replicas: i32) -> Value {
     json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": { "name": name, "namespace": namespace },
         "spec": { "replicas": replicas },
     })
-}
-
-/// Whole seconds: what the API server stores, so a time read back compares
-/// equal to the one written.
-pub fn now_seconds() -> Time {
-    let now = jiff::Timestamp::now();
-    Time(jiff::Timestamp::from_second(now.as_second()).unwrap_or(now))
 }
 
 #[cfg(test)]

@@ -1,0 +1,513 @@
+//! The server's routes in-process (`tower::ServiceExt::oneshot`, as in axum's
+//! testing example), with the clients built from the command line exactly as
+//! `multivac server` builds them, and no Redis or MongoDB running: MongoDB is
+//! a closed port, and Redis is a socket that accepts connections and never
+//! answers, so a test can tell whether the server tried to reach the queue.
+
+use std::net::TcpListener;
+
+use axum::http::Request;
+use clap::Parser;
+use multivac_contract::http_service;
+use serde_json::Value;
+use tower::ServiceExt;
+use tower_http::normalize_path::NormalizePath;
+
+use super::*;
+use crate::Cli;
+use crate::config::Command;
+
+/// The server under test, and the socket standing in for Redis.
+struct Server {
+    service: NormalizePath<Router>,
+    redis: TcpListener,
+}
+
+/// One answer, read whole.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("a UTF-8 body")
+    }
+
+    /// Asserts an API error: the status, the stable code and a message.
+    fn assert_error(&self, status: StatusCode, code: &str, what: &str) {
+        assert_eq!(self.status, status, "{what}: {}", self.text());
+        let body = self.json();
+        assert_eq!(body["error"], code, "{what}: {body}");
+        assert!(
+            !body["message"].as_str().unwrap_or_default().is_empty(),
+            "{what}: {body}"
+        );
+    }
+}
+
+impl Server {
+    /// `multivac server ARGS...` against the stand-ins, by default with
+    /// 300 ms backend timeouts so that every backend call fails fast.
+    async fn start(args: &[&str]) -> Server {
+        let redis = TcpListener::bind("127.0.0.1:0").expect("binding the Redis stand-in");
+        redis.set_nonblocking(true).unwrap();
+        let redis_url = format!("redis://127.0.0.1:{}", redis.local_addr().unwrap().port());
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mongodb_uri = format!("mongodb://{closed}/?directConnection=true");
+        let defaults = [
+            ("--redis-url", redis_url.as_str()),
+            ("--mongodb-uri", mongodb_uri.as_str()),
+            ("--backend-timeout-ms", "300"),
+            ("--stats-ttl-ms", "0"),
+        ];
+        let mut argv = vec!["multivac", "server"];
+        argv.extend_from_slice(args);
+        for (flag, value) in defaults {
+            if !args.contains(&flag) {
+                argv.extend([flag, value]);
+            }
+        }
+        let Command::Server(args) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not the server command")
+        };
+        let state = Arc::new(AppState::connect(&args).await.unwrap());
+        Server {
+            service: http_service(router(state, ms(args.request_timeout_ms))),
+            redis,
+        }
+    }
+
+    async fn send(&self, request: Request<Body>) -> Answer {
+        let response = self.service.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&self, uri: &str) -> Answer {
+        self.send(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+    }
+
+    async fn post(&self, uri: &str, content_type: Option<&str>, body: Vec<u8>) -> Answer {
+        let mut request = Request::post(uri);
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        self.send(request.body(Body::from(body)).unwrap()).await
+    }
+
+    /// True once anything connected to the Redis stand-in: a datum can only
+    /// be queued over a connection, so false means nothing was queued.
+    fn redis_contacted(&self) -> bool {
+        self.redis.accept().is_ok()
+    }
+
+    /// A counter or gauge line's value from GET /metrics (0 when absent).
+    async fn metric(&self, name: &str) -> f64 {
+        self.get(path::METRICS)
+            .await
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+const BOUNDARY: &str = "multivac-test-boundary";
+
+/// A POST body and its Content-Type (none when `None`).
+type Payload = (Option<String>, Vec<u8>);
+
+fn with_type(content_type: &str, body: impl AsRef<[u8]>) -> Payload {
+    (Some(content_type.to_owned()), body.as_ref().to_vec())
+}
+
+fn form(body: impl AsRef<[u8]>) -> Payload {
+    with_type(FORM, body)
+}
+
+fn json(body: impl AsRef<[u8]>) -> Payload {
+    with_type("application/json", body)
+}
+
+/// A multipart/form-data body of `(name, file name, content)` parts.
+fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> Payload {
+    let mut body = Vec::new();
+    for (name, file_name, content) in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        let file = file_name
+            .map(|f| format!("; filename=\"{f}\""))
+            .unwrap_or_default();
+        body.extend_from_slice(
+            format!("Content-Disposition: form-data; name=\"{name}\"{file}\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    multipart_raw(body)
+}
+
+fn multipart_raw(body: impl AsRef<[u8]>) -> Payload {
+    with_type(&format!("multipart/form-data; boundary={BOUNDARY}"), body)
+}
+
+/// Every way a POST body can be wrong gets its status and error code, and
+/// none of them reaches Redis.
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_and_never_reaches_the_queue() {
+    let server = Server::start(&["--max-data-bytes", "100"]).await;
+    let bad = StatusCode::BAD_REQUEST;
+    let large = StatusCode::PAYLOAD_TOO_LARGE;
+    let unsupported = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    let cut_off =
+        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"data\"\r\n\r\nhal");
+    #[rustfmt::skip]
+    let table: [(Payload, StatusCode, &str); 24] = [
+        // missing, empty, repeated
+        (form("other=1"), bad, "missing_data"),
+        (form("data="), bad, "empty_data"),
+        (form("data=+%20+"), bad, "empty_data"),
+        (form("data=a&data=b"), bad, "repeated_data"),
+        (json("{}"), bad, "missing_data"),
+        (json(r#"{"data": null}"#), bad, "missing_data"),
+        (json(r#"{"data": ""}"#), bad, "empty_data"),
+        (multipart(&[("data", None, b"")]), bad, "empty_data"),
+        (multipart(&[("other", None, b"x")]), bad, "missing_data"),
+        (multipart(&[("data", None, b"a"), ("data", None, b"b")]), bad, "repeated_data"),
+        // not a string, not UTF-8, malformed
+        (json(r#"{"data": 42}"#), bad, "data_not_string"),
+        (form("data=%FF%FEab"), bad, "invalid_utf8"),
+        (form(b"data=\xff\xfe"), bad, "invalid_utf8"),
+        (json(b"{\"data\": \"\xff\"}"), bad, "invalid_utf8"),
+        (multipart(&[("data", Some("x.bin"), &[0xc3, 0x28])]), bad, "invalid_utf8"),
+        (json("{not json"), bad, "malformed_body"),
+        (json(r#"["data"]"#), bad, "malformed_body"),
+        (multipart_raw(cut_off), bad, "malformed_body"),
+        (with_type("multipart/form-data", "data"), bad, "malformed_body"),
+        // over MULTIVAC_MAX_DATA_BYTES (100 UTF-8 bytes), or a huge body
+        (form(format!("data={}", "a".repeat(101))), large, "data_too_large"),
+        (form(format!("data={}", "%C3%A9".repeat(51))), large, "data_too_large"),
+        (form(vec![b'a'; 1 << 20]), large, "data_too_large"),
+        // not a body type the server reads
+        (with_type("text/plain", "data=hello"), unsupported, "unsupported_media_type"),
+        ((None, b"data=hello".to_vec()), unsupported, "unsupported_media_type"),
+    ];
+    for ((content_type, body), status, code) in table {
+        let shown = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
+        let what = format!("{content_type:?} {shown:?}");
+        server
+            .post(path::DATA, content_type.as_deref(), body)
+            .await
+            .assert_error(status, code, &what);
+    }
+    assert!(
+        !server.redis_contacted(),
+        "bad input made the server connect to Redis"
+    );
+
+    // At the limit (100 bytes, counted in UTF-8) is accepted: it goes on to
+    // the queue, which does not answer here.
+    for (what, body) in [
+        ("100 ASCII bytes", format!("data={}", "a".repeat(100))),
+        (
+            "50 two-byte characters",
+            format!("data={}", "%C3%A9".repeat(50)),
+        ),
+    ] {
+        server
+            .post(path::DATA, Some(FORM), body.into_bytes())
+            .await
+            .assert_error(StatusCode::SERVICE_UNAVAILABLE, "queue_unavailable", what);
+    }
+    assert!(server.redis_contacted());
+}
+
+/// With MULTIVAC_API_TOKEN set, POST needs exactly that bearer token, and a
+/// refusal never reaches Redis; reads stay open.
+#[tokio::test]
+async fn post_requires_the_bearer_token_when_one_is_set() {
+    let server = Server::start(&["--api-token", "s3cret-token"]).await;
+    let post = |authorization: Option<&'static str>| {
+        let mut request = Request::post(path::DATA).header(header::CONTENT_TYPE, FORM);
+        if let Some(authorization) = authorization {
+            request = request.header(header::AUTHORIZATION, authorization);
+        }
+        server.send(request.body(Body::from("data=hello")).unwrap())
+    };
+    for authorization in [
+        None,
+        Some("Bearer wrong"),
+        Some("Basic czNjcmV0LXRva2Vu"),
+        Some("Bearer s3cret-token-and-more"),
+        Some("s3cret-token"),
+    ] {
+        let refused = post(authorization).await;
+        let what = format!("Authorization: {authorization:?}");
+        refused.assert_error(StatusCode::UNAUTHORIZED, "unauthorized", &what);
+        assert_eq!(
+            refused.headers[header::WWW_AUTHENTICATE],
+            "Bearer",
+            "{what}"
+        );
+    }
+    assert!(!server.redis_contacted(), "a refused POST reached Redis");
+    // The right token gets past the check, to the (silent) queue.
+    for authorization in ["Bearer s3cret-token", "bearer s3cret-token"] {
+        post(Some(authorization)).await.assert_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_unavailable",
+            authorization,
+        );
+    }
+    assert!(server.redis_contacted());
+    assert_ne!(
+        server.get(path::WELCOME).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// Unknown routes and methods get a JSON error too.
+#[tokio::test]
+async fn unknown_routes_and_methods_get_json_errors() {
+    let server = Server::start(&[]).await;
+    for uri in ["/nowhere", "/nowhere/", "/multivac/data/more", "/zzzz"] {
+        server
+            .get(uri)
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "not_found", uri);
+    }
+    for (method, uri) in [
+        (Method::GET, path::DATA),
+        (Method::PUT, path::DATA),
+        (Method::POST, path::QUESTION),
+        (Method::DELETE, path::ZZZ),
+        (Method::POST, path::HEALTHZ),
+    ] {
+        let what = format!("{method} {uri}");
+        server
+            .send(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", &what);
+    }
+    assert!(!server.redis_contacted());
+}
+
+/// Every route answers the same with and without a trailing slash (the
+/// seed's "/zzz/ has a bug"), here with the backends down.
+#[tokio::test]
+async fn every_route_answers_the_same_with_and_without_a_trailing_slash() {
+    let server = Server::start(&[]).await;
+    // (method, path, status with the backends down, error code if any)
+    #[rustfmt::skip]
+    let routes = [
+        (Method::GET, path::WELCOME, StatusCode::OK, None),
+        (Method::GET, path::QUESTION, StatusCode::SERVICE_UNAVAILABLE, Some("store_unavailable")),
+        (Method::POST, path::DATA, StatusCode::BAD_REQUEST, Some("empty_data")),
+        (Method::GET, path::ZZZ, StatusCode::SERVICE_UNAVAILABLE, Some("queue_unavailable")),
+        (Method::GET, path::HEALTHZ, StatusCode::OK, None),
+        (Method::GET, path::READYZ, StatusCode::SERVICE_UNAVAILABLE, None),
+        (Method::GET, path::METRICS, StatusCode::OK, None),
+    ];
+    for (method, route, status, code) in routes {
+        for spelling in [route.to_owned(), format!("{route}/")] {
+            let what = format!("{method} {spelling}");
+            let request = Request::builder()
+                .method(method.clone())
+                .uri(&spelling)
+                .header(header::CONTENT_TYPE, FORM)
+                .body(Body::from("data="))
+                .unwrap();
+            let answer = server.send(request).await;
+            match code {
+                Some(code) => answer.assert_error(status, code, &what),
+                None => assert_eq!(answer.status, status, "{what}"),
+            }
+        }
+    }
+}
+
+/// With Redis and MongoDB down: liveness holds, readiness names both, and
+/// the answers that need a backend are 503 with Retry-After.
+#[tokio::test]
+async fn backends_down_give_503_with_retry_after_and_readyz_says_why() {
+    let server = Server::start(&[]).await;
+    let health = server.get(path::HEALTHZ).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.json(), serde_json::json!({"status": "alive"}));
+
+    let ready = server.get(path::READYZ).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    let body = ready.json();
+    assert_eq!(body["status"], "unready", "{body}");
+    for backend in ["redis", "mongodb"] {
+        let error = body[backend].as_str().unwrap_or_default();
+        assert!(
+            error.contains("unreachable") && error.contains("127.0.0.1"),
+            "{backend}: {body}"
+        );
+    }
+
+    for (uri, code) in [
+        (path::QUESTION, "store_unavailable"),
+        (path::ZZZ, "queue_unavailable"),
+    ] {
+        let answer = server.get(uri).await;
+        answer.assert_error(StatusCode::SERVICE_UNAVAILABLE, code, uri);
+        assert_eq!(answer.headers[header::RETRY_AFTER], "1", "{uri}");
+    }
+    // The plain answer needs MongoDB too.
+    let plain = server
+        .send(
+            Request::get(path::QUESTION)
+                .header(header::ACCEPT, "text/plain")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    plain.assert_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "plain",
+    );
+}
+
+/// A request slower than MULTIVAC_REQUEST_TIMEOUT_MS gets 503 from the
+/// timeout, before the (5 s) backend timeout would give the queue's error.
+#[tokio::test]
+async fn slow_requests_time_out_with_503() {
+    let server =
+        Server::start(&["--request-timeout-ms", "50", "--backend-timeout-ms", "5000"]).await;
+    let answer = server
+        .post(path::DATA, Some(FORM), b"data=slow".to_vec())
+        .await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        answer.body.is_empty(),
+        "the backend answered first: {}",
+        answer.text()
+    );
+}
+
+/// The request metrics count by matched route (the trailing slash trimmed
+/// first, unknown paths as `unmatched`, never the raw path), method and
+/// status, and time every route.
+#[tokio::test]
+async fn request_metrics_are_labelled_by_route_method_and_status() {
+    let server = Server::start(&[]).await;
+    for _ in 0..2 {
+        server.post(path::DATA, Some(FORM), b"data=".to_vec()).await;
+    }
+    server
+        .post(&format!("{}/", path::DATA), Some(FORM), b"x=1".to_vec())
+        .await;
+    server.get("/nowhere/secret-looking-path").await;
+    server.get(path::DATA).await;
+    server.get(&format!("{}/", path::WELCOME)).await;
+    server.get(path::HEALTHZ).await;
+
+    // (route label, method, status, requests counted)
+    #[rustfmt::skip]
+    let counted = [
+        ("/multivac/data", "POST", 400, 3.0),
+        ("unmatched", "GET", 404, 1.0),
+        ("/multivac/data", "GET", 405, 1.0),
+        ("/", "GET", 200, 1.0),
+        ("/healthz", "GET", 200, 1.0),
+    ];
+    for (route, method, status, count) in counted {
+        let line = format!(
+            r#"multivac_http_requests_total{{route="{route}",method="{method}",status="{status}"}}"#
+        );
+        assert_eq!(server.metric(&line).await, count, "{line}");
+    }
+    for (route, count) in [("/multivac/data", 4.0), ("unmatched", 1.0)] {
+        let line = format!(r#"multivac_http_request_duration_seconds_count{{route="{route}"}}"#);
+        assert_eq!(server.metric(&line).await, count, "{line}");
+    }
+    let text = server.get(path::METRICS).await.text();
+    assert!(!text.contains("secret-looking-path"), "{text}");
+    // The scrapes above count themselves.
+    assert!(
+        text.contains(
+            r#"multivac_http_requests_total{route="/metrics",method="GET",status="200"}"#
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn form_fields_decode_strictly() {
+    assert_eq!(
+        form_data(b"x=1&data=Let+there%20be+light%21").unwrap(),
+        vec!["Let there be light!"]
+    );
+    assert!(form_data(b"x=1").unwrap().is_empty());
+    assert!(matches!(
+        form_data(b"data=%FF%FE"),
+        Err(ApiError::InvalidUtf8)
+    ));
+}
+
+#[test]
+fn zzz_states() {
+    let empty = Backlog::default();
+    let queued = Backlog {
+        undelivered: 3,
+        pending: 1,
+    };
+    assert_eq!(zzz_state(false, &empty), "asleep");
+    assert_eq!(zzz_state(false, &queued), "learning");
+    assert_eq!(zzz_state(true, &queued), "enlightened");
+    assert_eq!(zzz_state(true, &empty), "enlightened");
+}
+
+#[test]
+fn token_is_required_only_when_set() {
+    let mut settings = Settings {
+        required_concepts: 1,
+        max_data_bytes: 10,
+        api_token: None,
+        stats_ttl: Duration::ZERO,
+    };
+    let mut headers = HeaderMap::new();
+    assert!(authorize(&settings, &headers).is_ok());
+    settings.api_token = Some("s3cret".to_owned());
+    assert!(authorize(&settings, &headers).is_err());
+    headers.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_static("Bearer wrong"),
+    );
+    assert!(authorize(&settings, &headers).is_err());
+    headers.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_static("Bearer s3cret"),
+    );
+    assert!(authorize(&settings, &headers).is_ok());
+}

@@ -1,0 +1,47 @@
+//! The environment variables `multivac` reads: its clap options take their
+//! names from here and the operator builds the pods' environment and
+//! ConfigMap from the same constants, so neither side can rename one alone.
+
+/// Redis URL, with its password (the operator takes it from a Secret).
+pub const REDIS_URL: &str = "MULTIVAC_REDIS_URL";
+/// MongoDB connection string, with its credentials (from a Secret).
+pub const MONGODB_URI: &str = "MULTIVAC_MONGODB_URI";
+/// MongoDB database name (from the ConfigMap).
+pub const MONGODB_DATABASE: &str = "MULTIVAC_MONGODB_DATABASE";
+/// `text` or `json` ([`LogFormat`](crate::LogFormat); the operator sets `json`).
+pub const LOG_FORMAT: &str = "MULTIVAC_LOG_FORMAT";
+/// The log filter, as `tracing-subscriber` reads it (default `info`).
+pub const LOG_FILTER: &str = "RUST_LOG";
+/// The Pod's name (the operator sets it from `metadata.name`): the worker's
+/// default consumer name.
+pub const POD_NAME: &str = "POD_NAME";
+
+/// `multivac server`: listen address of the API.
+pub const BIND: &str = "MULTIVAC_BIND";
+/// `multivac server`: concepts needed for a meaningful answer (from the ConfigMap).
+pub const REQUIRED_CONCEPTS: &str = "MULTIVAC_REQUIRED_CONCEPTS";
+/// `multivac server`: largest accepted datum in bytes.
+pub const MAX_DATA_BYTES: &str = "MULTIVAC_MAX_DATA_BYTES";
+/// `multivac server`: bearer token POST needs (from the user's Secret).
+pub const API_TOKEN: &str = "MULTIVAC_API_TOKEN";
+/// `multivac server`: how long knowledge counts are reused, in milliseconds.
+pub const STATS_TTL_MS: &str = "MULTIVAC_STATS_TTL_MS";
+/// `multivac server`: upper bound of one request, in milliseconds.
+pub const REQUEST_TIMEOUT_MS: &str = "MULTIVAC_REQUEST_TIMEOUT_MS";
+/// Both subcommands: how long a Redis or MongoDB call may take, in milliseconds.
+pub const BACKEND_TIMEOUT_MS: &str = "MULTIVAC_BACKEND_TIMEOUT_MS";
+
+/// `multivac worker`: listen address of its probes and metrics.
+pub const METRICS_BIND: &str = "MULTIVAC_METRICS_BIND";
+/// `multivac worker`: its name in the consumer group.
+pub const CONSUMER_NAME: &str = "MULTIVAC_CONSUMER_NAME";
+/// `multivac worker`: entries per read and per bulk write.
+pub const BATCH_SIZE: &str = "MULTIVAC_BATCH_SIZE";
+/// `multivac worker`: how long one blocking read waits, in milliseconds.
+pub const BLOCK_MS: &str = "MULTIVAC_BLOCK_MS";
+/// `multivac worker`: visibility timeout before entries are reclaimed, in milliseconds.
+pub const CLAIM_IDLE_MS: &str = "MULTIVAC_CLAIM_IDLE_MS";
+/// `multivac worker`: deliveries before an entry is dead-lettered.
+pub const MAX_DELIVERIES: &str = "MULTIVAC_MAX_DELIVERIES";
+/// `multivac worker`: how long a stop may wait for the batch in flight, in milliseconds.
+pub const SHUTDOWN_TIMEOUT_MS: &str = "MULTIVAC_SHUTDOWN_TIMEOUT_MS";

@@ -1,0 +1,261 @@
+//! `/healthz`, `/readyz` and `/metrics`, the same in the app server, the
+//! worker's probe server and the operator, and the one way they are served.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+use tower::Layer;
+use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
+
+use crate::path;
+use crate::shutdown::Shutdown;
+use crate::telemetry::METRICS_CONTENT_TYPE;
+
+/// What a process tells its probes and Prometheus; [`probe_routes`] serves it.
+pub trait Probes: Send + Sync + 'static {
+    /// The `/readyz` answer: every dependency the process needs, checked now.
+    fn readiness(&self) -> impl Future<Output = Readiness> + Send;
+    /// The `/metrics` body ([`encode_metrics`](crate::encode_metrics)), with
+    /// any gauge that is read on demand refreshed first.
+    fn metrics(&self) -> impl Future<Output = String> + Send;
+}
+
+/// The `/readyz` answer: `200 {"status": "ready", "<check>": "ok", ...}` when
+/// every check passed, else `503` with `"unready"` and each failed check's
+/// error, so one request tells which dependency is missing.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    checks: Vec<(&'static str, Result<(), String>)>,
+}
+
+impl Readiness {
+    /// Adds the outcome of checking `name`.
+    pub fn check<E: std::fmt::Display>(
+        mut self,
+        name: &'static str,
+        result: Result<(), E>,
+    ) -> Self {
+        self.checks.push((name, result.map_err(|e| e.to_string())));
+        self
+    }
+
+    /// True when every check passed.
+    pub fn is_ready(&self) -> bool {
+        self.checks.iter().all(|(_, r)| r.is_ok())
+    }
+}
+
+impl IntoResponse for Readiness {
+    fn into_response(self) -> Response {
+        let ready = self.is_ready();
+        let mut body = Map::new();
+        body.insert(
+            "status".into(),
+            json!(if ready { "ready" } else { "unready" }),
+        );
+        for (name, result) in self.checks {
+            body.insert(name.into(), json!(result.err().as_deref().unwrap_or("ok")));
+        }
+        let status = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        (status, Json(Value::Object(body))).into_response()
+    }
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "alive"}))
+}
+
+async fn readyz<P: Probes>(State(probes): State<Arc<P>>) -> Readiness {
+    probes.readiness().await
+}
+
+async fn metrics<P: Probes>(State(probes): State<Arc<P>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
+        probes.metrics().await,
+    )
+        .into_response()
+}
+
+/// [`path::HEALTHZ`], [`path::READYZ`] and [`path::METRICS`] answered by
+/// `probes`, as a router to serve alone or merge into a bigger one.
+pub fn probe_routes<P: Probes, S: Clone + Send + Sync + 'static>(probes: Arc<P>) -> Router<S> {
+    Router::new()
+        .route(path::HEALTHZ, get(healthz))
+        .route(path::READYZ, get(readyz::<P>))
+        .route(path::METRICS, get(metrics::<P>))
+        .with_state(probes)
+}
+
+/// `router` as it is served: every route answers with and without a trailing
+/// slash. The seed's "/zzz/ has a bug" was a route that answered only one of
+/// the two spellings; trimming the slash before routing fixes that for every
+/// route at once, including ones added later.
+pub fn http_service(router: Router) -> NormalizePath<Router> {
+    NormalizePathLayer::trim_trailing_slash().layer(router)
+}
+
+/// Serves [`http_service`]`(router)` on `listener` until `shutdown`, then
+/// lets the requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    mut shutdown: Shutdown,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        axum::ServiceExt::<Request>::into_make_service(http_service(router)),
+    )
+    .with_graceful_shutdown(async move { shutdown.wait().await })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    struct Fake {
+        ready: AtomicBool,
+        scrapes: AtomicU64,
+    }
+
+    impl Probes for Fake {
+        async fn readiness(&self) -> Readiness {
+            let ready = self.ready.load(Ordering::Relaxed);
+            Readiness::default()
+                .check("always", Ok::<(), String>(()))
+                .check("sometimes", if ready { Ok(()) } else { Err("down: retry") })
+        }
+
+        async fn metrics(&self) -> String {
+            let n = self.scrapes.fetch_add(1, Ordering::Relaxed) + 1;
+            format!("scrapes {n}\n")
+        }
+    }
+
+    async fn get(service: &NormalizePath<Router>, uri: &str) -> (StatusCode, String, String) {
+        let request = Request::builder().uri(uri).body(Body::empty()).unwrap();
+        let response = service.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            content_type,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    }
+
+    fn service(ready: bool) -> NormalizePath<Router> {
+        let fake = Arc::new(Fake {
+            ready: AtomicBool::new(ready),
+            scrapes: AtomicU64::new(0),
+        });
+        http_service(probe_routes(fake))
+    }
+
+    #[tokio::test]
+    async fn probes_answer_with_and_without_a_trailing_slash() {
+        let service = service(true);
+        for path in [path::HEALTHZ, path::READYZ, path::METRICS] {
+            for spelling in [path.to_owned(), format!("{path}/")] {
+                let (status, _, _) = get(&service, &spelling).await;
+                assert_eq!(status, StatusCode::OK, "GET {spelling}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn healthz_is_alive_and_readyz_names_each_check() {
+        let up = service(true);
+        let (status, _, body) = get(&up, path::HEALTHZ).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, r#"{"status":"alive"}"#)
+        );
+        let (status, content_type, body) = get(&up, path::READYZ).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type, "application/json");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            body,
+            json!({"status": "ready", "always": "ok", "sometimes": "ok"})
+        );
+
+        let down = service(false);
+        let (status, _, body) = get(&down, path::READYZ).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            body,
+            json!({"status": "unready", "always": "ok", "sometimes": "down: retry"})
+        );
+        // Liveness does not depend on readiness.
+        assert_eq!(get(&down, path::HEALTHZ).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn metrics_are_produced_per_scrape_with_the_openmetrics_type() {
+        let service = service(true);
+        let (status, content_type, body) = get(&service, path::METRICS).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type, METRICS_CONTENT_TYPE);
+        assert_eq!(body, "scrapes 1\n");
+        assert_eq!(get(&service, path::METRICS).await.2, "scrapes 2\n");
+    }
+
+    #[tokio::test]
+    async fn serve_stops_when_asked() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let router = Router::new().route("/x", axum::routing::get(|| async { "x" }));
+        let server = tokio::spawn(serve(listener, router, shutdown));
+        // The server answers (a raw HTTP/1.1 request, trailing slash trimmed) ...
+        let answer = raw_get(addr, "/x/").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        // ... and returns once triggered.
+        trigger.trigger();
+        tokio::time::timeout(std::time::Duration::from_secs(10), server)
+            .await
+            .expect("serve did not return within 10 s of the trigger")
+            .unwrap()
+            .unwrap();
+    }
+
+    async fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.unwrap();
+        out
+    }
+}

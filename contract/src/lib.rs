@@ -1,0 +1,32 @@
+//! What the MultiVAC app (`multivac server`, `multivac worker`) and the
+//! operator must agree on, written once so that they agree by construction:
+//!
+//! - the Redis layout: stream, consumer group, dead-letter stream, heartbeat
+//!   keys and the data field ([`STREAM`], [`GROUP`], ...), and how an entry
+//!   leaves the stream ([`acknowledge`]);
+//! - what "work waiting" means ([`Backlog`]) and how it is read from Redis
+//!   ([`read_backlog`]): the app's `/zzz` and `/metrics` and the operator's
+//!   scaler use the same definition and the same commands;
+//! - the names the operator wires into the pods: environment variables
+//!   ([`env`]), keys of the generated credentials Secret ([`secret_key`]),
+//!   ports ([`port`]) and HTTP paths ([`path`]);
+//! - what every process does the same way: log setup ([`init_logging`]),
+//!   Prometheus text ([`encode_metrics`]), stop on SIGTERM ([`on_signals`]),
+//!   `/healthz`, `/readyz` and `/metrics` ([`probe_routes`]) and serving HTTP
+//!   ([`serve`]).
+
+mod backlog;
+pub mod env;
+mod http;
+pub mod path;
+pub mod port;
+pub mod secret_key;
+mod shutdown;
+mod stream;
+mod telemetry;
+
+pub use backlog::{Backlog, BacklogError, BacklogReading, read_backlog};
+pub use http::{Probes, Readiness, http_service, probe_routes, serve};
+pub use shutdown::{Shutdown, on_signals};
+pub use stream::{DATA_FIELD, DEAD_LETTER, GROUP, HEARTBEAT_PREFIX, STREAM, acknowledge};
+pub use telemetry::{LogFormat, METRICS_CONTENT_TYPE, encode_metrics, init_logging};

@@ -1,0 +1,19 @@
+//! Keys of the credentials Secret the operator generates (`<name>-credentials`)
+//! and the default keys it looks for in Secrets a user names; the pods read
+//! them through `secretKeyRef`, so these names are part of what users and
+//! scripts see.
+
+/// The Redis URL with its password (also the default key of
+/// `spec.redis.external.secretRef`).
+pub const REDIS_URL: &str = "redis-url";
+/// The Redis password alone, for the Redis pod's `requirepass`.
+pub const REDIS_PASSWORD: &str = "redis-password";
+/// The MongoDB URI with its credentials (also the default key of
+/// `spec.mongodb.external.secretRef`).
+pub const MONGODB_URI: &str = "mongodb-uri";
+/// The MongoDB root user name, for the MongoDB pod.
+pub const MONGODB_USERNAME: &str = "mongodb-username";
+/// The MongoDB root password, for the MongoDB pod.
+pub const MONGODB_PASSWORD: &str = "mongodb-password";
+/// Default key of the API token in the Secret `spec.apiTokenSecretRef` names.
+pub const API_TOKEN: &str = "token";

@@ -1,0 +1,127 @@
+//! The API calls of one reconcile, all in the MultiVac's namespace. Every
+//! read of a live object goes through [`Cluster::get`] or
+//! [`Cluster::metadata`], so serving them from the controller's caches
+//! changes this file only; every write is counted in
+//! `multivac_operator_api_writes_total`.
+
+use std::fmt::Debug;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::context::Context;
+use crate::crd::{FIELD_MANAGER, MultiVac};
+use crate::error::Result;
+use crate::resources::Kind;
+
+/// A namespaced kind the reconciler reads or writes.
+pub(crate) trait Object:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + DeserializeOwned
+    + Serialize
+{
+}
+
+impl<K> Object for K where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Serialize
+{
+}
+
+/// The API server as one reconcile sees it.
+pub(crate) struct Cluster<'a> {
+    ctx: &'a Context,
+    namespace: &'a str,
+}
+
+impl<'a> Cluster<'a> {
+    pub(crate) fn new(ctx: &'a Context, namespace: &'a str) -> Self {
+        Self { ctx, namespace }
+    }
+
+    fn api<K: Object>(&self) -> Api<K> {
+        Api::namespaced(self.ctx.client.clone(), self.namespace)
+    }
+
+    fn dynamic(&self, kind: Kind) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.ctx.client.clone(),
+            self.namespace,
+            &kind.api_resource(),
+        )
+    }
+
+    /// The live object, if it exists.
+    pub(crate) async fn get<K: Object>(&self, name: &str) -> Result<Option<K>> {
+        Ok(self.api::<K>().get_opt(name).await?)
+    }
+
+    /// The live object's metadata, if it exists (cheaper than [`Self::get`]).
+    pub(crate) async fn metadata(&self, kind: Kind, name: &str) -> Result<Option<ObjectMeta>> {
+        Ok(self
+            .dynamic(kind)
+            .get_metadata_opt(name)
+            .await?
+            .map(|m| m.metadata))
+    }
+
+    /// Server-side applies `body` as the reconciler and returns the object as stored.
+    pub(crate) async fn apply<K: Object>(&self, name: &str, body: &Value) -> Result<K> {
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let applied = self
+            .api::<K>()
+            .patch(name, &params, &Patch::Apply(body))
+            .await?;
+        self.ctx.metrics.write(&K::kind(&()));
+        Ok(applied)
+    }
+
+    /// Creates `object`; false when an object of that name already exists
+    /// (another writer won a race: its object is kept as it is).
+    pub(crate) async fn create<K: Object>(&self, object: &K) -> Result<bool> {
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        match self.api::<K>().create(&params, object).await {
+            Ok(_) => {
+                self.ctx.metrics.write(&K::kind(&()));
+                Ok(true)
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes an object; false when it was already gone.
+    pub(crate) async fn delete(&self, kind: Kind, name: &str) -> Result<bool> {
+        match self.dynamic(kind).delete(name, &Default::default()).await {
+            Ok(_) => {
+                self.ctx.metrics.write(kind.as_str());
+                Ok(true)
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Server-side applies the reconciler's fields of the MultiVac's status.
+    pub(crate) async fn apply_status(&self, mv: &MultiVac, body: &Value) -> Result<()> {
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        self.api::<MultiVac>()
+            .patch_status(&mv.name_any(), &params, &Patch::Apply(body))
+            .await?;
+        self.ctx.metrics.write("MultiVac/status");
+        Ok(())
+    }
+}
