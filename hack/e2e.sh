@@ -76,7 +76,11 @@ scenario() {
   local title="$1" fn="$2" rc=0 t0; t0=$(date +%s)
   : > "$RUN/figures"; : > "$RUN/why"
   log "[$(since "$T0") s] scenario: $title"
-  ( set -e; trap 'jobs -p | xargs -r kill 2>/dev/null || true' EXIT; "$fn" ) || rc=$?
+  # Not a condition: `( ... ) || x` would turn errexit off inside the subshell.
+  set +e
+  ( set -e; trap 'jobs -p | xargs -r kill 2>/dev/null || true' EXIT; "$fn" )
+  rc=$?
+  set -e
   [ -s "$RUN/why" ] || [ $rc -eq 0 ] || echo "exited with status $rc" > "$RUN/why"
   record "$title" "$rc" "$(since "$t0")" "$(cat "$RUN/figures")" "$(cat "$RUN/why")"
   [ $rc -eq 0 ] || diagnostics >&2 || true
