@@ -32,6 +32,7 @@ source "$(dirname "$0")/lib.sh"
 # shellcheck source=hack/cluster/version.sh
 source "$MULTIVAC_ROOT/hack/cluster/version.sh"
 
+[ "$(id -u)" -eq 0 ] || die "the end-to-end test needs root: it runs a real node (containers, cgroups, iptables)"
 BIN="$(cluster_bin_dir)"
 # The images carry the debug binaries `make test` built in this target folder.
 CARGO_TARGET="${CARGO_TARGET_DIR:-$MULTIVAC_ROOT/target}"
@@ -567,8 +568,12 @@ cleanup() {
       log "the MultiVac's Service answers on the host (kube-proxy routes its ClusterIP):"
       printf '  curl %s/multivac\n  curl -F data="entropy can be reversed" %s/multivac/data\n  curl %s/zzz/\n' "$URL" "$URL" "$URL"
     fi
-  elif [ -f "$MULTIVAC_CLUSTER_STATE/.multivac-cluster" ]; then
-    bash "$MULTIVAC_ROOT/hack/cluster.sh" down >/dev/null 2>&1 || true
+  else
+    if [ -f "$MULTIVAC_CLUSTER_STATE/.multivac-cluster" ]; then
+      bash "$MULTIVAC_ROOT/hack/cluster.sh" down >/dev/null 2>&1 || true
+    fi
+    # The empty folder of a set-up that failed before `up`.
+    rmdir "$MULTIVAC_CLUSTER_STATE" 2>/dev/null || true
   fi
   rm -rf "$RUN"
   exit $rc
@@ -583,7 +588,6 @@ setup_fail() {
   exit 1
 }
 
-[ "$(id -u)" -eq 0 ] || die "the end-to-end test needs root: it runs a real node (containers, cgroups, iptables)"
 trap cleanup EXIT
 
 # The debug build `make test` made (`cargo test` builds each package's binary
