@@ -33,6 +33,10 @@ BIN="$(cluster_bin_dir)"
 OUT="${MULTIVAC_IMAGE_OUT:-$MULTIVAC_CACHE/images}"
 TAG="${MULTIVAC_IMAGE_TAG:-local}"
 RELEASE_TARGET="${MULTIVAC_RELEASE_TARGET:-$MULTIVAC_CACHE/target-release}"
+# Where the app and operator binaries come from: the release build, or (what
+# hack/e2e.sh passes) the debug build `make test` made, whose debug info is
+# left out of the image (debug_stripped).
+BINARIES="${MULTIVAC_IMAGE_BINARIES:-$RELEASE_TARGET/release}"
 
 image_ref() {
   case "$1" in
@@ -204,12 +208,26 @@ dockerfile_final() {
     sed -n "s/^$2[[:space:]]\{1,\}//p"
 }
 
-# rust_image NAME DOCKERFILE: the app or operator image from the release
-# binary, laid out as the Dockerfile's final stage says.
+# debug_stripped BINARY OUT: OUT is BINARY without its debug sections (a
+# plain copy when it has none, as a release build with `strip = true`).
+debug_stripped() {
+  # grep -c reads all of readelf's output (grep -q would stop early, and
+  # pipefail would see readelf's SIGPIPE).
+  if [ "$(readelf -S --wide "$1" 2>/dev/null | grep -c '\.debug_')" -gt 0 ]; then
+    objcopy --strip-debug "$1" "$2"
+  else
+    cp "$1" "$2"
+  fi
+}
+
+# rust_image NAME DOCKERFILE: the app or operator image from the binary in
+# $BINARIES, laid out as the Dockerfile's final stage says.
 rust_image() {
   local name="$1" df="$MULTIVAC_ROOT/$2"
-  local bin="$RELEASE_TARGET/release/$name"
-  [ -x "$bin" ] || die "no release binary $bin: build it with \`CARGO_TARGET_DIR=$RELEASE_TARGET cargo build --release --locked -p multivac -p multivac-operator\`"
+  local bin="$BINARIES/$name"
+  [ -x "$bin" ] || die "no binary $bin: build it with \`CARGO_TARGET_DIR=$RELEASE_TARGET cargo build --release --locked -p multivac -p multivac-operator\` (or set MULTIVAC_IMAGE_BINARIES to a folder that has it)"
+  debug_stripped "$bin" "$WORK/$name.bin"
+  bin="$WORK/$name.bin"
   local user entry ports dest labels=() uid
   user="$(dockerfile_final "$df" USER)"
   entry="$(dockerfile_final "$df" ENTRYPOINT)"
@@ -308,8 +326,8 @@ fresh() {
   local tar="$OUT/$1.tar" inputs=("$MULTIVAC_ROOT/hack/images/build.sh")
   [ -s "$tar" ] || return 1
   case "$1" in
-    multivac) inputs+=("$RELEASE_TARGET/release/multivac" "$MULTIVAC_ROOT/Dockerfile.app") ;;
-    multivac-operator) inputs+=("$RELEASE_TARGET/release/multivac-operator" "$MULTIVAC_ROOT/Dockerfile.operator") ;;
+    multivac) inputs+=("$BINARIES/multivac" "$MULTIVAC_ROOT/Dockerfile.app") ;;
+    multivac-operator) inputs+=("$BINARIES/multivac-operator" "$MULTIVAC_ROOT/Dockerfile.operator") ;;
     ferretdb) inputs+=("$MULTIVAC_ROOT"/hack/images/ferretdb/*) ;;
   esac
   local f

@@ -1,9 +1,10 @@
 # shellcheck shell=bash
 # A real node beside the kwok nodes: containerd + runc from Debian, a bridge
 # CNI with host-local IPAM, kubelet and kube-proxy (iptables mode) built from
-# the control plane's pinned k8s.io/kubernetes, CoreDNS for `<svc>.<ns>.svc`
-# names, and a relay so pods reach the API server (which listens on loopback
-# only) through the `kubernetes` Service.
+# the control plane's pinned k8s.io/kubernetes, kube-router's NetworkPolicy
+# controller (iptables + ipset rules on the bridged traffic), CoreDNS for
+# `<svc>.<ns>.svc` names, and a relay so pods reach the API server (which
+# listens on loopback only) through the `kubernetes` Service.
 #
 # Sourced by hack/cluster.sh (after its helpers: STATE, BIN, run, alive, cert,
 # kubeconfig, kubectl_, free_ports, wait_for); `hack/cluster.sh up --real-node`
@@ -24,7 +25,7 @@ NODE_GATEWAY=10.245.0.1
 NODE_LOCK=/run/multivac-real-node.state
 NODE_PAUSE_IMAGE="multivac.local/pause:3.10"
 # Stop order is the reverse of this.
-NODE_COMPONENTS=(containerd apiserver-relay coredns kubelet kube-proxy)
+NODE_COMPONENTS=(containerd apiserver-relay coredns kubelet kube-proxy kube-router)
 
 node_dir() { echo "$STATE/node"; }
 
@@ -44,7 +45,7 @@ node_preflight() {
       die "a real node already runs for the cluster in $other (one per machine): MULTIVAC_CLUSTER_STATE=$other bash hack/cluster.sh down"
     fi
   fi
-  apt_install containerd runc containernetworking-plugins iptables conntrack socat gcc libc6-dev
+  apt_install containerd runc containernetworking-plugins iptables ipset conntrack socat gcc libc6-dev
   bash "$MULTIVAC_ROOT/hack/node/build.sh" >/dev/null
 }
 
@@ -63,6 +64,10 @@ node_network() {
   fi
   ip addr replace "$NODE_GATEWAY/24" dev "$NODE_BRIDGE"
   ip link set "$NODE_BRIDGE" up
+  # Service addresses are virtual: kube-proxy rewrites them to pod addresses.
+  # A packet it has no rule for (yet, or any more) goes to the bridge, never
+  # out of the machine by the default route. Removed with the bridge.
+  ip route replace "$SERVICE_CIDR" dev "$NODE_BRIDGE"
   mkdir -p "$(node_dir)/cni/net.d" "$(node_dir)/cni/ipam"
   # hairpinMode: a pod reaching itself through its own Service.
   cat > "$(node_dir)/cni/net.d/10-multivac.conflist" <<EOF
@@ -99,9 +104,11 @@ extendedKeyUsage=clientAuth"
   cert node "/O=system:nodes/CN=system:node:$NODE_NAME" "$client"
   cert kube-proxy "/CN=system:kube-proxy" "$client"
   cert coredns "/CN=multivac:coredns" "$client"
+  cert kube-router "/CN=multivac:kube-router" "$client"
   kubeconfig "$(node_dir)/kubelet.kubeconfig" node
   kubeconfig "$(node_dir)/kube-proxy.kubeconfig" kube-proxy
   kubeconfig "$(node_dir)/coredns.kubeconfig" coredns
+  kubeconfig "$(node_dir)/kube-router.kubeconfig" kube-router
   kubectl_ apply -f - >/dev/null <<EOF
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
@@ -120,6 +127,28 @@ metadata: {name: "multivac:coredns"}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "multivac:coredns"}
 subjects:
 - {apiGroup: rbac.authorization.k8s.io, kind: User, name: "multivac:coredns"}
+---
+# kube-router starts informers on all of these even with only its firewall on.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "multivac:kube-router"}
+rules:
+- apiGroups: [""]
+  resources: [namespaces, pods, services, nodes, endpoints]
+  verbs: [get, list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "multivac:kube-router"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "multivac:kube-router"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "multivac:kube-router"}
 EOF
 }
 
@@ -254,6 +283,27 @@ EOF
   run kube-proxy "$BIN/kube-proxy" --config "$d/kube-proxy.yaml"
 }
 
+# node_kube_router enforces NetworkPolicies for the pods on this node: kube-router
+# with only its firewall controller (no routing, no service proxy, no CNI
+# config: the bridge CNI and kube-proxy keep those jobs). Its rules see the
+# bridged pod-to-pod traffic (br_netfilter, node_network) through iptables
+# chains KUBE-ROUTER-*, KUBE-POD-FW-*, KUBE-NWPLCY-* and ipsets KUBE-SRC-*,
+# KUBE-DST-*; traffic from the node itself (probes, the e2e's requests) is
+# always allowed. It reads its own Node object, so it starts once the kubelet
+# has registered it.
+node_kube_router() {
+  local d; d="$(node_dir)"
+  run kube-router "$BIN/kube-router" --kubeconfig "$d/kube-router.kubeconfig" \
+    --hostname-override "$NODE_NAME" \
+    --run-firewall=true --run-router=false --run-service-proxy=false --run-loadbalancer=false \
+    --enable-cni=false --enable-ipv4=true --enable-ipv6=false \
+    --service-cluster-ip-range "$SERVICE_CIDR" \
+    --health-port=0 --metrics-port=0 --v=1
+}
+
+# node_netpol_ready: kube-router has hooked its chain into FORWARD.
+node_netpol_ready() { iptables-save -t filter 2>/dev/null | grep -q -- '^-A FORWARD .*-j KUBE-ROUTER-FORWARD'; }
+
 node_ready() {
   [ "$(kubectl_ get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]
 }
@@ -272,7 +322,7 @@ node_up() {
   COMPONENTS+=("${NODE_COMPONENTS[@]}")
   # shellcheck disable=SC2034 # read by cluster.sh's wait_for
   deadline=$(( $(date +%s) + ${MULTIVAC_NODE_TIMEOUT:-120} ))
-  log "starting a real node $NODE_NAME (containerd, kubelet, kube-proxy, CoreDNS) in $d"
+  log "starting a real node $NODE_NAME (containerd, kubelet, kube-proxy, kube-router, CoreDNS) in $d"
   node_network
   node_credentials
   NODE_STATE="$d" node_containerd_config "$d" > "$d/containerd/config.toml"
@@ -285,50 +335,58 @@ node_up() {
   node_kubelet
   node_kube_proxy
   wait_for "the real node $NODE_NAME to be Ready" node_ready
+  node_kube_router
+  wait_for "kube-router's NetworkPolicy chains" node_netpol_ready
   local n
   for n in "${NODES[@]}"; do
     kubectl_ taint node "$n" multivac.io/simulated=true:NoSchedule --overwrite >/dev/null
   done
-  log "real node $NODE_NAME Ready in $(( $(date +%s) - start )) s (pods: $NODE_POD_SUBNET, DNS: $NODE_GATEWAY)"
+  log "real node $NODE_NAME Ready in $(( $(date +%s) - start )) s (pods: $NODE_POD_SUBNET, DNS: $NODE_GATEWAY, NetworkPolicies: kube-router)"
 }
 
 # node_down stops the node's components and every container it started, and
-# removes what it changed on the machine: mounts, the bridge, iptables rules.
+# removes what it changed on the machine: mounts, the bridge, iptables rules,
+# ipsets. Each step acts on everything at once and waits only for what is
+# still there (it took about 110 s when it deleted each container's task in
+# turn, retrying while containerd had already removed it).
 node_down() {
   local d; d="$(node_dir)"
   [ -f "$d/.real-node" ] || return 0
-  local c pid
-  # The machine-wide pieces (hosts line, iptables chains, bridge) belong to
-  # the state named in the lock; a stale state must not take them from a
-  # newer node.
+  local c pid agents=(kube-router kube-proxy kubelet coredns apiserver-relay)
+  # The machine-wide pieces (hosts line, iptables chains, ipsets, bridge)
+  # belong to the state named in the lock; a stale state must not take them
+  # from a newer node.
   local owner=1
   [ -f "$NODE_LOCK" ] && [ "$(cat "$NODE_LOCK")" != "$STATE" ] && owner=0
-  for c in kube-proxy kubelet coredns apiserver-relay; do
+  # The agents first, so that nothing restarts a container or rewrites a rule.
+  for c in "${agents[@]}"; do
     if alive "$c"; then kill -TERM "$(pid_of "$c")" 2>/dev/null || true; fi
   done
-  for c in kube-proxy kubelet coredns apiserver-relay; do
-    for _ in $(seq 1 50); do alive "$c" || break; sleep 0.1; done
+  node_wait_gone 5 "${agents[@]}"
+  for c in "${agents[@]}"; do
     if alive "$c"; then kill -KILL "$(pid_of "$c")" 2>/dev/null || true; fi
   done
   if alive containerd; then
+    # Every container's task (pods and sandboxes) gets SIGKILL; containerd's
+    # CRI plugin then deletes the exited task itself, which ends its shim.
     local ids
-    # Every container's task (pods and sandboxes): kill, then delete, which
-    # also ends its shim.
     ids="$(NODE_STATE="$d" nctr tasks ls -q 2>/dev/null || true)"
-    for c in $ids; do NODE_STATE="$d" nctr tasks kill -a -s SIGKILL "$c" >/dev/null 2>&1 || true; done
-    for c in $ids; do
-      for _ in $(seq 1 30); do NODE_STATE="$d" nctr tasks delete -f "$c" >/dev/null 2>&1 && break; sleep 0.2; done
+    for c in $ids; do NODE_STATE="$d" nctr tasks kill -a -s SIGKILL "$c" >/dev/null 2>&1 & done
+    wait
+    for _ in $(seq 1 100); do
+      [ -z "$(NODE_STATE="$d" nctr tasks ls -q 2>/dev/null)" ] && break
+      sleep 0.1
     done
     kill -TERM "$(pid_of containerd)" 2>/dev/null || true
-    for _ in $(seq 1 50); do alive containerd || break; sleep 0.1; done
+    node_wait_gone 5 containerd
     if alive containerd; then kill -KILL "$(pid_of containerd)" 2>/dev/null || true; fi
   fi
-  # Shims whose task could not be deleted still name the state folder.
+  # Shims (and their containers) still alive name the state folder.
   for pid in $(pgrep -f "containerd-shim.*$d/containerd" || true); do kill -KILL "$pid" 2>/dev/null || true; done
-  if [ "$owner" = 1 ] && [ -x "$BIN/kube-proxy" ]; then "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
   if [ "$owner" = 1 ]; then
     node_hosts_remove
     node_iptables_cleanup
+    node_ipsets_cleanup
   fi
   # Deepest mounts first (secrets, projected tokens, rootfs, network namespaces).
   awk -v p="$d/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
@@ -342,24 +400,47 @@ node_down() {
   log "real node $NODE_NAME stopped"
 }
 
-# node_iptables_cleanup removes the KUBE-* chains the kubelet adds for itself
-# (KUBE-FIREWALL, canaries; kube-proxy --cleanup removed its own) and the rules
-# that jump to them. Only one real node runs per machine, so they are ours.
+# node_wait_gone SECONDS COMPONENT...: until none of them runs, at most SECONDS.
+node_wait_gone() {
+  local secs="$1" c; shift
+  for _ in $(seq 1 $((secs * 10))); do
+    for c in "$@"; do alive "$c" && break; done
+    alive "$c" || return 0
+    sleep 0.1
+  done
+}
+
+# node_iptables_cleanup removes every KUBE-* chain (kube-proxy's, the
+# kubelet's KUBE-FIREWALL and canaries, kube-router's KUBE-ROUTER-*,
+# KUBE-POD-FW-*, KUBE-NWPLCY-*) and the rules that jump to them: one
+# iptables-restore per table, not one command per rule. Only one real node runs
+# per machine, so they are ours.
 node_iptables_cleanup() {
-  local ipt t rule c
+  local ipt t
   for ipt in iptables ip6tables; do
-    command -v "$ipt" >/dev/null || continue
-    for t in filter nat mangle; do
-      { "$ipt-save" -t "$t" 2>/dev/null | grep -E '^-A [A-Z-]+ .*-j KUBE-' | grep -vE '^-A KUBE-' || true; } | while read -r rule; do
-        eval "$ipt -w -t $t ${rule/-A/-D}" 2>/dev/null || true
-      done
-      for c in $("$ipt-save" -t "$t" 2>/dev/null | sed -n 's/^:\(KUBE-[A-Z0-9-]*\) .*/\1/p'); do
-        "$ipt" -w -t "$t" -F "$c" 2>/dev/null || true
-      done
-      for c in $("$ipt-save" -t "$t" 2>/dev/null | sed -n 's/^:\(KUBE-[A-Z0-9-]*\) .*/\1/p'); do
-        "$ipt" -w -t "$t" -X "$c" 2>/dev/null || true
-      done
+    command -v "$ipt-restore" >/dev/null || continue
+    for t in filter nat mangle raw; do
+      "$ipt-save" -t "$t" 2>/dev/null | awk -v table="$t" '
+        /^:KUBE-/ { chains[++n] = substr($1, 2) }
+        /^-A / && $2 !~ /^KUBE-/ && / -j KUBE-/ { sub(/^-A /, "-D "); rules[++m] = $0 }
+        END {
+          if (n + m == 0) exit
+          print "*" table
+          for (i = 1; i <= m; i++) print rules[i]
+          for (i = 1; i <= n; i++) print "-F " chains[i]
+          for (i = 1; i <= n; i++) print "-X " chains[i]
+          print "COMMIT"
+        }' | "$ipt-restore" -w --noflush 2>/dev/null || true
     done
+  done
+}
+
+# node_ipsets_cleanup destroys kube-router's ipsets (once no rule uses them).
+node_ipsets_cleanup() {
+  command -v ipset >/dev/null || return 0
+  local set
+  for set in $(ipset list -n 2>/dev/null | grep -E '^KUBE-(SRC|DST)-' || true); do
+    ipset destroy "$set" 2>/dev/null || true
   done
 }
 
