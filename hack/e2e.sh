@@ -598,9 +598,9 @@ trap cleanup EXIT
 # test itself).
 if [ "${MULTIVAC_E2E_SKIP_CARGO:-}" != 1 ]; then
   log "the debug binaries (cargo test --no-run, CARGO_TARGET_DIR=$CARGO_TARGET)"
-  # The features are hack/test.sh's: keep them in step, or this builds again.
+  # The features are hack/test.sh's (hack/lib.sh), so this builds nothing new.
   (cd "$MULTIVAC_ROOT" && cargo test --workspace --locked --no-run -q \
-    --features multivac/integration,multivac-operator/integration >&2) || setup_fail "cargo test --no-run failed"
+    --features "$MULTIVAC_TEST_FEATURES" >&2) || setup_fail "cargo test --no-run failed"
 fi
 # A copy, so another checkout building into the same shared target folder
 # cannot swap the binaries under the image build.

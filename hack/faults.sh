@@ -15,4 +15,4 @@ MULTIVAC_TEST_REDIS_SERVER="${MULTIVAC_TEST_REDIS_SERVER:-$(bash hack/deps/redis
 MULTIVAC_TEST_FERRETDB="${MULTIVAC_TEST_FERRETDB:-$(bash hack/deps/ferretdb.sh)}"
 export MULTIVAC_TEST_REDIS_SERVER MULTIVAC_TEST_FERRETDB
 log "fault suite (about a minute once built)"
-cargo test -p multivac --locked --features faults --test faults
+cargo test --workspace --locked --features "$MULTIVAC_TEST_FEATURES" --test faults

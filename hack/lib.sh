@@ -6,6 +6,12 @@ MULTIVAC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MULTIVAC_CACHE="${MULTIVAC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/multivac}"
 export MULTIVAC_ROOT MULTIVAC_CACHE
 
+# The cargo features of every build that runs the tests against real servers:
+# the app's fault suite (which implies its integration tests) and the
+# operator's integration tests. clippy, `make test`, `make faults` and the
+# e2e's binaries all use this one set, so they share one build.
+export MULTIVAC_TEST_FEATURES="multivac/faults,multivac-operator/integration"
+
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 

@@ -39,7 +39,7 @@ if wants fmt; then
   check "cargo fmt --check" cargo fmt --all -- --check
 fi
 if wants clippy; then
-  check "cargo clippy -D warnings" cargo clippy --workspace --all-targets --locked --features multivac/faults,multivac-operator/integration -- -D warnings
+  check "cargo clippy -D warnings" cargo clippy --workspace --all-targets --locked --features "$MULTIVAC_TEST_FEATURES" -- -D warnings
 fi
 if ! wants files; then
   check_summary lint

@@ -41,11 +41,8 @@ KUBECONFIG="$(bash hack/cluster.sh kubeconfig)"
 export KUBECONFIG
 bash hack/cluster/acceptance.sh
 
-log "cargo test, with the tests against real Redis, FerretDB and the control plane"
-cargo test --workspace --locked --no-fail-fast --features multivac/integration,multivac-operator/integration
-
-log "fault suite: real servers killed, filled and stopped under load"
-bash hack/faults.sh
+log "cargo test, with the tests against real Redis, FerretDB and the control plane, and the fault suite"
+cargo test --workspace --locked --no-fail-fast --features "$MULTIVAC_TEST_FEATURES"
 
 log "install paths on the control plane"
 bash hack/install-test.sh
