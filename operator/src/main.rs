@@ -31,10 +31,12 @@ async fn run(args: Cli) -> Result<(), Box<dyn std::error::Error>> {
     };
     let client = client(&fence, leader.identity()).await?;
     let registry = Arc::new(Mutex::new(Registry::default()));
-    let ctx = Arc::new(
+    let ctx = args.store_addresses.iter().fold(
         Context::new(client.clone(), registry, args.lease_namespace.clone())
             .with_fence(fence.clone()),
+        |ctx, (service, address)| ctx.with_store_address(service, address),
     );
+    let ctx = Arc::new(ctx);
 
     let listener = tokio::net::TcpListener::bind(args.metrics_bind)
         .await
