@@ -38,6 +38,9 @@ pub struct Context {
     /// `mv-redis.ns.svc:6379`) is reached instead, for an operator outside
     /// the cluster (the tests map them to local servers). Empty in a cluster.
     pub store_addresses: HashMap<String, String>,
+    /// `namespace/name` -> `uid/user` of the app's MongoDB user last seen in
+    /// a MultiVac's MongoDB: not looked up again while it stays available.
+    pub(crate) app_users_seen: Mutex<HashMap<String, String>>,
 }
 
 impl Context {
@@ -60,6 +63,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             fence: Fence::open(),
             store_addresses: HashMap::new(),
+            app_users_seen: Mutex::new(HashMap::new()),
         }
     }
 

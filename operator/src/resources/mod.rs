@@ -284,12 +284,10 @@ pub(crate) fn build(
                 "mongodb",
                 &store.storage,
             )?));
-            apply.push(Child::ConfigMap(mongodb::init_script(mv)?));
             apply.push(Child::Deployment(mongodb::build(mv, store)?));
             apply.push(Child::Service(service::mongodb(mv)?));
         }
         Store::External => {
-            remove.push(ChildRef::new(Kind::ConfigMap, mongodb::init_name(mv)));
             remove.push(ChildRef::new(Kind::Deployment, mv.mongodb_name()));
             remove.push(ChildRef::new(Kind::Service, mv.mongodb_name()));
         }
@@ -307,6 +305,12 @@ pub(crate) fn build(
     } else {
         remove.push(ChildRef::new(Kind::PodDisruptionBudget, mv.server_name()));
     }
+    // The operator makes the app's MongoDB user itself now: the first-start
+    // script's ConfigMap goes, if this MultiVac controls it.
+    remove.push(ChildRef::new(
+        Kind::ConfigMap,
+        mongodb::former_init_script(mv),
+    ));
     // The previous release named the ServiceAccount `<mv>` (a MultiVac named
     // `default` took over the namespace's own); it is deleted if this
     // MultiVac controls it, and left alone otherwise.
@@ -552,7 +556,6 @@ mod tests {
                 "Service/mv-redis",
                 "NetworkPolicy/mv-redis",
                 "PersistentVolumeClaim/mv-mongodb-data",
-                "ConfigMap/mv-mongodb-init",
                 "Deployment/mv-mongodb",
                 "Service/mv-mongodb",
                 "NetworkPolicy/mv-mongodb",
@@ -562,7 +565,9 @@ mod tests {
             built.remove,
             vec![
                 ChildRef::new(Kind::PodDisruptionBudget, "mv-server"),
-                // The previous release's ServiceAccount, deleted only if owned.
+                // Earlier releases' first-start script and ServiceAccount,
+                // deleted only if owned.
+                ChildRef::new(Kind::ConfigMap, "mv-mongodb-init"),
                 ChildRef::new(Kind::ServiceAccount, "mv"),
             ]
         );
@@ -626,10 +631,10 @@ mod tests {
                 "Deployment/mv-redis",
                 "Service/mv-redis",
                 "NetworkPolicy/mv-redis",
-                "ConfigMap/mv-mongodb-init",
                 "Deployment/mv-mongodb",
                 "Service/mv-mongodb",
                 "NetworkPolicy/mv-mongodb",
+                "ConfigMap/mv-mongodb-init",
                 "ServiceAccount/mv",
             ]
         );
