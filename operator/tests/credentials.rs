@@ -140,18 +140,62 @@ async fn a_deleted_credentials_secret_over_data_volumes_is_refused_not_regenerat
         "no new passwords over the existing data"
     );
 
-    // Restored from the backup: Ready again, with the same passwords.
+    // Restored from the backup as the README says: without the fields that
+    // tie it to the deleted object, with its labels and annotations.
     let mut restored = backup.clone();
     restored.metadata = kube::api::ObjectMeta {
         name: backup.metadata.name.clone(),
         labels: backup.metadata.labels.clone(),
+        annotations: backup.metadata.annotations.clone(),
         ..Default::default()
     };
+    assert!(
+        restored.annotations().contains_key("multivac.io/owner"),
+        "the backup names its MultiVac: {:?}",
+        backup.metadata
+    );
+
+    // A Secret of the same name that does not say it is this MultiVac's
+    // (here: the backup without its annotations) is not taken over.
+    let mut unmarked = restored.clone();
+    unmarked.metadata.annotations = None;
+    secrets
+        .create(&PostParams::default(), &unmarked)
+        .await
+        .unwrap();
+    annotate(&client, &ns.name, "poke", "3").await;
+    let (_, _, message) = wait_for("Ready=False Conflict", || async {
+        let (status, reason, message) = ready(&client, &ns.name).await?;
+        (status == "False" && reason == "Conflict").then_some((status, reason, message))
+    })
+    .await;
+    assert!(message.contains("Secret/mv-credentials"), "{message}");
+    let left = secrets.get("mv-credentials").await.unwrap();
+    assert!(
+        left.owner_references().is_empty() && left.annotations().is_empty(),
+        "left as it is: {:?}",
+        left.metadata
+    );
+    secrets
+        .delete("mv-credentials", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the unmarked Secret gone", || async {
+        secrets
+            .get_opt("mv-credentials")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
+    // Restored: Ready again, with the same passwords.
     secrets
         .create(&PostParams::default(), &restored)
         .await
         .unwrap();
-    annotate(&client, &ns.name, "poke", "3").await;
+    annotate(&client, &ns.name, "poke", "4").await;
     wait_for("Ready=True after the restore", || async {
         (ready(&client, &ns.name).await?.0 == "True").then_some(())
     })
