@@ -10,7 +10,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use multivac_contract::{Backlog, Probes, Readiness, encode_metrics, env, path, probe_routes};
+use multivac_contract::{
+    Backlog, Probes, Readiness, encode_metrics, env, health_routes, metrics_route, path,
+};
 use serde::Serialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
@@ -56,11 +58,17 @@ impl AppState {
     /// nothing here needs Redis or MongoDB to be up.
     async fn connect(args: &ServerArgs) -> Result<Self, crate::Error> {
         let backend_timeout = ms(args.backend_timeout_ms);
+        let redis_ca = args.common.redis_ca()?;
         Ok(AppState {
-            queue: Queue::connect(&args.common.redis_url, backend_timeout)?,
-            store: Store::connect(
+            queue: Queue::connect_with_ca(
+                &args.common.redis_url,
+                redis_ca.as_deref(),
+                backend_timeout,
+            )?,
+            store: Store::connect_with_ca(
                 &args.common.mongodb_uri,
                 &args.common.mongodb_database,
+                args.common.mongodb_ca()?,
                 backend_timeout,
             )
             .await?,
@@ -152,6 +160,16 @@ enum ApiError {
     StoreUnavailable(#[source] StoreError),
     #[error("no route for {0}; try GET /, GET /multivac, POST /multivac/data or GET /zzz/")]
     NotFound(String),
+    #[error(
+        "GET {0} is served on the internal port ({bind}, 9090 by default), not on this one{hint}",
+        bind = env::METRICS_BIND,
+        hint = if *.0 == path::ZZZ {
+            format!("; set {}=true to serve it here too", env::PUBLIC_ZZZ)
+        } else {
+            String::new()
+        }
+    )]
+    InternalOnly(&'static str),
     #[error("{0} is not allowed here")]
     MethodNotAllowed(Method),
 }
@@ -170,7 +188,7 @@ impl ApiError {
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Unauthorized => StatusCode::UNAUTHORIZED,
             QueueUnavailable(_) | StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            NotFound(_) => StatusCode::NOT_FOUND,
+            NotFound(_) | InternalOnly(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
@@ -190,6 +208,7 @@ impl ApiError {
             QueueUnavailable(_) => "queue_unavailable",
             StoreUnavailable(_) => "store_unavailable",
             NotFound(_) => "not_found",
+            InternalOnly(_) => "internal_only",
             MethodNotAllowed(_) => "method_not_allowed",
         }
     }
@@ -224,15 +243,64 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The server's routes and layers; `multivac_contract::serve` adds the
-/// trailing-slash normalisation (tests add it with `http_service`).
-fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {
-    Router::new()
-        .route(path::WELCOME, get(welcome))
-        .route(path::QUESTION, get(question))
-        .route(path::DATA, post(post_data))
-        .route(path::ZZZ, get(zzz))
-        .merge(probe_routes(state.clone()))
+/// What one listener serves. The public port (the Service's, the Ingress's)
+/// has the API and the probes; `/metrics` and `/zzz` (the backlog, the
+/// workers, what MultiVAC knows) are on the internal port unless `/zzz` is
+/// asked for publicly; an address given for both serves everything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Exposed {
+    api: bool,
+    zzz: bool,
+    metrics: bool,
+}
+
+impl Exposed {
+    const ALL: Self = Self {
+        api: true,
+        zzz: true,
+        metrics: true,
+    };
+    const INTERNAL: Self = Self {
+        api: false,
+        zzz: true,
+        metrics: true,
+    };
+    fn public(zzz: bool) -> Self {
+        Self {
+            api: true,
+            zzz,
+            metrics: false,
+        }
+    }
+}
+
+/// The routes of one listener and their layers; `multivac_contract::serve`
+/// adds the trailing-slash normalisation (tests add it with `http_service`).
+fn routes(state: Arc<AppState>, request_timeout: Duration, exposed: Exposed) -> Router {
+    let mut router = Router::new();
+    if exposed.api {
+        router = router
+            .route(path::WELCOME, get(welcome))
+            .route(path::QUESTION, get(question))
+            .route(path::DATA, post(post_data));
+    }
+    for (path, served) in [(path::ZZZ, exposed.zzz), (path::METRICS, exposed.metrics)] {
+        if !served {
+            // Says where it is, rather than the generic 404.
+            router = router.route(
+                path,
+                get(move || async move { ApiError::InternalOnly(path) }),
+            );
+        }
+    }
+    if exposed.zzz {
+        router = router.route(path::ZZZ, get(zzz));
+    }
+    router = router.merge(health_routes(state.clone()));
+    if exposed.metrics {
+        router = router.merge(metrics_route(state.clone()));
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), record))
@@ -598,14 +666,29 @@ pub(crate) async fn run(
     if let Err(e) = state.queue.ensure_group().await {
         tracing::warn!(error = %e, "could not create the consumer group yet");
     }
-    let listener = crate::listen(args.bind).await?;
-    let addr = listener.local_addr().unwrap_or(args.bind);
-    tracing::info!(%addr, "serving HTTP");
-    multivac_contract::serve(
-        listener,
-        router(state, ms(args.request_timeout_ms)),
-        shutdown,
+    let timeout = ms(args.request_timeout_ms);
+    if args.metrics_bind == args.bind {
+        return serve(args.bind, routes(state, timeout, Exposed::ALL), shutdown).await;
+    }
+    let public = routes(state.clone(), timeout, Exposed::public(args.public_zzz));
+    let internal = routes(state, timeout, Exposed::INTERNAL);
+    tokio::try_join!(
+        serve(args.bind, public, shutdown.clone()),
+        serve(args.metrics_bind, internal, shutdown),
     )
-    .await
-    .map_err(crate::Error::Serve)
+    .map(|_| ())
+}
+
+/// Listens on `addr` and serves `router` there until `shutdown`.
+async fn serve(
+    addr: std::net::SocketAddr,
+    router: Router,
+    shutdown: multivac_contract::Shutdown,
+) -> Result<(), crate::Error> {
+    let listener = crate::listen(addr).await?;
+    let addr = listener.local_addr().unwrap_or(addr);
+    tracing::info!(%addr, "serving HTTP");
+    multivac_contract::serve(listener, router, shutdown)
+        .await
+        .map_err(crate::Error::Serve)
 }

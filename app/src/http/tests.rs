@@ -56,6 +56,11 @@ impl Server {
     /// `multivac server ARGS...` against the stand-ins, by default with
     /// 300 ms backend timeouts so that every backend call fails fast.
     async fn start(args: &[&str]) -> Server {
+        Self::start_exposed(args, |_| Exposed::ALL).await
+    }
+
+    /// [`Server::start`], serving what `exposed` picks for the parsed arguments.
+    async fn start_exposed(args: &[&str], exposed: impl Fn(&ServerArgs) -> Exposed) -> Server {
         let redis = TcpListener::bind("127.0.0.1:0").expect("binding the Redis stand-in");
         redis.set_nonblocking(true).unwrap();
         let redis_url = format!("redis://127.0.0.1:{}", redis.local_addr().unwrap().port());
@@ -81,8 +86,9 @@ impl Server {
             panic!("not the server command")
         };
         let state = Arc::new(AppState::connect(&args).await.unwrap());
+        let exposed = exposed(&args);
         Server {
-            service: http_service(router(state, ms(args.request_timeout_ms))),
+            service: http_service(routes(state, ms(args.request_timeout_ms), exposed)),
             redis,
         }
     }
@@ -351,6 +357,73 @@ async fn every_route_answers_the_same_with_and_without_a_trailing_slash() {
             }
         }
     }
+}
+
+/// The public port has the API and the probes; `/metrics` and `/zzz` are on
+/// the internal port, and on the public one a 404 says where they are,
+/// until `--public-zzz` puts `/zzz` there too (never `/metrics`).
+#[tokio::test]
+async fn metrics_and_zzz_stay_off_the_public_port_unless_asked() {
+    let public = Server::start_exposed(&[], |a| Exposed::public(a.public_zzz)).await;
+    let internal = Server::start_exposed(&[], |_| Exposed::INTERNAL).await;
+    let asked = Server::start_exposed(&["--public-zzz"], |a| Exposed::public(a.public_zzz)).await;
+    // (path, public, internal, public with --public-zzz); the backends are
+    // down, so /zzz answers 503 where it is served and /readyz 503 everywhere.
+    #[rustfmt::skip]
+    let table = [
+        (path::WELCOME, StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::OK),
+        (path::QUESTION, StatusCode::SERVICE_UNAVAILABLE, StatusCode::NOT_FOUND, StatusCode::SERVICE_UNAVAILABLE),
+        (path::ZZZ, StatusCode::NOT_FOUND, StatusCode::SERVICE_UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE),
+        (path::METRICS, StatusCode::NOT_FOUND, StatusCode::OK, StatusCode::NOT_FOUND),
+        (path::HEALTHZ, StatusCode::OK, StatusCode::OK, StatusCode::OK),
+        (path::READYZ, StatusCode::SERVICE_UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE),
+    ];
+    for (route, on_public, on_internal, on_asked) in table {
+        for spelling in [route.to_owned(), format!("{route}/")] {
+            assert_eq!(
+                public.get(&spelling).await.status,
+                on_public,
+                "public {spelling}"
+            );
+            assert_eq!(
+                internal.get(&spelling).await.status,
+                on_internal,
+                "internal {spelling}"
+            );
+            assert_eq!(
+                asked.get(&spelling).await.status,
+                on_asked,
+                "--public-zzz {spelling}"
+            );
+        }
+    }
+    let zzz = public.get("/zzz/").await;
+    zzz.assert_error(StatusCode::NOT_FOUND, "internal_only", "public /zzz/");
+    let message = zzz.json()["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("MULTIVAC_METRICS_BIND") && message.contains("MULTIVAC_PUBLIC_ZZZ=true"),
+        "{message}"
+    );
+    let metrics = public.get(path::METRICS).await;
+    metrics.assert_error(StatusCode::NOT_FOUND, "internal_only", "public /metrics");
+    assert!(
+        !metrics.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("PUBLIC_ZZZ")
+    );
+    internal
+        .send(
+            Request::post(path::DATA)
+                .body(Body::from("data=x"))
+                .unwrap(),
+        )
+        .await
+        .assert_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "POST on the internal port",
+        );
 }
 
 /// With Redis and MongoDB down: liveness holds, readiness names both, and
