@@ -30,6 +30,8 @@ pub struct Context {
     pub ready: AtomicBool,
     /// Consecutive failed reconciles per `namespace/name`, for the backoff.
     pub failures: Mutex<HashMap<String, u32>>,
+    /// The app image of a MultiVac without `spec.image` (`--default-app-image`).
+    pub default_app_image: Option<String>,
 }
 
 impl Context {
@@ -50,6 +52,13 @@ impl Context {
             operator_namespace,
             ready: AtomicBool::new(false),
             failures: Mutex::new(HashMap::new()),
+            default_app_image: None,
         }
+    }
+
+    /// The app image for MultiVacs that name none; empty counts as none.
+    pub fn with_default_app_image(mut self, image: Option<String>) -> Self {
+        self.default_app_image = image.filter(|i| !i.trim().is_empty());
+        self
     }
 }

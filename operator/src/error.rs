@@ -11,6 +11,12 @@ pub enum Error {
     #[error("invalid MultiVac spec: {0}")]
     InvalidSpec(String),
 
+    /// The MultiVac names no app image and the operator has no default.
+    #[error(
+        "spec.image is not set and this operator has no default app image: set spec.image to the multivac app image, or give the operator one (--default-app-image / MULTIVAC_OPERATOR_DEFAULT_APP_IMAGE; the chart sets it from its value appImage)"
+    )]
+    NoAppImage,
+
     /// A Secret named in the spec (or one of its keys) does not exist yet.
     #[error(
         "secret {name:?} (key {key:?}) referenced by the MultiVac is missing: create it in namespace {namespace:?}"
@@ -47,13 +53,17 @@ impl Error {
     /// watched: `error_policy` re-checks every 30 s), so retrying fast would
     /// only spam the API server.
     pub(crate) fn is_permanent(&self) -> bool {
-        matches!(self, Self::InvalidSpec(_) | Self::MissingSecret { .. })
+        matches!(
+            self,
+            Self::InvalidSpec(_) | Self::NoAppImage | Self::MissingSecret { .. }
+        )
     }
 
     /// Short label for metrics and event reasons.
     pub(crate) fn metric_label(&self) -> &'static str {
         match self {
             Self::InvalidSpec(_) => "invalid_spec",
+            Self::NoAppImage => "no_app_image",
             Self::MissingSecret { .. } => "missing_secret",
             Self::Kube(_) => "kube",
             Self::Serialization(_) => "serialization",

@@ -24,8 +24,9 @@ pub use cli::Cli;
 pub use context::Context;
 /// Runs the controller and the scaler (after leader election, if any).
 pub use controller::run;
-/// The custom resource: `MultiVac::crd()` is the CRD that `cargo xtask generate` writes.
-pub use crd::{MultiVac, MultiVacSpec, MultiVacStatus};
+/// The custom resource; [`custom_resource_definition`] is the CRD that
+/// `cargo xtask generate` writes (`MultiVac::crd()` with `spec` optional).
+pub use crd::{MultiVac, MultiVacSpec, MultiVacStatus, custom_resource_definition};
 pub use error::{Error, Result};
 /// `/metrics`, `/healthz` and `/readyz`.
 pub use http::router;

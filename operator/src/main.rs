@@ -27,11 +27,14 @@ async fn run(args: Cli) -> Result<(), Box<dyn std::error::Error>> {
         format!("no Kubernetes client configuration (in-cluster or KUBECONFIG): {e}")
     })?;
     let registry = Arc::new(Mutex::new(Registry::default()));
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        registry,
-        args.lease_namespace.clone(),
-    ));
+    let ctx = Arc::new(
+        Context::new(client.clone(), registry, args.lease_namespace.clone())
+            .with_default_app_image(args.default_app_image.clone()),
+    );
+    match &ctx.default_app_image {
+        Some(image) => info!(%image, "default app image"),
+        None => info!("no default app image: every MultiVac must set spec.image"),
+    }
 
     let listener = tokio::net::TcpListener::bind(args.metrics_bind)
         .await

@@ -81,10 +81,10 @@ compares the rendered rules.
   resources: ["multivacs/status"]
   verbs: ["patch"]
 # Children written by server-side apply (patch, and create when new), watched
-# through .owns(); Deployments, Services, NetworkPolicies and the PDB are
-# deleted when the spec no longer wants them (external store, 1 server
-# replica), ServiceAccounts when named as by the previous release. Only
-# objects the MultiVac controls are ever changed or deleted. The scaler
+# through .owns(); Deployments, Services, NetworkPolicies, the PDB and the
+# Ingress are deleted when the spec no longer wants them (external store, 1
+# server replica, no ingress), ServiceAccounts when named as by the previous
+# release. Only objects the MultiVac controls are ever changed or deleted. The scaler
 # applies the worker Deployment's spec.replicas.
 - apiGroups: ["apps"]
   resources: ["deployments"]
@@ -93,7 +93,7 @@ compares the rendered rules.
   resources: ["services", "serviceaccounts"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["networking.k8s.io"]
-  resources: ["networkpolicies"]
+  resources: ["networkpolicies", "ingresses"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]

@@ -101,7 +101,7 @@ async fn reconcile_inner(mv: &MultiVac, ctx: &Context) -> Result<Action> {
         .ok_or(Error::MissingMetadata("metadata.namespace"))?;
     let cluster = Cluster::new(ctx, &namespace);
     let read = dereference::dereference(&cluster, mv).await?;
-    let valid = validate(mv, &read)?;
+    let valid = validate(mv, &read, ctx.default_app_image.as_deref())?;
     let owner = Owner::new(valid.owner.clone(), valid.namespace);
     let children = resources::build(&valid, &ctx.operator_namespace, Passwords::generate)?;
     let mut applied = apply::apply(&cluster, &children, &owner, read.credentials.as_ref()).await;
@@ -305,6 +305,7 @@ async fn patch_status(cluster: &Cluster<'_>, mv: &MultiVac, status: &MultiVacSta
 async fn report_permanent(mv: &MultiVac, ctx: &Context, e: &Error) {
     let reason = match e {
         Error::MissingSecret { .. } => "MissingSecret",
+        Error::NoAppImage => "NoAppImage",
         _ => "InvalidSpec",
     };
     let conditions = status::conditions_from_error(reason, &e.to_string());

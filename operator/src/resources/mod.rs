@@ -9,7 +9,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     ConfigMap, ObjectReference, PersistentVolumeClaim, Secret, Service, ServiceAccount,
 };
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -24,9 +24,11 @@ use crate::reconcile::{Store, Validated};
 
 mod app_pod;
 mod config_map;
+mod ingress;
 mod mongodb;
 mod network_policy;
 mod pdb;
+mod placement;
 mod pvc;
 mod redis;
 mod secret;
@@ -92,6 +94,7 @@ pub(crate) enum Kind {
     PersistentVolumeClaim,
     NetworkPolicy,
     PodDisruptionBudget,
+    Ingress,
 }
 
 impl Kind {
@@ -109,6 +112,7 @@ impl Kind {
             Self::PersistentVolumeClaim => of::<PersistentVolumeClaim>(),
             Self::NetworkPolicy => of::<NetworkPolicy>(),
             Self::PodDisruptionBudget => of::<PodDisruptionBudget>(),
+            Self::Ingress => of::<Ingress>(),
         }
     }
 
@@ -123,6 +127,7 @@ impl Kind {
             Self::PersistentVolumeClaim => "PersistentVolumeClaim",
             Self::NetworkPolicy => "NetworkPolicy",
             Self::PodDisruptionBudget => "PodDisruptionBudget",
+            Self::Ingress => "Ingress",
         }
     }
 
@@ -180,6 +185,7 @@ pub(crate) enum Child {
     PersistentVolumeClaim(PersistentVolumeClaim),
     NetworkPolicy(NetworkPolicy),
     PodDisruptionBudget(PodDisruptionBudget),
+    Ingress(Ingress),
 }
 
 impl Child {
@@ -193,6 +199,7 @@ impl Child {
             Self::PersistentVolumeClaim(o) => (Kind::PersistentVolumeClaim, &o.metadata),
             Self::NetworkPolicy(o) => (Kind::NetworkPolicy, &o.metadata),
             Self::PodDisruptionBudget(o) => (Kind::PodDisruptionBudget, &o.metadata),
+            Self::Ingress(o) => (Kind::Ingress, &o.metadata),
         };
         ChildRef::new(kind, meta.name.clone().unwrap_or_default())
     }
@@ -282,6 +289,10 @@ pub(crate) fn build(
         apply.push(Child::PodDisruptionBudget(pdb::build(mv)?));
     } else {
         remove.push(ChildRef::new(Kind::PodDisruptionBudget, mv.server_name()));
+    }
+    match &mv.spec.server.ingress {
+        Some(spec) => apply.push(Child::Ingress(ingress::build(mv, spec)?)),
+        None => remove.push(ChildRef::new(Kind::Ingress, mv.server_name())),
     }
     // The previous release named the ServiceAccount `<mv>` (a MultiVac named
     // `default` took over the namespace's own); it is deleted if this
@@ -443,7 +454,11 @@ pub(crate) mod testing {
         .unwrap()
     }
 
-    /// `mv` validated, with every referenced Secret present and no credentials Secret yet.
+    /// The operator's default app image in the builder tests.
+    pub(crate) const DEFAULT_IMAGE: &str = "multivac:default";
+
+    /// `mv` validated, with every referenced Secret present, no credentials
+    /// Secret yet and [`DEFAULT_IMAGE`] as the operator's default.
     pub(crate) fn validated(mv: &MultiVac) -> Validated<'_> {
         let mut read = Dereferenced::default();
         for source in crate::reconcile::referenced(mv) {
@@ -452,7 +467,7 @@ pub(crate) mod testing {
                 present: true,
             });
         }
-        validate(mv, &read).unwrap()
+        validate(mv, &read, Some(DEFAULT_IMAGE)).unwrap()
     }
 
     /// What a builder's object looks like on the wire.
@@ -510,6 +525,7 @@ mod tests {
             Child::PersistentVolumeClaim(o) => testing::json_of(o),
             Child::NetworkPolicy(o) => testing::json_of(o),
             Child::PodDisruptionBudget(o) => testing::json_of(o),
+            Child::Ingress(o) => testing::json_of(o),
         }
     }
 
@@ -538,6 +554,7 @@ mod tests {
             built.remove,
             vec![
                 ChildRef::new(Kind::PodDisruptionBudget, "mv-server"),
+                ChildRef::new(Kind::Ingress, "mv-server"),
                 // The previous release's ServiceAccount, deleted only if owned.
                 ChildRef::new(Kind::ServiceAccount, "mv"),
             ]
@@ -605,6 +622,7 @@ mod tests {
                 "Deployment/mv-mongodb",
                 "Service/mv-mongodb",
                 "NetworkPolicy/mv-mongodb",
+                "Ingress/mv-server",
                 "ServiceAccount/mv",
             ]
         );
@@ -612,6 +630,45 @@ mod tests {
             built.credentials.is_none() && built.credentials_meta.is_none(),
             "no managed store, no generated Secret"
         );
+    }
+
+    /// Each Deployment's pod template gets its own component's placement
+    /// (the fields themselves: `placement.rs`'s whole-object test).
+    #[test]
+    fn every_deployment_is_placed_as_its_component_asks() {
+        let placement = |tag: &str| {
+            json!({"nodeSelector": {"pool": tag}, "priorityClassName": tag,
+                "tolerations": [{"key": tag, "operator": "Exists"}],
+                "podLabels": {"placed": tag}, "podAnnotations": {"example.com/placed": tag}})
+        };
+        let built = children(
+            json!({"server": placement("server"), "workers": placement("worker"),
+            "redis": {"managed": placement("redis")}, "mongodb": {"managed": placement("mongodb")}}),
+        );
+        let mut placed = vec![];
+        for child in &built.apply {
+            let Child::Deployment(d) = child else {
+                continue;
+            };
+            let template = &wire(child)["spec"]["template"];
+            let component =
+                d.metadata.labels.as_ref().unwrap()["app.kubernetes.io/component"].clone();
+            let want = placement(&component);
+            for field in ["nodeSelector", "priorityClassName", "tolerations"] {
+                assert_eq!(template["spec"][field], want[field], "{component} {field}");
+            }
+            assert_eq!(template["metadata"]["labels"]["placed"], component.as_str());
+            assert_eq!(
+                template["metadata"]["labels"]["app.kubernetes.io/component"],
+                component.as_str()
+            );
+            assert_eq!(
+                template["metadata"]["annotations"]["example.com/placed"],
+                component.as_str()
+            );
+            placed.push(component);
+        }
+        assert_eq!(placed, ["server", "worker", "redis", "mongodb"]);
     }
 
     #[test]

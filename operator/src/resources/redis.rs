@@ -5,8 +5,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::json;
 
 use super::{
-    REDIS_PORT, container_security, metadata, pull_secrets, resources_or, store_default_resources,
-    store_pod_security, typed,
+    REDIS_PORT, container_security, metadata, placement, pull_secrets, resources_or,
+    store_default_resources, store_pod_security, typed,
 };
 use multivac_contract::secret_key;
 
@@ -24,7 +24,7 @@ const START: &str = "exec redis-server - --dir /data --appendonly yes --port 637
 /// Deployment `<mv>-redis`.
 pub(super) fn build(mv: &Validated, managed: &ManagedStore) -> Result<Deployment> {
     let password = json!({"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": mv.credentials_name(), "key": secret_key::REDIS_PASSWORD}}});
-    typed(json!({
+    let mut deployment = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": metadata(mv, &mv.redis_name(), "redis"),
@@ -64,7 +64,9 @@ pub(super) fn build(mv: &Validated, managed: &ManagedStore) -> Result<Deployment
                 },
             },
         },
-    }))
+    });
+    placement::place(&mut deployment, &managed.placement)?;
+    typed(deployment)
 }
 
 #[cfg(test)]
