@@ -124,6 +124,10 @@ metadata:
 spec:
   image: $(img multivac)
   imagePullPolicy: Never
+  # /zzz/ on the Service's port too (by default it is only on the pods'
+  # internal port 9090, with /metrics): the checks below read it there.
+  server:
+    publicZzz: true
   # minReplicas 0: one worker drains ~1,500 data/s here, faster than the
   # HTTP intake, so with a worker always up no backlog would ever build and
   # nothing would scale. From zero, the burst waits in the stream until the
@@ -188,6 +192,8 @@ wait_drained() {
 # ---- 5a. the seed flow ----------------------------------------------------------------------
 
 answer="$(curl -sf "$URL/multivac")" || fail "GET $URL/multivac failed"
+code="$(curl -s -o /dev/null -w '%{http_code}' "$URL/metrics")"
+[ "$code" = 404 ] || fail "GET $URL/metrics through the Service answered $code: /metrics must stay on the internal port"
 [[ "$answer" == *"INSUFFICIENT DATA"* ]] || fail "a fresh MultiVAC answered '$answer', not INSUFFICIENT DATA"
 accepted=0
 for i in $(seq 1 120); do
