@@ -43,4 +43,7 @@ pub struct Cli {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "MULTIVAC_OPERATOR_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
+    /// App image of a MultiVac without spec.image (the chart passes its release's, value appImage); unset: such a MultiVac is Ready=False, NoAppImage.
+    #[arg(long, env = "MULTIVAC_OPERATOR_DEFAULT_APP_IMAGE")]
+    pub default_app_image: Option<String>,
 }

@@ -38,6 +38,8 @@ pub struct Context {
     /// `mv-redis.ns.svc:6379`) is reached instead, for an operator outside
     /// the cluster (the tests map them to local servers). Empty in a cluster.
     pub store_addresses: HashMap<String, String>,
+    /// The app image of a MultiVac without `spec.image` (`--default-app-image`).
+    pub default_app_image: Option<String>,
 }
 
 impl Context {
@@ -60,6 +62,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             fence: Fence::open(),
             store_addresses: HashMap::new(),
+            default_app_image: None,
         }
     }
 
@@ -83,5 +86,11 @@ impl Context {
     /// whose layer `client` carries).
     pub fn with_fence(self, fence: Fence) -> Self {
         Self { fence, ..self }
+    }
+
+    /// The app image for MultiVacs that name none; empty counts as none.
+    pub fn with_default_app_image(mut self, image: Option<String>) -> Self {
+        self.default_app_image = image.filter(|i| !i.trim().is_empty());
+        self
     }
 }

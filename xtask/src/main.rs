@@ -7,7 +7,7 @@
 //! - `check-docs` checks README.md and docs/*.md against the code and the
 //!   repository, and ends with `docs: N passed, M failed`.
 //!
-//! Both read the code itself (the clap `Command`s, `MultiVac::crd()`), never
+//! Both read the code itself (the clap `Command`s, `multivac_operator::custom_resource_definition()`), never
 //! the text a binary prints.
 
 mod check;
