@@ -12,7 +12,7 @@ use crate::check::Checks;
 use crate::markdown::{self, cell, code};
 
 /// The document that holds both configuration tables.
-const DOC: &str = "README.md";
+const DOC: &str = "docs/reference.md";
 
 /// A command line whose options a table documents.
 pub struct Program {

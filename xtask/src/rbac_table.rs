@@ -16,7 +16,7 @@ use crate::check::Checks;
 use crate::markdown::{self, code};
 
 /// The document that holds the RBAC table.
-pub const DOC: &str = "README.md";
+pub const DOC: &str = "docs/operator.md";
 /// The marker name of its section there.
 pub const SECTION: &str = "rbac-reference";
 /// Where the operator's RBAC manifests live.

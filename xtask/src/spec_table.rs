@@ -10,7 +10,7 @@ use crate::check::Checks;
 use crate::markdown::{self, cell, code};
 
 /// The document that holds the spec reference.
-pub const DOC: &str = "README.md";
+pub const DOC: &str = "docs/reference.md";
 /// The marker name of its section there.
 pub const SECTION: &str = "spec-reference";
 
