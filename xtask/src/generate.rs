@@ -95,3 +95,41 @@ pub fn write(root: &Path) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_section_is_written_into_the_document_its_table_names() {
+        let root = crate::workspace_root();
+        let sections = sections(&root).unwrap();
+        let outputs = outputs(&root).unwrap();
+        for section in &sections {
+            let output = outputs
+                .iter()
+                .find(|o| o.path == section.doc)
+                .unwrap_or_else(|| panic!("{} is not among the generated files", section.doc));
+            assert_eq!(
+                markdown::section(&output.content, section.name),
+                Some(section.body.as_str()),
+                "{} in {}",
+                section.name,
+                section.doc
+            );
+            let others = outputs.iter().filter(|o| o.path != section.doc);
+            for other in others {
+                assert!(
+                    markdown::section(&other.content, section.name).is_none(),
+                    "{} is in {} too",
+                    section.name,
+                    other.path
+                );
+            }
+        }
+        assert!(
+            outputs.iter().all(|o| o.path != "README.md"),
+            "README.md holds no generated section any more"
+        );
+    }
+}
