@@ -20,6 +20,9 @@ port_free() {
 }
 http_port="${MULTIVAC_DEMO_PORT:-8080}"
 port_free "$http_port" || { log "port $http_port is taken, using a free one"; http_port="$(free_port)"; }
+# The server's internal port (/zzz, /metrics): 9090 as in a pod, unless taken.
+internal_port=9090
+port_free "$internal_port" || { log "port $internal_port is taken, using a free one"; internal_port="$(free_port)"; }
 redis_port="$(free_port)"
 mongo_port="$(free_port)"
 metrics1="$(free_port)"
@@ -62,8 +65,8 @@ export MULTIVAC_REDIS_URL="redis://127.0.0.1:$redis_port"
 export MULTIVAC_MONGODB_URI="mongodb://127.0.0.1:$mongo_port"
 export RUST_LOG="${RUST_LOG:-info}"
 
-log "multivac server on 0.0.0.0:$http_port"
-MULTIVAC_BIND="0.0.0.0:$http_port" "$multivac" server &
+log "multivac server on 0.0.0.0:$http_port (API), 127.0.0.1:$internal_port (/zzz, /metrics)"
+MULTIVAC_BIND="0.0.0.0:$http_port" MULTIVAC_METRICS_BIND="127.0.0.1:$internal_port" "$multivac" server &
 pids+=($!)
 log "two multivac workers (metrics on :$metrics1 and :$metrics2)"
 MULTIVAC_METRICS_BIND="127.0.0.1:$metrics1" MULTIVAC_CONSUMER_NAME=worker-1 "$multivac" worker &
@@ -71,10 +74,12 @@ pids+=($!)
 MULTIVAC_METRICS_BIND="127.0.0.1:$metrics2" MULTIVAC_CONSUMER_NAME=worker-2 "$multivac" worker &
 pids+=($!)
 wait_port "$http_port" "multivac server"
+wait_port "$internal_port" "multivac server (internal port)"
 wait_port "$metrics1" "worker-1"
 wait_port "$metrics2" "worker-2"
 
 url="http://127.0.0.1:$http_port"
+internal="http://127.0.0.1:$internal_port"
 cat <<EOT
 
 MultiVAC is running at $url (Ctrl-C stops everything). Try:
@@ -85,11 +90,11 @@ MultiVAC is running at $url (Ctrl-C stops everything). Try:
   curl -d data="Let there be light" $url/multivac/data
   curl -H 'Content-Type: application/json' -d '{"data": "Order from chaos"}' $url/multivac/data
   curl -H 'Accept: application/json' $url/multivac
-  curl $url/zzz/
+  curl $internal/zzz/                     # the state: on the internal port
   # feed it until it knows ${MULTIVAC_REQUIRED_CONCEPTS:-100} concepts:
   for i in \$(seq 1 100); do curl -s -d "data=concept\$i of the universe" $url/multivac/data >/dev/null; done
   curl $url/multivac                      # LET THERE BE LIGHT!
-  curl $url/metrics ; curl http://127.0.0.1:$metrics1/metrics
+  curl $internal/metrics ; curl http://127.0.0.1:$metrics1/metrics
 
 EOT
 # Foreground until Ctrl-C or until any process dies.

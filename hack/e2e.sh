@@ -142,6 +142,10 @@ metadata:
 spec:
   image: $1
   imagePullPolicy: Never
+  # /zzz/ on the Service's port too (by default it is only on the pods'
+  # internal port 9090, with /metrics): the checks below read it there.
+  server:
+    publicZzz: true
   # minReplicas 0: one worker drains faster than the HTTP intake here, so with
   # a worker always up no backlog would ever build and nothing would scale.
   # From zero, a burst waits in the stream until the scaler starts workers,
@@ -278,6 +282,8 @@ s_seed_flow() {
   local answer i code t
   answer="$(curl -sf "$URL/multivac")" || fail "GET $URL/multivac failed"
   [[ "$answer" == *"INSUFFICIENT DATA"* ]] || fail "a fresh MultiVAC answered '$answer', not INSUFFICIENT DATA"
+  code="$(curl -s -o /dev/null -w '%{http_code}' "$URL/metrics")"
+  [ "$code" = 404 ] || fail "GET $URL/metrics through the Service answered $code: /metrics must stay on the internal port"
   t=$(now_ms)
   for i in $(seq 1 120); do
     code="$(curl -s -o /dev/null -w '%{http_code}' -F data="concept$i of the cosmos" "$URL/multivac/data")"

@@ -3,7 +3,8 @@
 # hack/test.sh after `hack/cluster.sh up`):
 #   a. `helm install` of charts/multivac-operator; the operator (run on this
 #      host: the chart's pods are kwok-simulated) with a token of the chart's
-#      ServiceAccount reconciles config/samples/multivac.yaml to Ready;
+#      ServiceAccount reconciles config/samples/multivac.yaml (no spec.image)
+#      to Ready, on the app image the chart gives it;
 #   b. `kubectl auth can-i` with that token: what the RBAC grants and refuses;
 #   c. `kubectl apply -k config/crd` then `-k config/default` (which holds no
 #      CRD), and the same with its ServiceAccount;
@@ -93,14 +94,26 @@ EOF
   chmod 600 "$file"
 }
 
+# deployed_app_image NS DEPLOYMENT: the default app image the installed
+# operator Deployment gives its pods (MULTIVAC_OPERATOR_DEFAULT_APP_IMAGE).
+deployed_app_image() {
+  k -n "$1" get deploy "$2" \
+    -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="MULTIVAC_OPERATOR_DEFAULT_APP_IMAGE")].value}'
+}
+# server_image NS NAME: the image of MultiVac NAME's server Deployment.
+server_image() { k -n "$1" get deploy "$2-server" -o jsonpath='{.spec.template.spec.containers[0].image}'; }
+
 # start_operator NAME KUBECONFIG LEASE_NS [WATCH_NS]: runs the operator on this
 # host as POD_NAME=NAME with leader election on the Lease in LEASE_NS (and, like
-# the chart's watchNamespace mode, only watching WATCH_NS).
+# the chart's watchNamespace mode, only watching WATCH_NS), with the default
+# app image of the installation being tested ($app_image), as its pods get it.
 declare -A op_pid op_port
+app_image=""
 start_operator() {
   local name="$1" kubeconfig="$2" lease_ns="$3" watch_ns="${4:-}" port
   port="$(free_port)"
   KUBECONFIG="$kubeconfig" POD_NAME="$name" POD_NAMESPACE="$lease_ns" RUST_LOG=info \
+    MULTIVAC_OPERATOR_DEFAULT_APP_IMAGE="$app_image" \
     env ${watch_ns:+MULTIVAC_OPERATOR_WATCH_NAMESPACE="$watch_ns"} "$operator" --leader-election=true --lease-name="$lease" \
       --metrics-bind="127.0.0.1:$port" --log-format=text >"$work/$name.log" 2>&1 &
   op_pid[$name]=$!
@@ -226,12 +239,18 @@ check "CRD multivacs.multivac.io installed (by the chart, or already there)" k g
 check "chart's operator Deployment has 2 ready replicas" \
   bash -c '[ "$("$1" -n "$2" get deploy "$3" -o jsonpath="{.status.readyReplicas}")" = 2 ]' _ "$kubectl" "$helm_ns" "$helm_sa"
 
+app_image="$(deployed_app_image "$helm_ns" "$helm_sa")"
+chart_version="$(awk '$1 == "appVersion:" { gsub(/"/, "", $2); print $2 }' "$chart/Chart.yaml")"
+check "the chart gives the operator its release's app image ($app_image)" \
+  bash -c '[ "$1" = "registry.gitlab.com/multivac/multivac/multivac:$2" ]' _ "$app_image" "$chart_version"
 sa_kubeconfig "$helm_ns" "$helm_sa" "$work/helm-sa.kubeconfig"
 start_operator helm-op "$work/helm-sa.kubeconfig" "$helm_ns"
 check "operator with the chart's ServiceAccount token takes its Lease" \
   wait_until 30 bash -c '[ "$("$1" -n "$2" get lease "$3" -o jsonpath="{.spec.holderIdentity}")" = helm-op ]' _ "$kubectl" "$helm_ns" "$lease"
 apply_sample mv-helm "$mv_name" >/dev/null
 check "sample MultiVac Ready (reconciled with the chart's ServiceAccount)" ready mv-helm "$mv_name"
+check "the sample (no spec.image) runs the chart's app image" \
+  bash -c '[ "$1" = "$2" ]' _ "$(server_image mv-helm "$mv_name")" "$app_image"
 
 # --- b. what that ServiceAccount may and may not do ----------------------------------
 log "b. kubectl auth can-i as system:serviceaccount:$helm_ns:$helm_sa"
@@ -257,6 +276,8 @@ get secrets -n mv-helm
 patch secrets -n mv-helm
 delete serviceaccounts -n mv-helm
 patch networkpolicies.networking.k8s.io -n mv-helm
+patch ingresses.networking.k8s.io -n mv-helm
+delete ingresses.networking.k8s.io -n mv-helm
 delete poddisruptionbudgets.policy -n mv-helm
 create events.events.k8s.io -n mv-helm
 patch events.events.k8s.io -n mv-helm
@@ -313,6 +334,7 @@ restricted_ns "$scoped_op_ns"
 k create namespace "$scoped_ns" --dry-run=client -o yaml | k apply -f - >/dev/null
 check "helm install with watchNamespace" \
   "$helm" install mvs "$chart" -n "$scoped_op_ns" --set watchNamespace="$scoped_ns" --wait --timeout 3m
+app_image="$(deployed_app_image "$scoped_op_ns" mvs-multivac-operator)"
 sa_kubeconfig "$scoped_op_ns" mvs-multivac-operator "$work/scoped-sa.kubeconfig"
 start_operator scoped-op "$work/scoped-sa.kubeconfig" "$scoped_op_ns" "$scoped_ns"
 apply_sample "$scoped_ns" "$mv_name" >/dev/null
@@ -339,6 +361,7 @@ check "namespace $kust_ns enforces restricted" \
 check "kustomize's operator Deployment Available" \
   k -n "$kust_ns" rollout status deploy/multivac-operator --timeout=3m
 
+app_image="$(deployed_app_image "$kust_ns" multivac-operator)"
 sa_kubeconfig "$kust_ns" "$kust_sa" "$work/kust-sa.kubeconfig"
 sa="$work/kust-sa.kubeconfig"
 check "kustomize: cannot list secrets --all-namespaces" cannot list secrets --all-namespaces
@@ -347,6 +370,8 @@ check "kustomize: can    get secrets -n mv-kustomize" can get secrets -n mv-kust
 start_operator kust-op "$work/kust-sa.kubeconfig" "$kust_ns"
 apply_sample mv-kustomize "$mv_name" >/dev/null
 check "sample MultiVac Ready (reconciled with config/default's ServiceAccount)" ready mv-kustomize "$mv_name"
+check "the sample (no spec.image) runs config/manager's app image ($app_image)" \
+  bash -c '[ -n "$2" ] && [ "$1" = "$2" ]' _ "$(server_image mv-kustomize "$mv_name")" "$app_image"
 stop_operator kust-op
 
 # --- d. leader election ---------------------------------------------------------------

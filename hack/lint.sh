@@ -133,7 +133,7 @@ fails "values schema refuses a bad podMonitor namespace" render --set 'podMonito
 fails "values schema refuses an appImage digest that is not sha256" render --set appImage.digest=latest
 
 # monitoring_kit: with every part on, the chart renders a PodMonitor for the
-# server and worker ports, a ServiceMonitor that keeps the scaler's labels, a
+# server's and workers' metrics port, a ServiceMonitor that keeps the scaler's labels, a
 # PrometheusRule whose every alert links a runbook section that exists in
 # docs/runbooks.md, and a dashboard ConfigMap holding valid JSON whose panels
 # all query something.
@@ -148,8 +148,8 @@ sm = kind("ServiceMonitor")
 if len(sm) != 1 or [e.get("honorLabels") for e in sm[0]["spec"]["endpoints"]] != [True]:
     errors.append("the ServiceMonitor's endpoint must set honorLabels: true (the scaler's namespace label)")
 pm = kind("PodMonitor")
-if len(pm) != 1 or sorted((e["port"], e["path"]) for e in pm[0]["spec"]["podMetricsEndpoints"]) != [("http", "/metrics"), ("metrics", "/metrics")]:
-    errors.append("the PodMonitor must scrape the server's `http` and the worker's `metrics` port at /metrics")
+if len(pm) != 1 or sorted((e["port"], e["path"]) for e in pm[0]["spec"]["podMetricsEndpoints"]) != [("metrics", "/metrics")]:
+    errors.append("the PodMonitor must scrape the `metrics` port of the server and worker pods at /metrics (the server's public `http` port has no /metrics)")
 # The runbooks: a section per alert, linked from its runbook_url.
 chart = yaml.safe_load(open(sys.argv[3] + "/Chart.yaml"))
 base = f"{chart['home']}/-/blob/{chart['appVersion']}/docs/runbooks.md"

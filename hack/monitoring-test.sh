@@ -9,7 +9,9 @@
 #      `promtool check metrics`;
 #   2b. the chart's ServiceMonitor, PodMonitor and PrometheusRule are accepted
 #      by the API server under the prometheus-operator's own CRDs (taken from
-#      its pinned Go module), in a server-side dry run;
+#      its pinned Go module), in a server-side dry run, and the PodMonitor's
+#      port is one the operator's server and worker pods have and the server's
+#      Service does not expose;
 #   3. names: every metric the rules and the dashboard's panels name is one of
 #      those the three programs exported in step 2 (read from their /metrics,
 #      so a metric added to the code counts at once), or one of the cluster
@@ -104,10 +106,11 @@ mkdir -p "$work/ferretdb"
   --listen-addr="127.0.0.1:$mongo_port" --debug-addr=127.0.0.1:0 --telemetry=disable --log-level=error \
   >"$work/ferretdb.log" 2>&1 &
 pids+=($!)
-server_port="$(free_port)"; worker_port="$(free_port)"; operator_port="$(free_port)"
+server_port="$(free_port)"; server_metrics_port="$(free_port)"; worker_port="$(free_port)"; operator_port="$(free_port)"
 redis_url="redis://127.0.0.1:$redis_port" mongodb_uri="mongodb://127.0.0.1:$mongo_port"
+# The server's API on one port, its /metrics (and /zzz) on the internal one, as in a pod.
 MULTIVAC_REDIS_URL="$redis_url" MULTIVAC_MONGODB_URI="$mongodb_uri" MULTIVAC_BIND="127.0.0.1:$server_port" \
-  "$target/multivac" server >"$work/server.log" 2>&1 &
+  MULTIVAC_METRICS_BIND="127.0.0.1:$server_metrics_port" "$target/multivac" server >"$work/server.log" 2>&1 &
 pids+=($!)
 MULTIVAC_REDIS_URL="$redis_url" MULTIVAC_MONGODB_URI="$mongodb_uri" MULTIVAC_METRICS_BIND="127.0.0.1:$worker_port" \
   MULTIVAC_CONSUMER_NAME=monitoring-test "$target/multivac" worker >"$work/worker.log" 2>&1 &
@@ -141,11 +144,13 @@ spec:
   apiTokenSecretRef: {name: no-such-secret, key: token}
 YAML
 POD_NAME=monitoring-test POD_NAMESPACE="$ns" MULTIVAC_OPERATOR_WATCH_NAMESPACE="$ns" RUST_LOG=info \
+  MULTIVAC_OPERATOR_DEFAULT_APP_IMAGE=multivac:test \
   "$target/multivac-operator" --leader-election=false --metrics-bind="127.0.0.1:$operator_port" --log-format=text \
   >"$work/operator.log" 2>&1 &
 pids+=($!)
 
 wait_http "http://127.0.0.1:$server_port/healthz"
+wait_http "http://127.0.0.1:$server_metrics_port/healthz"
 wait_http "http://127.0.0.1:$worker_port/healthz"
 wait_http "http://127.0.0.1:$operator_port/healthz"
 for i in 1 2 3 4 5; do
@@ -171,10 +176,15 @@ wait_for 60 scaler_read_reachable || true
 wait_for 60 sample_degraded || true
 wait_for 30 broken_counted || true
 
-for p in server:$server_port worker:$worker_port operator:$operator_port; do
+for p in server:$server_metrics_port worker:$worker_port operator:$operator_port; do
   curl -fsS "http://127.0.0.1:${p#*:}/metrics" > "$work/${p%%:*}.metrics"
 done
 check "the worker learned the 5 data (its metrics count them)" learned_all
+status_of() { curl -s -o /dev/null -w '%{http_code}' "$1"; }
+check "the server's public port serves no /metrics (404)" \
+  bash -c '[ "$1" = 404 ]' _ "$(status_of "http://127.0.0.1:$server_port/metrics")"
+check "the server's internal port serves /metrics (200)" \
+  bash -c '[ "$1" = 200 ]' _ "$(status_of "http://127.0.0.1:$server_metrics_port/metrics")"
 check "the scaler read the backlog of $ns/reachable (external Redis)" \
   grep -q "^multivac_scaler_backlog{namespace=\"$ns\",name=\"reachable\"} 0" "$work/operator.metrics"
 check "the scaler exports maxReplicas of $ns/reachable (10, the default)" \
@@ -238,6 +248,36 @@ done
   --show-only templates/prometheusrule.yaml > "$work/monitors.yaml"
 check "ServiceMonitor, PodMonitor and PrometheusRule accepted (prometheus-operator $PROMETHEUS_OPERATOR_VERSION CRDs)" \
   "$kubectl" apply --dry-run=server -f "$work/monitors.yaml"
+# The PodMonitor scrapes ports the operator really opens: for every pod it
+# selects (the server and worker Deployments the operator built for
+# `reachable` above), each endpoint's port is a container port of that pod,
+# serving /metrics, and the server's Service does not expose it.
+for kind in deploy/reachable-server deploy/reachable-worker svc/reachable-server; do
+  "$kubectl" -n "$ns" get "$kind" -o json > "$work/${kind#*/}-${kind%/*}.json" 2>/dev/null || true
+done
+podmonitor_ports() {
+  "$py" - "$work" <<'PY'
+import json, sys, yaml
+work = sys.argv[1]
+monitor = next(d for d in yaml.safe_load_all(open(f"{work}/monitors.yaml")) if d and d["kind"] == "PodMonitor")
+ports = [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]]
+assert all(e["path"] == "/metrics" for e in monitor["spec"]["podMetricsEndpoints"]), monitor
+service = json.load(open(f"{work}/reachable-server-svc.json"))
+exposed = {p.get("targetPort") for p in service["spec"]["ports"]}
+for component in ("server", "worker"):
+    pod = json.load(open(f"{work}/reachable-{component}-deploy.json"))["spec"]["template"]["spec"]
+    named = {p["name"]: p["containerPort"] for c in pod["containers"] for p in c.get("ports", [])}
+    for port in ports:
+        if port not in named:
+            sys.exit(f"the PodMonitor scrapes port {port!r}, which the {component} pods do not have ({sorted(named)})")
+    print(f"{component}: PodMonitor port(s) {ports} -> {[named[p] for p in ports]}")
+leaked = exposed & set(ports)
+if leaked:
+    sys.exit(f"the server's Service exposes the metrics port(s) {sorted(leaked)}")
+print(f"the server's Service exposes only {sorted(exposed)}")
+PY
+}
+check "the PodMonitor's port is the server's and the workers' metrics port, and not in the server's Service" podmonitor_ports
 
 # --- 3. the metrics the rules and the dashboard name exist ------------------------------------
 log "3. every metric the rules and the dashboard name is exported"

@@ -2,6 +2,7 @@
 //! variable, so the same binary is configured by hand or by the operator.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -72,6 +73,45 @@ pub(crate) struct CommonArgs {
     /// Log format; the level is set by RUST_LOG (default: info).
     #[arg(long, env = env::LOG_FORMAT, value_enum, default_value = "text")]
     pub(crate) log_format: LogFormat,
+
+    /// PEM file of the CA that signed a rediss:// Redis's certificate; unset:
+    /// the public (Mozilla) roots built into the binary.
+    #[arg(long, env = env::REDIS_CA_FILE)]
+    pub(crate) redis_ca_file: Option<PathBuf>,
+
+    /// PEM file of the CA that signed MongoDB's certificate; turns TLS on
+    /// (as tls=true&tlsCAFile=FILE in the URI would).
+    #[arg(long, env = env::MONGODB_CA_FILE)]
+    pub(crate) mongodb_ca_file: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    /// The Redis CA's certificates, read once at start: a missing or
+    /// unreadable file stops the process with its name instead of failing
+    /// every connection later.
+    pub(crate) fn redis_ca(&self) -> Result<Option<Vec<u8>>, crate::Error> {
+        self.redis_ca_file
+            .as_deref()
+            .map(|path| read_ca(env::REDIS_CA_FILE, path))
+            .transpose()
+    }
+
+    /// The MongoDB CA file, checked readable at start (the driver reads it
+    /// again for every new connection).
+    pub(crate) fn mongodb_ca(&self) -> Result<Option<&Path>, crate::Error> {
+        let Some(path) = self.mongodb_ca_file.as_deref() else {
+            return Ok(None);
+        };
+        read_ca(env::MONGODB_CA_FILE, path).map(|_| Some(path))
+    }
+}
+
+fn read_ca(var: &'static str, path: &Path) -> Result<Vec<u8>, crate::Error> {
+    std::fs::read(path).map_err(|source| crate::Error::CaFile {
+        var,
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// `multivac server` options.
@@ -80,9 +120,18 @@ pub(crate) struct ServerArgs {
     #[command(flatten)]
     pub(crate) common: CommonArgs,
 
-    /// Address the HTTP API listens on.
+    /// Address the HTTP API listens on (the public port; /healthz and /readyz too).
     #[arg(long, env = env::BIND, default_value_t = listen_on(port::SERVER))]
     pub(crate) bind: SocketAddr,
+
+    /// Address of the server's internal port: /metrics and /zzz (and /healthz,
+    /// /readyz). The same address as the API's serves everything on one port.
+    #[arg(long, env = env::METRICS_BIND, default_value_t = listen_on(port::SERVER_METRICS))]
+    pub(crate) metrics_bind: SocketAddr,
+
+    /// Also serve /zzz on the public port (the API's), not only on the internal one.
+    #[arg(long, env = env::PUBLIC_ZZZ, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub(crate) public_zzz: bool,
 
     /// Distinct concepts MultiVAC must learn before its answer is meaningful.
     #[arg(long, env = env::REQUIRED_CONCEPTS, default_value_t = 100)]
@@ -217,6 +266,9 @@ mod tests {
             panic!("expected server")
         };
         assert_eq!(server.bind.to_string(), "0.0.0.0:8080");
+        assert_eq!(server.metrics_bind.to_string(), "0.0.0.0:9090");
+        assert!(!server.public_zzz);
+        assert!(server.common.redis_ca_file.is_none() && server.common.mongodb_ca_file.is_none());
         assert_eq!(server.required_concepts, 100);
         assert_eq!(server.max_data_bytes, 65536);
         assert_eq!(server.common.redis_url, "redis://127.0.0.1:6379");
@@ -231,6 +283,39 @@ mod tests {
         };
         assert_eq!(worker.metrics_bind.to_string(), "0.0.0.0:9090");
         assert_eq!(worker.consumer(), "w1");
+    }
+
+    #[test]
+    fn public_zzz_is_a_flag_or_a_boolean() {
+        let public = |argv: &[&str]| {
+            let cli = Cli::try_parse_from(argv).unwrap();
+            let Command::Server(server) = cli.command else {
+                panic!("expected server")
+            };
+            server.public_zzz
+        };
+        assert!(public(&["multivac", "server", "--public-zzz"]));
+        assert!(public(&["multivac", "server", "--public-zzz=true"]));
+        assert!(!public(&["multivac", "server", "--public-zzz=false"]));
+        assert!(Cli::try_parse_from(["multivac", "server", "--public-zzz=yes please"]).is_err());
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_named() {
+        let cli = Cli::try_parse_from([
+            "multivac",
+            "worker",
+            "--redis-ca-file",
+            "/nonexistent/ca.crt",
+        ])
+        .unwrap();
+        let err = cli.command.common().redis_ca().unwrap_err().to_string();
+        assert!(
+            err.contains("/nonexistent/ca.crt") && err.contains(env::REDIS_CA_FILE),
+            "{err}"
+        );
+        let none = Cli::try_parse_from(["multivac", "worker"]).unwrap();
+        assert!(none.command.common().redis_ca().unwrap().is_none());
     }
 
     #[test]

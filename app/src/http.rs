@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{BoxError, Json, Router};
 use multivac_contract::{
-    Backlog, Drain, Probes, Readiness, Shutdown, encode_metrics, env, path, probe_routes,
+    Backlog, Drain, Probes, Readiness, Shutdown, encode_metrics, env, health_routes, metrics_route,
+    path,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -65,6 +66,8 @@ struct AppState {
     knowledge: Arc<KnowledgeCache>,
     backlog: BacklogGate,
     shutdown: Shutdown,
+    /// The `MULTIVAC_MAX_IN_FLIGHT` slots, one set for every listener.
+    in_flight: GlobalConcurrencyLimitLayer,
 }
 
 impl AppState {
@@ -72,10 +75,12 @@ impl AppState {
     /// nothing here needs Redis or MongoDB to be up.
     async fn connect(args: &ServerArgs, shutdown: Shutdown) -> Result<Self, crate::Error> {
         let backend_timeout = ms(args.backend_timeout_ms);
+        let redis_ca = args.common.redis_ca()?;
         let store = Arc::new(
-            Store::connect(
+            Store::connect_with_ca(
                 &args.common.mongodb_uri,
                 &args.common.mongodb_database,
+                args.common.mongodb_ca()?,
                 backend_timeout,
             )
             .await?,
@@ -89,7 +94,11 @@ impl AppState {
             concepts: metrics.concepts.clone(),
         };
         Ok(AppState {
-            queue: Queue::connect(&args.common.redis_url, backend_timeout)?,
+            queue: Queue::connect_with_ca(
+                &args.common.redis_url,
+                redis_ca.as_deref(),
+                backend_timeout,
+            )?,
             knowledge: Arc::new(KnowledgeCache::new(
                 store,
                 ms(args.stats_ttl_ms),
@@ -106,6 +115,7 @@ impl AppState {
             metrics,
             backlog: BacklogGate::new(args.max_backlog),
             shutdown,
+            in_flight: GlobalConcurrencyLimitLayer::new(args.max_in_flight as usize),
         })
     }
 }
@@ -202,6 +212,16 @@ enum ApiError {
     Timeout { limit: Duration },
     #[error("no route for {0}; try GET /, GET /multivac, POST /multivac/data or GET /zzz/")]
     NotFound(String),
+    #[error(
+        "GET {0} is served on the internal port ({bind}, 9090 by default), not on this one{hint}",
+        bind = env::METRICS_BIND,
+        hint = if *.0 == path::ZZZ {
+            format!("; set {}=true to serve it here too", env::PUBLIC_ZZZ)
+        } else {
+            String::new()
+        }
+    )]
+    InternalOnly(&'static str),
     #[error("{0} is not allowed here")]
     MethodNotAllowed(Method),
 }
@@ -236,7 +256,7 @@ impl ApiError {
             | StoreUnavailable
             | Overloaded { .. }
             | Timeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            NotFound(_) => StatusCode::NOT_FOUND,
+            NotFound(_) | InternalOnly(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
@@ -261,6 +281,7 @@ impl ApiError {
             Overloaded { .. } => "overloaded",
             Timeout { .. } => "timeout",
             NotFound(_) => "not_found",
+            InternalOnly(_) => "internal_only",
             MethodNotAllowed(_) => "method_not_allowed",
         }
     }
@@ -322,30 +343,80 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The server's routes and layers; `multivac_contract::serve` adds the
-/// trailing-slash normalisation (tests add it with `http_service`).
+/// What one listener serves. The public port (the Service's, the Ingress's)
+/// has the API and the probes; `/metrics` and `/zzz` (the backlog, the
+/// workers, what MultiVAC knows) are on the internal port unless `/zzz` is
+/// asked for publicly; an address given for both serves everything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Exposed {
+    api: bool,
+    zzz: bool,
+    metrics: bool,
+}
+
+impl Exposed {
+    const ALL: Self = Self {
+        api: true,
+        zzz: true,
+        metrics: true,
+    };
+    const INTERNAL: Self = Self {
+        api: false,
+        zzz: true,
+        metrics: true,
+    };
+    fn public(zzz: bool) -> Self {
+        Self {
+            api: true,
+            zzz,
+            metrics: false,
+        }
+    }
+}
+
+/// The routes of one listener and their layers; `multivac_contract::serve`
+/// adds the trailing-slash normalisation (tests add it with `http_service`).
 ///
-/// The API routes are behind the in-flight limit: one request over
+/// The API routes and `/zzz` are behind the in-flight limit, one limit for
+/// the whole server (both listeners share it): one request over
 /// `MULTIVAC_MAX_IN_FLIGHT` is refused at once (503 `overloaded`) instead of
 /// waiting for a slot until it times out. The probes and /metrics are not,
 /// so the kubelet and Prometheus still reach an overloaded server. Every
 /// route has the request timeout (503 `timeout`) and is counted.
-fn router(state: Arc<AppState>) -> Router {
+fn routes(state: Arc<AppState>, exposed: Exposed) -> Router {
     let limit = state.settings.max_in_flight;
-    let api = Router::new()
-        .route(path::WELCOME, get(welcome))
-        .route(path::QUESTION, get(question))
-        .route(path::DATA, post(post_data))
-        .route(path::ZZZ, get(zzz))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(move |_: BoxError| async move {
-                    ApiError::Overloaded { limit }
-                }))
-                .layer(LoadShedLayer::new())
-                .layer(GlobalConcurrencyLimitLayer::new(limit)),
-        );
-    api.merge(probe_routes(state.clone()))
+    let mut limited = Router::new();
+    if exposed.api {
+        limited = limited
+            .route(path::WELCOME, get(welcome))
+            .route(path::QUESTION, get(question))
+            .route(path::DATA, post(post_data));
+    }
+    if exposed.zzz {
+        limited = limited.route(path::ZZZ, get(zzz));
+    }
+    let mut router = limited.layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(move |_: BoxError| async move {
+                ApiError::Overloaded { limit }
+            }))
+            .layer(LoadShedLayer::new())
+            .layer(state.in_flight.clone()),
+    );
+    for (path, served) in [(path::ZZZ, exposed.zzz), (path::METRICS, exposed.metrics)] {
+        if !served {
+            // Says where it is, rather than the generic 404.
+            router = router.route(
+                path,
+                get(move || async move { ApiError::InternalOnly(path) }),
+            );
+        }
+    }
+    router = router.merge(health_routes(state.clone()));
+    if exposed.metrics {
+        router = router.merge(metrics_route(state.clone()));
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
@@ -786,14 +857,46 @@ pub(crate) async fn run(args: ServerArgs, shutdown: Shutdown) -> Result<(), crat
                 .await
         });
     }
-    let listener = crate::listen(args.bind).await?;
-    let addr = listener.local_addr().unwrap_or(args.bind);
-    tracing::info!(%addr, "serving HTTP");
+    // Every listener drains alike: /readyz says `draining` on each (one
+    // state), each keeps serving for the drain period, then stops accepting
+    // and lets its requests in flight finish.
     let drain = Drain {
         serve_for: ms(args.drain_ms),
         finish_within: Some(state.settings.request_timeout + FINISH_MARGIN),
     };
-    multivac_contract::serve_with_drain(listener, router(state), shutdown, drain)
+    if args.metrics_bind == args.bind {
+        let listener = listen(args.bind).await?;
+        return serve(listener, routes(state, Exposed::ALL), shutdown, drain).await;
+    }
+    // Both addresses are taken before either serves: a port in use stops
+    // the process at once instead of leaving half a server.
+    let public_listener = listen(args.bind).await?;
+    let internal_listener = listen(args.metrics_bind).await?;
+    let public = routes(state.clone(), Exposed::public(args.public_zzz));
+    let internal = routes(state, Exposed::INTERNAL);
+    tokio::try_join!(
+        serve(public_listener, public, shutdown.clone(), drain),
+        serve(internal_listener, internal, shutdown, drain),
+    )
+    .map(|_| ())
+}
+
+/// Listens on `addr`, logging where.
+async fn listen(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, crate::Error> {
+    let listener = crate::listen(addr).await?;
+    let addr = listener.local_addr().unwrap_or(addr);
+    tracing::info!(%addr, "serving HTTP");
+    Ok(listener)
+}
+
+/// Serves `router` on `listener` until `shutdown`, then drains.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: Shutdown,
+    drain: Drain,
+) -> Result<(), crate::Error> {
+    multivac_contract::serve_with_drain(listener, router, shutdown, drain)
         .await
         .map_err(crate::Error::Serve)
 }

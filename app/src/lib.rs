@@ -55,6 +55,14 @@ pub enum Error {
     /// MongoDB could not be set up (an invalid URI).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A CA file named by the environment cannot be read.
+    #[error("cannot read {var} {path}: {source}; mount the CA there or unset {var}", path = path.display())]
+    CaFile {
+        var: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Runs what the command line asks for (`multivac server` or `multivac

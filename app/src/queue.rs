@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use multivac_contract::{
     Backlog, BacklogError, BacklogReading, DATA_FIELD, DEAD_LETTER, EvictionPolicy, GROUP,
-    HEARTBEAT_PREFIX, STREAM, acknowledge, env, read_backlog, read_eviction_policy,
+    HEARTBEAT_PREFIX, RedisClientError, STREAM, acknowledge, env, read_backlog,
+    read_eviction_policy, redis_client,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
@@ -47,12 +48,12 @@ pub enum QueueError {
         #[source]
         source: BacklogError,
     },
-    /// The URL cannot be used.
+    /// The URL (or the CA given for it) cannot be used.
     #[error("invalid {var} {url}: {source}", var = env::REDIS_URL)]
     Url {
         url: String,
         #[source]
-        source: redis::RedisError,
+        source: RedisClientError,
     },
 }
 
@@ -189,8 +190,11 @@ pub struct Heartbeat {
 /// The reconnecting connection both the producer and the consumer use, and
 /// the URL with its password redacted for logs and errors. It connects
 /// lazily, so a process starts (and reports not ready) while Redis is down.
+/// `ca`: the PEM certificates a `rediss://` server's certificate is checked
+/// against (else the public roots).
 fn lazy_connection(
     url: &str,
+    ca: Option<&[u8]>,
     connect_timeout: Duration,
     response_timeout: Duration,
 ) -> Result<(ConnectionManager, String), QueueError> {
@@ -199,14 +203,15 @@ fn lazy_connection(
         url: redacted.clone(),
         source,
     };
-    let client = redis::Client::open(url).map_err(invalid)?;
+    let client = redis_client(url, ca).map_err(invalid)?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(connect_timeout))
         .set_response_timeout(Some(response_timeout))
         .set_number_of_retries(1)
         .set_min_delay(Duration::from_millis(50))
         .set_max_delay(Duration::from_millis(500));
-    let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(invalid)?;
+    let conn = ConnectionManager::new_lazy_with_config(client, config)
+        .map_err(|e| invalid(RedisClientError::Url(e)))?;
     Ok((conn, redacted))
 }
 
@@ -224,7 +229,16 @@ pub struct Queue {
 impl Queue {
     /// A lazily connected queue; `timeout` bounds every command and connect.
     pub fn connect(url: &str, timeout: Duration) -> Result<Self, QueueError> {
-        let (conn, url) = lazy_connection(url, timeout, timeout)?;
+        Self::connect_with_ca(url, None, timeout)
+    }
+
+    /// [`Queue::connect`] to a `rediss://` Redis whose certificate `ca` (PEM) signed.
+    pub fn connect_with_ca(
+        url: &str,
+        ca: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Self, QueueError> {
+        let (conn, url) = lazy_connection(url, ca, timeout, timeout)?;
         Ok(Queue { conn, url })
     }
 
@@ -404,7 +418,18 @@ impl Consumer {
         timeout: Duration,
         block: Duration,
     ) -> Result<Self, QueueError> {
-        let (conn, url) = lazy_connection(url, timeout, timeout + block)?;
+        Self::connect_with_ca(url, None, name, timeout, block)
+    }
+
+    /// [`Consumer::connect`] to a `rediss://` Redis whose certificate `ca` (PEM) signed.
+    pub fn connect_with_ca(
+        url: &str,
+        ca: Option<&[u8]>,
+        name: &str,
+        timeout: Duration,
+        block: Duration,
+    ) -> Result<Self, QueueError> {
+        let (conn, url) = lazy_connection(url, ca, timeout, timeout + block)?;
         Ok(Consumer {
             conn,
             url,

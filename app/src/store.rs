@@ -11,12 +11,13 @@
 //! leaves Redis before MongoDB can survive a crash with it.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mongodb::bson::{Document, doc};
 use mongodb::error::ErrorKind;
-use mongodb::options::{Acknowledgment, ClientOptions, WriteConcern};
+use mongodb::options::{Acknowledgment, ClientOptions, Tls, TlsOptions, WriteConcern};
 use mongodb::{Client, Collection, Database};
 use multivac_contract::env;
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,13 @@ pub enum StoreError {
         #[source]
         source: mongodb::error::Error,
     },
+    /// A CA file is configured but the URI turns TLS off.
+    #[error(
+        "{uri} says tls=false but {var} is set: remove tls=false (or ssl=false) from {uri_var}, or unset {var}",
+        var = env::MONGODB_CA_FILE,
+        uri_var = env::MONGODB_URI
+    )]
+    TlsOff { uri: String },
     /// A command failed or MongoDB did not answer.
     #[error(
         "MongoDB at {uri} is unreachable or failed: {source}; check {var} and that MongoDB is up",
@@ -124,6 +132,18 @@ impl Store {
     /// A client for `uri` (connected lazily: the driver connects on first
     /// use); `timeout` bounds server selection and connecting.
     pub async fn connect(uri: &str, database: &str, timeout: Duration) -> Result<Self, StoreError> {
+        Self::connect_with_ca(uri, database, None, timeout).await
+    }
+
+    /// [`Store::connect`] over TLS checked against the CA in `ca_file`
+    /// (PEM), as `tls=true&tlsCAFile=...` in the URI would; the URI's other
+    /// TLS options stay. A URI that turns TLS off is refused.
+    pub async fn connect_with_ca(
+        uri: &str,
+        database: &str,
+        ca_file: Option<&Path>,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
         let redacted = redact_url(uri);
         let mut options = ClientOptions::parse(uri)
             .await
@@ -131,6 +151,20 @@ impl Store {
                 uri: redacted.clone(),
                 source,
             })?;
+        if let Some(path) = ca_file {
+            options.tls = Some(Tls::Enabled(match options.tls.take() {
+                Some(Tls::Disabled) => {
+                    return Err(StoreError::TlsOff {
+                        uri: redacted.clone(),
+                    });
+                }
+                Some(Tls::Enabled(mut tls)) => {
+                    tls.ca_file_path = Some(path.to_owned());
+                    tls
+                }
+                None => TlsOptions::builder().ca_file_path(path.to_owned()).build(),
+            }));
+        }
         options
             .app_name
             .get_or_insert_with(|| "multivac".to_owned());
@@ -537,5 +571,57 @@ mod tests {
             "{}",
             oversized[0].1
         );
+    }
+
+    #[tokio::test]
+    async fn a_ca_file_with_tls_turned_off_is_refused() {
+        for uri in [
+            "mongodb://u:secret@127.0.0.1:1/?tls=false",
+            "mongodb://u:secret@127.0.0.1:1/?ssl=false",
+        ] {
+            let err = Store::connect_with_ca(
+                uri,
+                "db",
+                Some(Path::new("ca.crt")),
+                Duration::from_secs(1),
+            )
+            .await
+            .err()
+            .expect("refused");
+            let text = err.to_string();
+            assert!(matches!(err, StoreError::TlsOff { .. }), "{text}");
+            assert!(
+                text.contains(env::MONGODB_CA_FILE) && !text.contains("secret"),
+                "{text}"
+            );
+        }
+        // TLS on in the URI or not mentioned: the CA is taken (the driver
+        // reads it when the client is built; nothing connects yet).
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.crt");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["ca".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(&ca, cert.pem()).unwrap();
+        for uri in ["mongodb://127.0.0.1:1/?tls=true", "mongodb://127.0.0.1:1/"] {
+            Store::connect_with_ca(uri, "db", Some(&ca), Duration::from_secs(1))
+                .await
+                .unwrap_or_else(|e| panic!("{uri}: {e}"));
+        }
+        // A CA file that is not there is an error at once, naming it.
+        let missing = dir.path().join("missing.crt");
+        let err = Store::connect_with_ca(
+            "mongodb://127.0.0.1:1/",
+            "db",
+            Some(&missing),
+            Duration::from_secs(1),
+        )
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+        assert!(err.contains("missing.crt"), "{err}");
     }
 }

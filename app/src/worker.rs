@@ -490,17 +490,24 @@ impl Probes for Probe {
 pub(crate) async fn run(args: WorkerArgs, shutdown: Shutdown) -> Result<(), Error> {
     let settings = Settings::from_args(&args);
     let name = args.consumer();
-    let queue = Queue::connect(&args.common.redis_url, settings.backend_timeout)?;
-    let consumer = Consumer::connect(
+    let redis_ca = args.common.redis_ca()?;
+    let queue = Queue::connect_with_ca(
         &args.common.redis_url,
+        redis_ca.as_deref(),
+        settings.backend_timeout,
+    )?;
+    let consumer = Consumer::connect_with_ca(
+        &args.common.redis_url,
+        redis_ca.as_deref(),
         &name,
         settings.backend_timeout,
         settings.block,
     )?;
     let store = Arc::new(
-        Store::connect(
+        Store::connect_with_ca(
             &args.common.mongodb_uri,
             &args.common.mongodb_database,
+            args.common.mongodb_ca()?,
             settings.backend_timeout,
         )
         .await?,

@@ -519,6 +519,7 @@ async fn redis_password_in_the_url_works_and_is_never_logged() {
         .env_clear()
         .env("RUST_LOG", "debug")
         .env("MULTIVAC_BIND", format!("127.0.0.1:{port}"))
+        .env("MULTIVAC_METRICS_BIND", format!("127.0.0.1:{port}"))
         .env(
             "MULTIVAC_REDIS_URL",
             format!("redis://:wrong-pw-must-not-leak@127.0.0.1:{}/0", redis.port),

@@ -20,6 +20,10 @@ fn help_documents_every_option_and_its_variable() {
         "MULTIVAC_MONGODB_DATABASE",
         "MULTIVAC_LOG_FORMAT",
         "MULTIVAC_BIND",
+        "MULTIVAC_METRICS_BIND",
+        "MULTIVAC_PUBLIC_ZZZ",
+        "MULTIVAC_REDIS_CA_FILE",
+        "MULTIVAC_MONGODB_CA_FILE",
         "MULTIVAC_REQUIRED_CONCEPTS",
         "MULTIVAC_MAX_DATA_BYTES",
         "MULTIVAC_API_TOKEN",
@@ -39,6 +43,8 @@ fn help_documents_every_option_and_its_variable() {
         "MULTIVAC_MONGODB_DATABASE",
         "MULTIVAC_LOG_FORMAT",
         "MULTIVAC_METRICS_BIND",
+        "MULTIVAC_REDIS_CA_FILE",
+        "MULTIVAC_MONGODB_CA_FILE",
         "MULTIVAC_CONSUMER_NAME",
         "MULTIVAC_BATCH_SIZE",
         "MULTIVAC_BATCH_BYTES",
@@ -116,4 +122,87 @@ fn an_empty_or_blank_api_token_refuses_to_start() {
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert!(stderr.contains(args[1]), "{args:?}: {stderr}");
     }
+}
+/// A CA file that cannot be read, or a CA given for a Redis URL without TLS
+/// (or a MongoDB URI that turns TLS off), stops the process at once with
+/// what to fix: never a silent fallback to a connection the CA was meant to
+/// protect.
+#[test]
+fn tls_misconfiguration_stops_the_process_with_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+    let ca = ca.to_str().unwrap();
+    for (args, needles) in [
+        (
+            vec!["worker", "--redis-ca-file", "/nonexistent/ca.crt"],
+            vec!["MULTIVAC_REDIS_CA_FILE", "/nonexistent/ca.crt"],
+        ),
+        (
+            vec!["server", "--mongodb-ca-file", "/nonexistent/mongo.crt"],
+            vec!["MULTIVAC_MONGODB_CA_FILE", "/nonexistent/mongo.crt"],
+        ),
+        (
+            vec![
+                "worker",
+                "--redis-url",
+                "redis://:hidden@127.0.0.1:1",
+                "--redis-ca-file",
+                ca,
+            ],
+            vec!["MULTIVAC_REDIS_URL", "not rediss://"],
+        ),
+        (
+            vec![
+                "server",
+                "--mongodb-uri",
+                "mongodb://127.0.0.1:1/?tls=false",
+                "--mongodb-ca-file",
+                ca,
+            ],
+            vec!["tls=false", "MULTIVAC_MONGODB_CA_FILE"],
+        ),
+    ] {
+        // Free ports, should the check wrongly pass and the process serve.
+        let mut argv = args.clone();
+        argv.extend(["--metrics-bind", "127.0.0.1:0"]);
+        if args[0] == "server" {
+            argv.extend(["--bind", "127.0.0.1:0"]);
+        }
+        let (success, stderr) = run_for_at_most(&argv, std::time::Duration::from_secs(20));
+        assert!(!success, "{argv:?} did not fail: {stderr}");
+        for needle in needles {
+            assert!(
+                stderr.contains(needle),
+                "{argv:?}: no {needle:?} in {stderr}"
+            );
+        }
+        assert!(!stderr.contains("hidden"), "{stderr}");
+    }
+}
+
+/// Runs `multivac ARGS`, killing it after `limit`: (exited successfully, stderr).
+fn run_for_at_most(args: &[&str], limit: std::time::Duration) -> (bool, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_multivac"))
+        .args(args)
+        .env_clear()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running multivac");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.is_some_and(|s| s.success()), stderr)
 }

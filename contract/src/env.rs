@@ -6,6 +6,12 @@
 pub const REDIS_URL: &str = "MULTIVAC_REDIS_URL";
 /// MongoDB connection string, with its credentials (from a Secret).
 pub const MONGODB_URI: &str = "MULTIVAC_MONGODB_URI";
+/// The CA certificates (PEM file) a `rediss://` Redis's certificate is checked
+/// against instead of the public roots (the operator mounts a user's Secret).
+pub const REDIS_CA_FILE: &str = "MULTIVAC_REDIS_CA_FILE";
+/// The CA certificates (PEM file) for MongoDB over TLS; turns TLS on, like
+/// `tls=true&tlsCAFile=` in the URI (the operator mounts a user's Secret).
+pub const MONGODB_CA_FILE: &str = "MULTIVAC_MONGODB_CA_FILE";
 /// MongoDB database name (from the ConfigMap).
 pub const MONGODB_DATABASE: &str = "MULTIVAC_MONGODB_DATABASE";
 /// `text` or `json` ([`LogFormat`](crate::LogFormat); the operator sets `json`).
@@ -16,8 +22,10 @@ pub const LOG_FILTER: &str = "RUST_LOG";
 /// default consumer name.
 pub const POD_NAME: &str = "POD_NAME";
 
-/// `multivac server`: listen address of the API.
+/// `multivac server`: listen address of the API (the public port).
 pub const BIND: &str = "MULTIVAC_BIND";
+/// `multivac server`: also serve `/zzz` on the public port (`true`/`false`).
+pub const PUBLIC_ZZZ: &str = "MULTIVAC_PUBLIC_ZZZ";
 /// `multivac server`: concepts needed for a meaningful answer (from the ConfigMap).
 pub const REQUIRED_CONCEPTS: &str = "MULTIVAC_REQUIRED_CONCEPTS";
 /// `multivac server`: largest accepted datum in bytes.
@@ -41,7 +49,8 @@ pub const MAX_IN_FLIGHT: &str = "MULTIVAC_MAX_IN_FLIGHT";
 /// `spec.server.drainSeconds`).
 pub const DRAIN_MS: &str = "MULTIVAC_DRAIN_MS";
 
-/// `multivac worker`: listen address of its probes and metrics.
+/// Both subcommands: listen address of the internal port (`/metrics`,
+/// `/healthz`, `/readyz`, and the server's `/zzz`).
 pub const METRICS_BIND: &str = "MULTIVAC_METRICS_BIND";
 /// `multivac worker`: its name in the consumer group.
 pub const CONSUMER_NAME: &str = "MULTIVAC_CONSUMER_NAME";

@@ -131,9 +131,21 @@ async fn metrics<P: Probes>(State(probes): State<Arc<P>>) -> Response {
 /// [`path::HEALTHZ`], [`path::READYZ`] and [`path::METRICS`] answered by
 /// `probes`, as a router to serve alone or merge into a bigger one.
 pub fn probe_routes<P: Probes, S: Clone + Send + Sync + 'static>(probes: Arc<P>) -> Router<S> {
+    health_routes(probes.clone()).merge(metrics_route(probes))
+}
+
+/// [`path::HEALTHZ`] and [`path::READYZ`] alone: what a public port serves
+/// besides its API (load balancers probe them), without the figures.
+pub fn health_routes<P: Probes, S: Clone + Send + Sync + 'static>(probes: Arc<P>) -> Router<S> {
     Router::new()
         .route(path::HEALTHZ, get(healthz))
         .route(path::READYZ, get(readyz::<P>))
+        .with_state(probes)
+}
+
+/// [`path::METRICS`] alone, for an internal port.
+pub fn metrics_route<P: Probes, S: Clone + Send + Sync + 'static>(probes: Arc<P>) -> Router<S> {
+    Router::new()
         .route(path::METRICS, get(metrics::<P>))
         .with_state(probes)
 }
@@ -297,6 +309,21 @@ mod tests {
                 assert_eq!(status, StatusCode::OK, "GET {spelling}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn health_routes_leave_the_metrics_out() {
+        let fake = Arc::new(Fake {
+            ready: AtomicBool::new(true),
+            scrapes: AtomicU64::new(0),
+        });
+        let health = http_service(health_routes(fake.clone()));
+        assert_eq!(get(&health, path::HEALTHZ).await.0, StatusCode::OK);
+        assert_eq!(get(&health, path::READYZ).await.0, StatusCode::OK);
+        assert_eq!(get(&health, path::METRICS).await.0, StatusCode::NOT_FOUND);
+        let metrics = http_service(metrics_route(fake.clone()));
+        assert_eq!(get(&metrics, path::METRICS).await.2, "scrapes 1\n");
+        assert_eq!(get(&metrics, path::HEALTHZ).await.0, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]

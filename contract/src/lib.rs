@@ -10,6 +10,8 @@
 //! - the names the operator wires into the pods: environment variables
 //!   ([`env`]), keys of the generated credentials Secret ([`secret_key`]),
 //!   ports ([`port`]) and HTTP paths ([`path`]);
+//! - how a Redis URL becomes a client ([`redis_client`]): `rediss://` with
+//!   the public roots or a private CA, the same in the app and the scaler;
 //! - what every process does the same way: log setup ([`init_logging`]),
 //!   Prometheus text ([`encode_metrics`]), stop on SIGTERM ([`on_signals`]),
 //!   `/healthz`, `/readyz` and `/metrics` ([`probe_routes`]) and serving HTTP
@@ -23,6 +25,7 @@ mod eviction;
 mod http;
 pub mod path;
 pub mod port;
+mod redis_client;
 pub mod secret_key;
 mod shutdown;
 mod stream;
@@ -30,7 +33,11 @@ mod telemetry;
 
 pub use backlog::{Backlog, BacklogError, BacklogReading, read_backlog};
 pub use eviction::{EvictionPolicy, read_eviction_policy};
-pub use http::{Drain, Probes, Readiness, http_service, probe_routes, serve, serve_with_drain};
+pub use http::{
+    Drain, Probes, Readiness, health_routes, http_service, metrics_route, probe_routes, serve,
+    serve_with_drain,
+};
+pub use redis_client::{RedisClientError, redis_client};
 pub use shutdown::{Shutdown, ShutdownTrigger, channel as shutdown_channel, on_signals};
 pub use stream::{DATA_FIELD, DEAD_LETTER, GROUP, HEARTBEAT_PREFIX, STREAM, acknowledge};
 pub use telemetry::{LogFormat, METRICS_CONTENT_TYPE, encode_metrics, init_logging};

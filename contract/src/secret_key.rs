@@ -24,3 +24,7 @@ pub const MONGODB_APP_USERNAME: &str = "mongodb-app-username";
 pub const MONGODB_APP_PASSWORD: &str = "mongodb-app-password";
 /// Default key of the API token in the Secret `spec.apiTokenSecretRef` names.
 pub const API_TOKEN: &str = "token";
+/// Default key of the CA certificates (PEM) in the Secret a
+/// `spec.redis.external.caSecretRef` or `spec.mongodb.external.caSecretRef`
+/// names: the key cert-manager and `kubernetes.io/tls` Secrets use.
+pub const CA_CERT: &str = "ca.crt";

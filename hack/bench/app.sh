@@ -94,7 +94,9 @@ redis-cli -p "$redis_port" DEL multivac:bench >/dev/null
 
 log "POST /multivac/data with wrk, $conns connections, ${seconds}s"
 http_port="$(free_port)"
-MULTIVAC_BIND="127.0.0.1:$http_port" "$multivac" server >"$work/server.log" 2>&1 &
+# The internal port on the API's address: one listener, and no fixed 9090
+# that a second server (below) or another program would collide on.
+MULTIVAC_BIND="127.0.0.1:$http_port" MULTIVAC_METRICS_BIND="127.0.0.1:$http_port" "$multivac" server >"$work/server.log" 2>&1 &
 pids+=($!)
 wait_port "$http_port" "multivac server"
 wrk -t2 -c"$conns" -d1s -s "$work/post.lua" "http://127.0.0.1:$http_port/multivac/data" >/dev/null # warm-up
@@ -117,7 +119,8 @@ post_rps_with() { # post_rps_with APPENDFSYNC: writes requests/s to $work/rps-AP
   pids+=($!)
   wait_port "$port" "redis-server ($mode)"
   http="$(free_port)"
-  MULTIVAC_REDIS_URL="redis://127.0.0.1:$port" MULTIVAC_BIND="127.0.0.1:$http" "$multivac" server \
+  MULTIVAC_REDIS_URL="redis://127.0.0.1:$port" MULTIVAC_BIND="127.0.0.1:$http" \
+    MULTIVAC_METRICS_BIND="127.0.0.1:$http" "$multivac" server \
     >"$work/server-$mode.log" 2>&1 &
   pids+=($!)
   wait_port "$http" "multivac server ($mode)"

@@ -41,6 +41,8 @@ pub struct Context {
     /// `namespace/name` -> `uid/user` of the app's MongoDB user last seen in
     /// a MultiVac's MongoDB: not looked up again while it stays available.
     pub(crate) app_users_seen: Mutex<HashMap<String, String>>,
+    /// The app image of a MultiVac without `spec.image` (`--default-app-image`).
+    pub default_app_image: Option<String>,
 }
 
 impl Context {
@@ -64,6 +66,7 @@ impl Context {
             fence: Fence::open(),
             store_addresses: HashMap::new(),
             app_users_seen: Mutex::new(HashMap::new()),
+            default_app_image: None,
         }
     }
 
@@ -87,5 +90,11 @@ impl Context {
     /// whose layer `client` carries).
     pub fn with_fence(self, fence: Fence) -> Self {
         Self { fence, ..self }
+    }
+
+    /// The app image for MultiVacs that name none; empty counts as none.
+    pub fn with_default_app_image(mut self, image: Option<String>) -> Self {
+        self.default_app_image = image.filter(|i| !i.trim().is_empty());
+        self
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Api;
 use kube::runtime::controller::Controller;
@@ -50,7 +50,8 @@ pub async fn run(
         crate::resources::owner_of,
     )
     .owns(api::<NetworkPolicy>(client, ns), children.clone())
-    .owns(api::<PodDisruptionBudget>(client, ns), children)
+    .owns(api::<PodDisruptionBudget>(client, ns), children.clone())
+    .owns(api::<Ingress>(client, ns), children)
     .graceful_shutdown_on(shutdown);
     let scaler = tokio::spawn(crate::scaling::run(
         ctx.clone(),

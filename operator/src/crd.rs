@@ -7,7 +7,14 @@
 //! tests, older objects) behave the same way. Bad input is rejected by the API
 //! server through bounds and CEL rules, each with a message saying what to fix.
 
-use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSON,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema, Resource};
@@ -32,18 +39,21 @@ pub const SCALER_FIELD_MANAGER: &str = "multivac-operator-scaler";
     shortname = "mv",
     namespaced,
     status = "MultiVacStatus",
-    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Workers","type":"integer","jsonPath":".status.workers.current"}"#,
-    printcolumn = r#"{"name":"Backlog","type":"integer","jsonPath":".status.workers.backlog"}"#,
+    doc = "A MultiVAC: an HTTP server that queues data in a Redis Stream, workers that learn concepts from it into MongoDB, and (unless external) that Redis and MongoDB. The operator creates them in this namespace and scales the workers from the backlog. The smallest MultiVac is a name; `kubectl explain multivac.spec` lists every setting.",
+    printcolumn = r#"{"name":"Ready","type":"string","description":"The Ready condition's status","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Workers","type":"integer","description":"Worker replicas now","jsonPath":".status.workers.current"}"#,
+    printcolumn = r#"{"name":"Backlog","type":"integer","description":"Entries waiting: consumer-group lag + pending","jsonPath":".status.workers.backlog"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","priority":1,"description":"Why Ready is what it is","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     validation = Rule::new(NAME_LENGTH_RULE).message(message::NAME_LENGTH),
     validation = Rule::new(NAME_CHARACTERS_RULE).message(message::NAME_CHARACTERS)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MultiVacSpec {
-    /// The MultiVAC app image (the `multivac` binary), run by the server and the workers.
-    #[x_kube(validation = Rule::new("self != ''").message("spec.image must not be empty: set it to the multivac app image, e.g. registry.example.com/multivac:0.1.0"))]
-    pub image: String,
+    /// The MultiVAC app image (the `multivac` binary), run by the server and the workers. Unset: the operator's default, the app image of the operator's own release (its `MULTIVAC_OPERATOR_DEFAULT_APP_IMAGE`, the chart's value `appImage`), so upgrading the operator upgrades this MultiVac's app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self != ''").message("spec.image must not be empty: set it to the multivac app image, e.g. registry.example.com/multivac:v0.1.0, or leave it out for the operator's default"))]
+    pub image: Option<String>,
 
     /// Pull policy for the app image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,6 +96,33 @@ pub struct MultiVacSpec {
     pub retention: Retention,
 }
 
+/// The CRD as installed: `MultiVac::crd()` with `spec` optional and
+/// defaulted to `{}` (every field in it has a default, and the API server
+/// fills them in), so that a MultiVac can be a name alone. kube's derive
+/// always makes `spec` required.
+pub fn custom_resource_definition() -> CustomResourceDefinition {
+    let mut crd = <MultiVac as kube::CustomResourceExt>::crd();
+    for version in &mut crd.spec.versions {
+        let Some(root) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        else {
+            continue;
+        };
+        if let Some(required) = root.required.as_mut() {
+            required.retain(|r| r != "spec");
+        }
+        if root.required.as_ref().is_some_and(Vec::is_empty) {
+            root.required = None;
+        }
+        if let Some(spec) = root.properties.as_mut().and_then(|p| p.get_mut("spec")) {
+            spec.default = Some(JSON(json!({})));
+        }
+    }
+    crd
+}
+
 /// The longest MultiVac name: `<name>-mongodb`, a Service name, must stay a
 /// DNS label (at most 63 characters).
 pub(crate) const MAX_NAME_LEN: usize = 55;
@@ -101,6 +138,10 @@ pub(crate) mod message {
     pub(crate) const QUANTITY: &str = "must be a quantity, e.g. 500m, 2 or 1Gi";
     pub(crate) const REQUESTS_ABOVE_LIMITS: &str =
         "resources.requests must not exceed resources.limits for the same resource";
+    pub(crate) const OPERATOR_LABEL: &str = "must not set the operator's own labels app.kubernetes.io/name, instance, component, part-of or managed-by: the Services, NetworkPolicies and PodDisruptionBudget select the pods by them";
+    pub(crate) const OPERATOR_ANNOTATION: &str =
+        "must not set annotations under multivac.io/: they are the operator's own";
+    pub(crate) const TLS_WITHOUT_HOST: &str = "server.ingress.tlsSecretName needs server.ingress.host: the certificate is served for that host";
 }
 
 /// What happens to a MultiVac's data (its PVCs and generated credentials
@@ -145,7 +186,7 @@ pub struct ServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(transform = checked_resources)]
     pub resources: Option<ResourceRequirements>,
-    /// The Service in front of the server.
+    /// The Service in front of the server: its public port 8080 only (the API and its probes).
     #[serde(default)]
     pub service: ServiceSpec,
     /// Backlog (data queued and not yet learned) at which `POST /multivac/data` answers 503 `backlog_full` with Retry-After, before Redis is full; unset = bounded only by Redis' maxmemory (503 `queue_full`).
@@ -156,6 +197,15 @@ pub struct ServerSpec {
     #[serde(default = "default_drain_seconds")]
     #[schemars(range(min = 0, max = 300))]
     pub drain_seconds: i32,
+    /// An Ingress `<name>-server` routing the API (`/` and `/multivac...`, and `/zzz` with `publicZzz`) to the Service; unset = none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressSpec>,
+    /// Also serve `/zzz/` (state, backlog, live workers, what MultiVAC knows) on the public port, so the Service and the Ingress expose it. Default false: `/zzz/` and `/metrics` are served only on the internal port 9090 (container port `metrics`), which no Service or Ingress exposes.
+    #[serde(default)]
+    pub public_zzz: bool,
+    /// Where the server pods run and what they carry.
+    #[serde(flatten)]
+    pub placement: Placement,
 }
 
 impl Default for ServerSpec {
@@ -166,6 +216,9 @@ impl Default for ServerSpec {
             service: ServiceSpec::default(),
             max_backlog: None,
             drain_seconds: default_drain_seconds(),
+            ingress: None,
+            public_zzz: false,
+            placement: Placement::default(),
         }
     }
 }
@@ -182,13 +235,17 @@ fn default_drain_seconds() -> i32 {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceSpec {
-    /// Service type.
+    /// Service type: `ClusterIP` (in-cluster only), `NodePort` or `LoadBalancer` (a cloud load balancer; see `annotations`).
     #[serde(default, rename = "type")]
     pub type_: ServiceType,
-    /// Port the Service exposes (the server itself listens on 8080).
+    /// Port the Service exposes, to the server's public port 8080 (named `http`).
     #[serde(default = "default_service_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
+    /// Annotations of the Service, such as those a cloud load balancer reads (`service.beta.kubernetes.io/aws-load-balancer-scheme: internal`); keys under `multivac.io/` are the operator's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = operator_annotations_refused)]
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl Default for ServiceSpec {
@@ -196,8 +253,109 @@ impl Default for ServiceSpec {
         Self {
             type_: ServiceType::default(),
             port: default_service_port(),
+            annotations: BTreeMap::new(),
         }
     }
+}
+
+/// The server's Ingress: one rule, for `host` (or every host), paths of the
+/// API only, to the Service's `http` port.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.tlsSecretName) || has(self.host)").message(message::TLS_WITHOUT_HOST))]
+pub struct IngressSpec {
+    /// Host name the Ingress answers for, e.g. `multivac.example.com`; unset = every host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub host: Option<String>,
+    /// IngressClass that serves it (e.g. `nginx`); unset = the cluster's default class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub ingress_class_name: Option<String>,
+    /// Secret (`kubernetes.io/tls`, in this namespace) with the certificate for `host`: the Ingress serves HTTPS with it. Unset = plain HTTP. cert-manager can create it (annotation `cert-manager.io/cluster-issuer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub tls_secret_name: Option<String>,
+    /// Annotations of the Ingress, such as `cert-manager.io/cluster-issuer` or the Ingress controller's own settings; keys under `multivac.io/` are the operator's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = operator_annotations_refused)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Where one component's pods run and what they carry besides the
+/// operator's labels and annotations: Kubernetes' own pod fields, passed to
+/// the pod template as given. Flattened into the server, the workers and
+/// each managed store.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Placement {
+    /// Labels a node must have to run these pods (the pods' `nodeSelector`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints these pods tolerate (the pods' `tolerations`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Node affinity and pod (anti-)affinity of these pods (the pods' `affinity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// How these pods spread over zones or nodes (the pods' `topologySpreadConstraints`). Select this component's pods with the labels `app.kubernetes.io/instance: <name>` and `app.kubernetes.io/component: server`, `worker`, `redis` or `mongodb`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    /// PriorityClass of these pods; unset = the cluster's default priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub priority_class_name: Option<String>,
+    /// Annotations added to these pods, for a service mesh or a log collector say; keys under `multivac.io/` are the operator's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = operator_annotations_refused)]
+    pub pod_annotations: BTreeMap<String, String>,
+    /// Labels added to these pods. The operator's own labels (`app.kubernetes.io/name`, `instance`, `component`, `part-of`, `managed-by`) cannot be set here: the Services, NetworkPolicies and PodDisruptionBudget select the pods by them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = operator_labels_refused)]
+    pub pod_labels: BTreeMap<String, String>,
+}
+
+/// The labels of the operator's own on every pod: `podLabels` cannot set
+/// them (the CRD refuses, and the operator's values win in the template).
+pub(crate) const OPERATOR_LABELS: [&str; 5] = [
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+];
+/// Annotation keys under this prefix are the operator's own.
+pub(crate) const OPERATOR_ANNOTATION_PREFIX: &str = "multivac.io/";
+/// Bounds that keep the map rules within the API server's CEL cost budget.
+const MAX_MAP_ENTRIES: usize = 64;
+
+/// A map of annotations the user sets: no key under `multivac.io/`.
+fn operator_annotations_refused(schema: &mut schemars::Schema) {
+    bounded_map(schema);
+    schema.insert(
+        "x-kubernetes-validations".into(),
+        json!([{
+            "rule": format!("self.all(k, !k.startsWith('{OPERATOR_ANNOTATION_PREFIX}'))"),
+            "message": message::OPERATOR_ANNOTATION,
+        }]),
+    );
+}
+
+/// `podLabels`: none of the operator's own labels.
+fn operator_labels_refused(schema: &mut schemars::Schema) {
+    bounded_map(schema);
+    let labels: Vec<String> = OPERATOR_LABELS.iter().map(|l| format!("'{l}'")).collect();
+    schema.insert(
+        "x-kubernetes-validations".into(),
+        json!([{
+            "rule": format!("self.all(k, !(k in [{}]))", labels.join(", ")),
+            "message": message::OPERATOR_LABEL,
+        }]),
+    );
+}
+
+fn bounded_map(schema: &mut schemars::Schema) {
+    schema.insert("maxProperties".into(), json!(MAX_MAP_ENTRIES));
 }
 
 fn default_service_port() -> i32 {
@@ -253,6 +411,9 @@ pub struct WorkersSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(transform = checked_resources)]
     pub resources: Option<ResourceRequirements>,
+    /// Where the worker pods run and what they carry.
+    #[serde(flatten)]
+    pub placement: Placement,
 }
 
 impl Default for WorkersSpec {
@@ -264,6 +425,7 @@ impl Default for WorkersSpec {
             poll_interval_seconds: default_poll_interval(),
             scale_down_stabilization_seconds: default_stabilization(),
             resources: None,
+            placement: Placement::default(),
         }
     }
 }
@@ -292,7 +454,7 @@ pub struct RedisSpec {
     /// A Redis run by the operator (Deployment, PVC, Service, generated password).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed: Option<ManagedRedis>,
-    /// A Redis you run yourself: the Secret key holds its URL (`redis://:password@host:6379/0`).
+    /// A Redis you run yourself: the Secret key holds its URL, `redis://:password@host:6379/0`, or `rediss://` for TLS (Redis 6.2 or later; see `caSecretRef`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalStore>,
 }
@@ -310,7 +472,7 @@ impl Default for RedisSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedRedis {
-    /// Image, resources and storage.
+    /// Image, resources, storage and placement.
     #[serde(flatten)]
     pub store: ManagedStore,
     /// When Redis fsyncs its append-only file: `always` (before it answers, so a 202 survives a crash of the machine) or `everysec` (once a second, several times the POST throughput; a machine crash may lose the last 1-2 s of accepted data). Either way a crash of the Redis process alone loses nothing accepted while the disk keeps up.
@@ -348,7 +510,7 @@ pub struct MongoDbSpec {
     /// A MongoDB run by the operator (Deployment, PVC, Service, generated root credentials).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed: Option<ManagedStore>,
-    /// A MongoDB you run yourself: the Secret key holds its URI (`mongodb://user:pass@host:27017/`).
+    /// A MongoDB you run yourself: the Secret key holds its URI, `mongodb://user:pass@host:27017/` (`?tls=true` for TLS; see `caSecretRef`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalStore>,
     /// Database the app uses.
@@ -387,6 +549,9 @@ pub struct ManagedStore {
     /// The PersistentVolumeClaim holding the data.
     #[serde(default)]
     pub storage: StorageSpec,
+    /// Where the datastore's pod runs and what it carries.
+    #[serde(flatten)]
+    pub placement: Placement,
 }
 
 /// Size and class of a datastore's PersistentVolumeClaim.
@@ -421,6 +586,9 @@ fn default_storage_size() -> Quantity {
 pub struct ExternalStore {
     /// Secret (in the MultiVac's namespace) and key holding the URL/URI.
     pub secret_ref: SecretKeyRef,
+    /// Secret and key (default `ca.crt`) holding the PEM certificates of the CA that signed the store's TLS certificate, when it is not one of the public roots: mounted into the server and worker pods (and read by the operator's scaler for Redis). Needs `rediss://`, or turns TLS on for MongoDB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
 }
 
 /// One key of a Secret in the MultiVac's namespace.
@@ -430,7 +598,7 @@ pub struct SecretKeyRef {
     /// Secret name.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
-    /// Key in the Secret; unset = `redis-url`, `mongodb-uri` or `token` depending on the use.
+    /// Key in the Secret; unset = `redis-url`, `mongodb-uri`, `token` or `ca.crt` depending on the use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub key: Option<String>,
@@ -655,14 +823,7 @@ impl MultiVac {
     /// Where the app (and the scaler) read the Redis URL from.
     pub(crate) fn redis_url_source(&self) -> SecretSource {
         match &self.spec.redis.external {
-            Some(ext) => SecretSource {
-                name: ext.secret_ref.name.clone(),
-                key: ext
-                    .secret_ref
-                    .key
-                    .clone()
-                    .unwrap_or_else(|| secret_key::REDIS_URL.into()),
-            },
+            Some(ext) => ext.secret_ref.source(secret_key::REDIS_URL),
             None => SecretSource {
                 name: self.credentials_name(),
                 key: secret_key::REDIS_URL.into(),
@@ -672,14 +833,7 @@ impl MultiVac {
     /// Where the app reads the MongoDB URI from.
     pub(crate) fn mongodb_uri_source(&self) -> SecretSource {
         match &self.spec.mongodb.external {
-            Some(ext) => SecretSource {
-                name: ext.secret_ref.name.clone(),
-                key: ext
-                    .secret_ref
-                    .key
-                    .clone()
-                    .unwrap_or_else(|| secret_key::MONGODB_URI.into()),
-            },
+            Some(ext) => ext.secret_ref.source(secret_key::MONGODB_URI),
             None => SecretSource {
                 name: self.credentials_name(),
                 key: secret_key::MONGODB_URI.into(),
@@ -691,25 +845,51 @@ impl MultiVac {
         self.spec
             .api_token_secret_ref
             .as_ref()
-            .map(|r| SecretSource {
-                name: r.name.clone(),
-                key: r
-                    .key
-                    .clone()
-                    .unwrap_or_else(|| secret_key::API_TOKEN.into()),
-            })
+            .map(|r| r.source(secret_key::API_TOKEN))
+    }
+    /// Where the app (and the scaler) read the CA of an external Redis, when one is named.
+    pub(crate) fn redis_ca_source(&self) -> Option<SecretSource> {
+        let ca = self.spec.redis.external.as_ref()?.ca_secret_ref.as_ref()?;
+        Some(ca.source(secret_key::CA_CERT))
+    }
+    /// Where the app reads the CA of an external MongoDB, when one is named.
+    pub(crate) fn mongodb_ca_source(&self) -> Option<SecretSource> {
+        let ca = self
+            .spec
+            .mongodb
+            .external
+            .as_ref()?
+            .ca_secret_ref
+            .as_ref()?;
+        Some(ca.source(secret_key::CA_CERT))
+    }
+}
+
+impl SecretKeyRef {
+    /// The Secret and key this names, `default_key` when no key is given.
+    fn source(&self, default_key: &str) -> SecretSource {
+        SecretSource {
+            name: self.name.clone(),
+            key: self.key.clone().unwrap_or_else(|| default_key.into()),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::CustomResourceExt;
     use serde_json::json;
 
     #[test]
     fn minimal_spec_gets_every_default() {
-        let spec: MultiVacSpec = serde_json::from_value(json!({"image": "multivac:1"})).unwrap();
+        let spec: MultiVacSpec = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(spec.image, None);
+        assert_eq!(spec.server.placement, Placement::default());
+        assert_eq!(
+            (&spec.server.ingress, spec.server.public_zzz),
+            (&None, false)
+        );
+        assert!(spec.server.service.annotations.is_empty());
         assert_eq!(spec.server.replicas, 1);
         assert_eq!(spec.server.service.port, 80);
         assert_eq!(spec.workers, WorkersSpec::default());
@@ -729,9 +909,13 @@ mod tests {
 
     #[test]
     fn schema_carries_defaults_and_rules() {
-        let crd = serde_json::to_value(MultiVac::crd()).unwrap();
+        let crd = serde_json::to_value(custom_resource_definition()).unwrap();
         let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
-        assert_eq!(spec["required"], json!(["image"]));
+        assert_eq!(spec["required"], Value::Null, "a name is a whole MultiVac");
+        assert_eq!(
+            spec["properties"]["image"]["x-kubernetes-validations"][0]["rule"],
+            "self != ''"
+        );
         assert_eq!(spec["properties"]["workers"]["default"]["maxReplicas"], 10);
         assert_eq!(
             spec["properties"]["workers"]["x-kubernetes-validations"][0]["rule"],
@@ -772,8 +956,134 @@ mod tests {
     }
 
     #[test]
+    fn placement_is_flattened_into_every_component_with_its_rules() {
+        let crd = serde_json::to_value(custom_resource_definition()).unwrap();
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let components = [
+            &spec["properties"]["server"],
+            &spec["properties"]["workers"],
+            &spec["properties"]["redis"]["properties"]["managed"],
+            &spec["properties"]["mongodb"]["properties"]["managed"],
+        ];
+        for c in components {
+            let p = &c["properties"];
+            for field in [
+                "nodeSelector",
+                "tolerations",
+                "affinity",
+                "topologySpreadConstraints",
+                "priorityClassName",
+                "podAnnotations",
+                "podLabels",
+            ] {
+                assert!(
+                    p[field]["description"].is_string(),
+                    "{field} in {}",
+                    c["description"]
+                );
+            }
+            assert_eq!(
+                p["podLabels"]["x-kubernetes-validations"][0]["message"],
+                message::OPERATOR_LABEL
+            );
+            assert_eq!(
+                p["podAnnotations"]["x-kubernetes-validations"][0]["rule"],
+                "self.all(k, !k.startsWith('multivac.io/'))"
+            );
+            assert_eq!(p["podLabels"]["maxProperties"], 64);
+            assert!(p["affinity"]["properties"]["podAntiAffinity"].is_object());
+        }
+        let server = &spec["properties"]["server"]["properties"];
+        assert_eq!(
+            server["ingress"]["x-kubernetes-validations"][0]["message"],
+            message::TLS_WITHOUT_HOST
+        );
+        assert_eq!(
+            server["service"]["properties"]["annotations"]["x-kubernetes-validations"][0]["message"],
+            message::OPERATOR_ANNOTATION
+        );
+        // The placement reads back as it was written.
+        let written = json!({"nodeSelector": {"disk": "ssd"}, "priorityClassName": "high",
+            "tolerations": [{"key": "k", "operator": "Exists", "effect": "NoSchedule"}],
+            "podLabels": {"team": "a"}, "podAnnotations": {"x/y": "z"}, "minReplicas": 2});
+        let workers: WorkersSpec = serde_json::from_value(written.clone()).unwrap();
+        assert_eq!(workers.min_replicas, 2);
+        assert_eq!(
+            workers.placement.priority_class_name.as_deref(),
+            Some("high")
+        );
+        assert_eq!(workers.placement.tolerations[0].key.as_deref(), Some("k"));
+        let back = serde_json::to_value(&workers).unwrap();
+        for (k, v) in written.as_object().unwrap() {
+            assert_eq!(&back[k], v, "{k}");
+        }
+    }
+
+    #[test]
+    fn a_name_is_a_whole_multivac() {
+        let crd = serde_json::to_value(custom_resource_definition()).unwrap();
+        let root = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        assert_eq!(root["required"], Value::Null, "{}", root["required"]);
+        assert_eq!(root["properties"]["spec"]["default"], json!({}));
+        // What the API server stores for a name alone reads back with every default.
+        let mv: MultiVac = serde_json::from_value(json!({
+            "apiVersion": "multivac.io/v1alpha1", "kind": "MultiVac",
+            "metadata": {"name": "mv"}, "spec": {}}))
+        .unwrap();
+        assert_eq!(mv.spec.workers.max_replicas, 10);
+    }
+
+    #[test]
+    fn explain_shows_a_description_everywhere() {
+        let crd = serde_json::to_value(custom_resource_definition()).unwrap();
+        let root = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        assert!(
+            root["description"]
+                .as_str()
+                .unwrap()
+                .starts_with("A MultiVAC: an HTTP server")
+        );
+        fn walk(path: &str, schema: &Value, missing: &mut Vec<String>) {
+            if schema["description"].as_str().is_none_or(str::is_empty) {
+                missing.push(path.to_owned());
+            }
+            for (name, sub) in schema["properties"].as_object().into_iter().flatten() {
+                walk(&format!("{path}.{name}"), sub, missing);
+            }
+            // Items of a list of objects are explained by their fields; a
+            // list of strings by the list's own description.
+            if schema["items"]["properties"].is_object() {
+                for (name, sub) in schema["items"]["properties"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                {
+                    walk(&format!("{path}[].{name}"), sub, missing);
+                }
+            }
+        }
+        let mut missing = vec![];
+        for part in ["spec", "status"] {
+            walk(part, &root["properties"][part], &mut missing);
+        }
+        assert!(
+            missing.is_empty(),
+            "fields without a description: {missing:?}"
+        );
+        let columns = &crd["spec"]["versions"][0]["additionalPrinterColumns"];
+        let names: Vec<&str> = columns
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["priority"].is_null())
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["Ready", "Workers", "Backlog", "Age"]);
+    }
+
+    #[test]
     fn the_name_rules_are_on_the_whole_object() {
-        let crd = serde_json::to_value(MultiVac::crd()).unwrap();
+        let crd = serde_json::to_value(custom_resource_definition()).unwrap();
         let rules =
             &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"];
         assert_eq!(
@@ -813,5 +1123,21 @@ mod tests {
         );
         assert_eq!(mv.api_token_source().unwrap().key, "token");
         assert_eq!(mv.worker_name(), "a-worker");
+        assert_eq!((mv.redis_ca_source(), mv.mongodb_ca_source()), (None, None));
+        let with_cas: MultiVac = serde_json::from_value(json!({
+            "apiVersion": "multivac.io/v1alpha1", "kind": "MultiVac",
+            "metadata": {"name": "a", "namespace": "ns"},
+            "spec": {"redis": {"external": {"secretRef": {"name": "r"}, "caSecretRef": {"name": "ca"}}},
+                     "mongodb": {"external": {"secretRef": {"name": "m"}, "caSecretRef": {"name": "mca", "key": "root.pem"}}}}
+        }))
+        .unwrap();
+        assert_eq!(
+            with_cas.redis_ca_source(),
+            Some(SecretSource {
+                name: "ca".into(),
+                key: "ca.crt".into()
+            })
+        );
+        assert_eq!(with_cas.mongodb_ca_source().unwrap().key, "root.pem");
     }
 }

@@ -11,6 +11,12 @@ pub enum Error {
     #[error("invalid MultiVac spec: {0}")]
     InvalidSpec(String),
 
+    /// The MultiVac names no app image and the operator has no default.
+    #[error(
+        "spec.image is not set and this operator has no default app image: set spec.image to the multivac app image, or give the operator one (--default-app-image / MULTIVAC_OPERATOR_DEFAULT_APP_IMAGE; the chart sets it from its value appImage)"
+    )]
+    NoAppImage,
+
     /// A Secret named in the spec (or one of its keys) does not exist yet.
     #[error(
         "secret {name:?} (key {key:?}) referenced by the MultiVac is missing: create it in namespace {namespace:?}"
@@ -61,7 +67,10 @@ impl Error {
     pub(crate) fn is_permanent(&self) -> bool {
         matches!(
             self,
-            Self::InvalidSpec(_) | Self::MissingSecret { .. } | Self::CredentialsMissing { .. }
+            Self::InvalidSpec(_)
+                | Self::NoAppImage
+                | Self::MissingSecret { .. }
+                | Self::CredentialsMissing { .. }
         )
     }
 
@@ -69,6 +78,7 @@ impl Error {
     pub(crate) fn metric_label(&self) -> &'static str {
         match self {
             Self::InvalidSpec(_) => "invalid_spec",
+            Self::NoAppImage => "no_app_image",
             Self::MissingSecret { .. } => "missing_secret",
             Self::CredentialsMissing { .. } => "credentials_missing",
             Self::Kube(_) => "kube",

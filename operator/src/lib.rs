@@ -26,8 +26,9 @@ pub use cli::Cli;
 pub use context::Context;
 /// Runs the controller and the scaler (after leader election, if any).
 pub use controller::run;
-/// The custom resource: `MultiVac::crd()` is the CRD that `cargo xtask generate` writes.
-pub use crd::{MultiVac, MultiVacSpec, MultiVacStatus};
+/// The custom resource; [`custom_resource_definition`] is the CRD that
+/// `cargo xtask generate` writes (`MultiVac::crd()` with `spec` optional).
+pub use crd::{MultiVac, MultiVacSpec, MultiVacStatus, custom_resource_definition};
 pub use error::{Error, Result};
 /// Writes only while the leader Lease is provably held.
 pub use fence::{Fence, FenceLayer, Fenced};

@@ -33,10 +33,15 @@ async fn run(args: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let registry = Arc::new(Mutex::new(Registry::default()));
     let ctx = args.store_addresses.iter().fold(
         Context::new(client.clone(), registry, args.lease_namespace.clone())
-            .with_fence(fence.clone()),
+            .with_fence(fence.clone())
+            .with_default_app_image(args.default_app_image.clone()),
         |ctx, (service, address)| ctx.with_store_address(service, address),
     );
     let ctx = Arc::new(ctx);
+    match &ctx.default_app_image {
+        Some(image) => info!(%image, "default app image"),
+        None => info!("no default app image: every MultiVac must set spec.image"),
+    }
 
     let listener = tokio::net::TcpListener::bind(args.metrics_bind)
         .await

@@ -19,11 +19,13 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
 use kube::runtime::wait::await_condition;
-use kube::{Client, CustomResourceExt, ResourceExt};
+use kube::{Client, ResourceExt};
 use multivac_operator::MultiVac;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
+/// The default app image the test operators get, as the chart gives its own.
+const DEFAULT_APP_IMAGE: &str = "registry.example/multivac:test";
 const HOW: &str = "start the control plane: `bash hack/cluster.sh up` then `eval $(bash hack/cluster.sh env)`, or run `make test`";
 // Generous: the machine running the suite may be busy (parallel tests, builds).
 const WAIT: Duration = Duration::from_secs(180);
@@ -48,7 +50,7 @@ async fn install_crd(client: &Client) {
     crds.patch(
         "multivacs.multivac.io",
         &PatchParams::apply("multivac-tests").force(),
-        &Patch::Apply(MultiVac::crd()),
+        &Patch::Apply(multivac_operator::custom_resource_definition()),
     )
     .await
     .expect("install the CRD");
@@ -121,6 +123,8 @@ impl Operator {
             .arg(format!("127.0.0.1:{port}"))
             .env("POD_NAMESPACE", "multivac-system")
             .env("MULTIVAC_OPERATOR_STORE_ADDRESSES", addresses.join(","))
+            // What the chart gives it: the sample names no image.
+            .env("MULTIVAC_OPERATOR_DEFAULT_APP_IMAGE", DEFAULT_APP_IMAGE)
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
@@ -486,7 +490,19 @@ async fn minimal_sample_builds_everything_and_becomes_ready_with_no_idle_writes(
         get(pod, "containers.0.securityContext.capabilities.drop"),
         &json!(["ALL"])
     );
-    assert_eq!(get(pod, "containers.0.image"), "multivac:0.1.0");
+    // The sample names no image: the operator's default.
+    assert_eq!(get(pod, "containers.0.image"), DEFAULT_APP_IMAGE);
+    // The API port only in the Service; /metrics and /zzz on the pods' internal port.
+    assert_eq!(
+        get(pod, "containers.0.ports"),
+        &json!([{"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}])
+    );
+    let service = json_of::<Service>(&client, &ns, "multivac-server").await;
+    assert_eq!(
+        get(&service, "spec.ports"),
+        &json!([{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}])
+    );
     assert_eq!(
         get(pod, "containers.0.readinessProbe.httpGet.path"),
         "/readyz"
@@ -763,7 +779,26 @@ async fn invalid_specs_are_rejected_by_the_api_server() {
             "spec.server.replicas: Invalid value: -2",
         ),
         ("bad", json!({"image": ""}), "spec.image must not be empty"),
-        ("bad", json!({"server": {}}), "spec.image: Required value"),
+        (
+            "bad",
+            json!({"server": {"podLabels": {"app.kubernetes.io/instance": "x"}}}),
+            "spec.server.podLabels: Invalid value: must not set the operator's own labels",
+        ),
+        (
+            "bad",
+            json!({"workers": {"podAnnotations": {"multivac.io/config-hash": "x"}}}),
+            "spec.workers.podAnnotations: Invalid value: must not set annotations under multivac.io/",
+        ),
+        (
+            "bad",
+            json!({"server": {"service": {"annotations": {"multivac.io/x": "y"}}}}),
+            "spec.server.service.annotations: Invalid value: must not set annotations under multivac.io/",
+        ),
+        (
+            "bad",
+            json!({"server": {"ingress": {"tlsSecretName": "tls"}}}),
+            "server.ingress.tlsSecretName needs server.ingress.host",
+        ),
         (
             "bad",
             json!({"image": "x", "redis": {"managed": {}, "external": {"secretRef": {"name": "r"}}}}),
@@ -798,7 +833,23 @@ async fn invalid_specs_are_rejected_by_the_api_server() {
     // The longest valid name passes, as do quantities of every form.
     let ok = json!({"image": "x", "redis": {"managed": {"storage": {"size": 2147483648_i64}}},
         "server": {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": 1, "memory": "1024Mi"}}}});
-    for (name, spec) in [(name_55.as_str(), valid.clone()), ("ok", ok)] {
+    // No image (the operator's default), and every placement field at once.
+    let placed = json!({"server": {
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "k", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1,
+            "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname"}}]}},
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}],
+        "priorityClassName": "high", "podLabels": {"app.kubernetes.io/version": "1"},
+        "podAnnotations": {"a/b": "c"},
+        "service": {"annotations": {"service.beta.kubernetes.io/aws-load-balancer-internal": "true"}},
+        "ingress": {"host": "mv.example.com", "tlsSecretName": "tls", "ingressClassName": "nginx"}},
+        "redis": {"external": {"secretRef": {"name": "r"}, "caSecretRef": {"name": "ca"}}}});
+    for (name, spec) in [
+        (name_55.as_str(), valid.clone()),
+        ("ok", ok),
+        ("placed", placed),
+    ] {
         let raw = json!({"apiVersion": "multivac.io/v1alpha1", "kind": "MultiVac",
             "metadata": {"name": name}, "spec": spec});
         let dynamic: Api<DynamicObject> =
@@ -1434,5 +1485,124 @@ async fn a_multivac_of_the_previous_release_is_upgraded_in_place_deleting_nothin
     })
     .await;
     assert_eq!(retained_uids(&client, &ns, "legacy").await, kept);
+    cleanup(&client, &ns).await;
+}
+
+/// Placement, the Service's annotations and the Ingress, on the real API
+/// server: each lands where the spec says (and the API server accepts the
+/// objects), the Ingress routes only the API, and it goes away when unset.
+#[tokio::test]
+async fn placement_service_annotations_and_the_ingress_reach_the_children() {
+    use k8s_openapi::api::networking::v1::Ingress;
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "mv-placed", None).await;
+    let _op = Operator::start(&ns).await;
+    let placement = json!({
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "multivac", "effect": "NoSchedule"}],
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "placed"}}}],
+        "podLabels": {"team": "entropy"},
+        "podAnnotations": {"example.com/note": "placed"},
+    });
+    let mut server = placement.clone();
+    server["service"] = json!({"type": "LoadBalancer",
+        "annotations": {"service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"}});
+    server["ingress"] = json!({"host": "multivac.example.com", "ingressClassName": "nginx",
+        "tlsSecretName": "multivac-tls", "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"}});
+    create_multivac(
+        &client,
+        &ns,
+        "placed",
+        json!({"server": server, "workers": placement, "redis": {"managed": placement}}),
+    )
+    .await;
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns);
+    let ingress = wait_for("the Ingress", || async {
+        ingresses.get_opt("placed-server").await.ok()?
+    })
+    .await;
+    let ingress = serde_json::to_value(ingress).unwrap();
+    assert_eq!(get(&ingress, "spec.ingressClassName"), "nginx");
+    assert_eq!(
+        get(&ingress, "spec.tls"),
+        &json!([{"hosts": ["multivac.example.com"], "secretName": "multivac-tls"}])
+    );
+    let paths: Vec<&str> = get(&ingress, "spec.rules.0.http.paths")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["/", "/multivac"], "the API only");
+    assert_eq!(
+        get(&ingress, "spec.rules.0.http.paths.1.backend.service"),
+        &json!({"name": "placed-server", "port": {"name": "http"}})
+    );
+    assert_eq!(
+        ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"],
+        "letsencrypt"
+    );
+    let service = json_of::<Service>(&client, &ns, "placed-server").await;
+    assert_eq!(
+        service["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-scheme"],
+        "internal"
+    );
+    assert_eq!(get(&service, "spec.type"), "LoadBalancer");
+    for name in ["placed-server", "placed-worker", "placed-redis"] {
+        let d = wait_for("the Deployment", || async {
+            Api::<Deployment>::namespaced(client.clone(), &ns)
+                .get_opt(name)
+                .await
+                .ok()?
+        })
+        .await;
+        let d = serde_json::to_value(d).unwrap();
+        let template = get(&d, "spec.template");
+        assert_eq!(template["metadata"]["labels"]["team"], "entropy", "{name}");
+        assert_eq!(
+            template["metadata"]["labels"]["app.kubernetes.io/instance"], "placed",
+            "{name}"
+        );
+        assert_eq!(
+            template["metadata"]["annotations"]["example.com/note"], "placed",
+            "{name}"
+        );
+        assert_eq!(
+            get(template, "spec.nodeSelector"),
+            &json!({"kubernetes.io/os": "linux"}),
+            "{name}"
+        );
+        assert_eq!(
+            get(template, "spec.tolerations.0.key"),
+            "dedicated",
+            "{name}"
+        );
+        assert_eq!(
+            get(template, "spec.topologySpreadConstraints.0.topologyKey"),
+            "kubernetes.io/hostname",
+            "{name}"
+        );
+    }
+    // No ingress asked: the operator deletes its Ingress.
+    Api::<MultiVac>::namespaced(client.clone(), &ns)
+        .patch(
+            "placed",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"server": {"ingress": null}}})),
+        )
+        .await
+        .unwrap();
+    wait_for("the Ingress to be deleted", || async {
+        ingresses
+            .get_opt("placed-server")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
     cleanup(&client, &ns).await;
 }

@@ -383,8 +383,8 @@ mod cluster {
     use k8s_openapi::api::events::v1::Event;
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+    use kube::Client;
     use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-    use kube::{Client, CustomResourceExt};
     use multivac_operator::MultiVac;
     use serde_json::json;
 
@@ -409,7 +409,7 @@ mod cluster {
     /// API server serves it.
     pub async fn install_crd(client: &Client) {
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        let crd = MultiVac::crd();
+        let crd = multivac_operator::custom_resource_definition();
         let name = crd.metadata.name.clone().unwrap();
         crds.patch(
             &name,
@@ -592,6 +592,18 @@ async fn create_external(
     redis_secret: &str,
     workers: &serde_json::Value,
 ) {
+    let redis = serde_json::json!({"secretRef": {"name": redis_secret}});
+    create_on(mvs, name, redis, workers).await;
+}
+
+/// Creates a MultiVac whose `spec.redis.external` is `redis` (and a MongoDB
+/// Secret `mongo`), with `workers` as its `spec.workers`.
+async fn create_on(
+    mvs: &kube::Api<multivac_operator::MultiVac>,
+    name: &str,
+    redis: serde_json::Value,
+    workers: &serde_json::Value,
+) {
     let mv: multivac_operator::MultiVac = serde_json::from_value(serde_json::json!({
         "apiVersion": "multivac.io/v1alpha1", "kind": "MultiVac",
         "metadata": {"name": name},
@@ -599,7 +611,7 @@ async fn create_external(
             "image": "multivac:test",
             "networkPolicy": {"enabled": false},
             "workers": workers,
-            "redis": {"external": {"secretRef": {"name": redis_secret}}},
+            "redis": {"external": redis},
             "mongodb": {"external": {"secretRef": {"name": "mongo"}}}
         }
     }))
@@ -912,6 +924,213 @@ async fn a_redis_that_may_evict_the_stream_makes_the_multivac_degraded() {
     )
     .await;
     assert_eq!(cond.reason, "BacklogRead", "{cond:?}");
+    drop(operator);
+    ns.delete().await;
+}
+
+// ---- a Redis over TLS, with a CA the test makes ---------------------------------
+
+/// A redis-server with only a TLS port, on a certificate for 127.0.0.1
+/// signed by a CA made here (rcgen); killed on drop.
+struct TlsRedis {
+    child: Child,
+    port: u16,
+    ca_pem: String,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsRedis {
+    fn start() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &Issuer::new(ca, ca_key))
+            .unwrap();
+        let path = |name: &str| dir.path().join(name);
+        std::fs::write(path("server.crt"), cert.pem()).unwrap();
+        std::fs::write(path("server.key"), key.serialize_pem()).unwrap();
+        std::fs::write(path("ca.crt"), &ca_pem).unwrap();
+        let port = free_port();
+        let child = Command::new(redis_server_path())
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+            ])
+            .arg("--tls-cert-file")
+            .arg(path("server.crt"))
+            .arg("--tls-key-file")
+            .arg(path("server.key"))
+            .arg("--tls-ca-cert-file")
+            .arg(path("ca.crt"))
+            .args(["--tls-auth-clients", "no", "--requirepass", PASSWORD])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server with TLS (Debian's build has it)");
+        let redis = TlsRedis {
+            child,
+            port,
+            ca_pem,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server (TLS) did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("rediss://:{PASSWORD}@127.0.0.1:{}/0", self.port)
+    }
+
+    /// A plain connection for XADD, over TLS with the CA.
+    fn conn(&self) -> redis::Connection {
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(self.ca_pem.clone().into_bytes()),
+        };
+        redis::Client::build_with_tls(self.url(), certificates)
+            .and_then(|c| c.get_connection())
+            .expect("connect to the TLS redis-server")
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The backlog of a `rediss://` Redis is read with the CA that signed its
+/// certificate; without it (public roots), with another CA, or through
+/// `redis://`, nothing is read, and no error shows the password.
+#[tokio::test]
+async fn the_backlog_is_read_over_tls_only_with_the_right_ca() {
+    let redis = TlsRedis::start();
+    let other = TlsRedis::start();
+    xadd(&mut redis.conn(), 7);
+    let mut reader = BacklogReader::default();
+    let ca = redis.ca_pem.as_bytes();
+    let reading = reader.read_with_ca(&redis.url(), Some(ca)).await.unwrap();
+    assert_eq!(reading.backlog().total(), 7, "{reading:?}");
+    let plain = redis.url().replacen("rediss://", "redis://", 1);
+    for (what, url, ca) in [
+        ("the public roots", redis.url(), None),
+        ("another CA", redis.url(), Some(other.ca_pem.as_bytes())),
+        ("a plain connection to the TLS port", plain.clone(), None),
+    ] {
+        let started = Instant::now();
+        let err = reader.read_with_ca(&url, ca).await.unwrap_err().to_string();
+        assert!(!err.contains(PASSWORD), "{what}: {err}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{what}: {err}");
+    }
+    let err = reader
+        .read_with_ca(&plain, Some(ca))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not rediss://"), "{err}");
+    // And the right one again: the reader reconnects for the new CA.
+    let reading = reader.read_with_ca(&redis.url(), Some(ca)).await.unwrap();
+    assert_eq!(reading.backlog().total(), 7);
+}
+
+/// On the control plane: the scaler reads the Redis URL from the Secret the
+/// app uses and the CA from the Secret `caSecretRef` names (GET only), and
+/// scales from the TLS Redis's backlog; the pods get the CA mounted. A
+/// MultiVac on the same Redis without the CA is Degraded (fails closed).
+#[tokio::test]
+async fn the_scaler_reads_a_tls_redis_with_the_ca_from_a_secret() {
+    use cluster::*;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::Api;
+    use multivac_operator::MultiVac;
+
+    let client = client().await;
+    let redis = TlsRedis::start();
+    install_crd(&client).await;
+    let ns = TestNamespace::create(&client, "scaling-tls").await;
+    let ns_name = ns.name.clone();
+    secret(&client, &ns_name, "redis", "redis-url", &redis.url()).await;
+    secret(&client, &ns_name, "redis-ca", "ca.crt", &redis.ca_pem).await;
+    secret(
+        &client,
+        &ns_name,
+        "mongo",
+        "mongodb-uri",
+        "mongodb://u:p@127.0.0.1:9/",
+    )
+    .await;
+    xadd(&mut redis.conn(), 450);
+    let mvs: Api<MultiVac> = Api::namespaced(client.clone(), &ns_name);
+    let workers = serde_json::json!({"minReplicas": 1, "maxReplicas": 10,
+        "targetBacklogPerWorker": 100, "pollIntervalSeconds": 1});
+    for (name, ca) in [("tls", Some("redis-ca")), ("noca", None)] {
+        let mut external = serde_json::json!({"secretRef": {"name": "redis"}});
+        if let Some(ca) = ca {
+            external["caSecretRef"] = serde_json::json!({"name": ca});
+        }
+        create_on(&mvs, name, external, &workers).await;
+    }
+    let operator = Operator::spawn();
+    let status = wait(
+        Duration::from_secs(60),
+        "the backlog of the TLS Redis in status",
+        || async {
+            let w = mvs.get("tls").await.ok()?.status?.workers?;
+            (w.backlog == Some(450)).then_some(w)
+        },
+    )
+    .await;
+    assert_eq!(status.desired, Some(5), "{status:?}");
+    wait(Duration::from_secs(30), "5 workers", || async {
+        (replicas(&client, &ns_name, "tls-worker").await? == 5).then_some(())
+    })
+    .await;
+    let degraded_tls = degraded(&client, &ns_name, "tls").await.unwrap();
+    assert_eq!(degraded_tls.status, "False", "{degraded_tls:?}");
+    let worker: Deployment = Api::namespaced(client.clone(), &ns_name)
+        .get("tls-worker")
+        .await
+        .unwrap();
+    let pod = serde_json::to_value(&worker).unwrap()["spec"]["template"]["spec"].clone();
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["secret"]["secretName"] == "redis-ca"),
+        "{pod}"
+    );
+    let noca = wait(
+        Duration::from_secs(30),
+        "Degraded=True without the CA",
+        || async {
+            let c = degraded(&client, &ns_name, "noca").await?;
+            (c.status == "True").then_some(c)
+        },
+    )
+    .await;
+    assert_eq!(noca.reason, "RedisUnreachable", "{noca:?}");
+    assert!(!noca.message.contains(PASSWORD), "{noca:?}");
     drop(operator);
     ns.delete().await;
 }

@@ -14,7 +14,8 @@ const FOLDERS: [&str; 3] = ["crds", "charts/multivac-operator/crds", "config/crd
 /// `preserve_order` feature, and the output must not depend on which packages
 /// were built together.
 pub fn json() -> Value {
-    let mut crd = serde_json::to_value(MultiVac::crd()).expect("the CRD serializes to JSON");
+    let mut crd = serde_json::to_value(multivac_operator::custom_resource_definition())
+        .expect("the CRD serializes to JSON");
     crd.sort_all_objects();
     crd
 }

@@ -1,6 +1,6 @@
-//! README's spec reference: one row per field of the CRD's `spec` schema with
+//! The spec reference (in the document [`DOC`]): one row per field of the CRD's `spec` schema with
 //! its type, default, validation and description. It walks whatever schema
-//! `MultiVac::crd()` has, so a new field needs no change here.
+//! the operator's CRD has, so a new field needs no change here.
 
 use std::collections::BTreeSet;
 
@@ -9,15 +9,32 @@ use serde_json::Value;
 use crate::check::Checks;
 use crate::markdown::{self, cell, code};
 
-/// The marker name of the section in README.md.
+/// The document that holds the spec reference.
+pub const DOC: &str = "docs/reference.md";
+/// The marker name of its section there.
 pub const SECTION: &str = "spec-reference";
 
-/// Kubernetes core types embedded in the spec: documented as one row, since
-/// their fields are Kubernetes' own (the reader follows the link).
-const K8S_TYPES: &[(&[&str], &str)] = &[(
-    &["limits", "requests"],
-    "[`ResourceRequirements`](https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/#resources)",
-)];
+/// Kubernetes core types embedded in the spec, told apart by the fields they
+/// have: documented as one row (`[]Type` for a list of them), since their
+/// fields are Kubernetes' own (the reader follows the link).
+const K8S_TYPES: &[(&[&str], &str)] = &[
+    (
+        &["limits", "requests"],
+        "[`ResourceRequirements`](https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/#resources)",
+    ),
+    (
+        &["nodeAffinity", "podAffinity", "podAntiAffinity"],
+        "[`Affinity`](https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/#scheduling)",
+    ),
+    (
+        &["effect", "key", "operator", "tolerationSeconds", "value"],
+        "[`Toleration`](https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/#scheduling)",
+    ),
+    (
+        &["maxSkew", "topologyKey", "whenUnsatisfiable"],
+        "[`TopologySpreadConstraint`](https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/#scheduling)",
+    ),
+];
 
 /// One documented field.
 #[derive(Debug, PartialEq)]
@@ -90,17 +107,25 @@ fn has_properties(schema: &Value) -> bool {
         .is_some_and(|p| !p.is_empty())
 }
 
-fn k8s_type(schema: &Value) -> Option<&'static str> {
-    let props = schema["properties"].as_object()?;
-    K8S_TYPES
-        .iter()
-        .find(|(fields, _)| fields.iter().all(|f| props.contains_key(*f)))
-        .map(|(_, name)| *name)
+/// The Kubernetes type of `schema`, or of its items (`[]Type`).
+fn k8s_type(schema: &Value) -> Option<String> {
+    let object = |s: &Value| {
+        let props = s["properties"].as_object()?;
+        K8S_TYPES
+            .iter()
+            .find(|(fields, _)| fields.iter().all(|f| props.contains_key(*f)))
+            .map(|(_, name)| name.to_string())
+    };
+    object(schema).or_else(|| {
+        (schema["type"] == "array")
+            .then(|| object(&schema["items"]).map(|name| format!("[]{name}")))
+            .flatten()
+    })
 }
 
 fn type_of(s: &Value) -> String {
     if let Some(k) = k8s_type(s) {
-        return k.to_string();
+        return k;
     }
     if s["x-kubernetes-int-or-string"] == true {
         return "int or string".into();
@@ -309,10 +334,11 @@ pub fn markdown(crd: &Value) -> String {
     lines.join("\n") + "\n"
 }
 
-/// README's spec reference names every field of the CRD with its default,
-/// no field the CRD lacks, and is exactly what `make generate` writes.
-pub fn check(checks: &mut Checks, readme: &str, crd: &Value) {
-    let Some(current) = checks.section(readme, SECTION) else {
+/// The spec reference in `text` (the text of [`DOC`]) names every field of
+/// the CRD with its default, no field the CRD lacks, and is exactly what
+/// `make generate` writes.
+pub fn check(checks: &mut Checks, text: &str, crd: &Value) {
+    let Some(current) = checks.section(DOC, text, SECTION) else {
         return;
     };
     let table = markdown::table(current);
@@ -322,12 +348,12 @@ pub fn check(checks: &mut Checks, readme: &str, crd: &Value) {
         let path = &r.path;
         let cells = documented.get(path);
         if checks.ok(cells.is_some(), || {
-            format!("README spec reference lacks field `spec.{path}` (run `make generate`)")
+            format!("{DOC} spec reference lacks field `spec.{path}` (run `make generate`)")
         }) {
             let there = cells.and_then(|c| c.get(2)).map(String::as_str);
             checks.ok(there == Some(r.default.as_str()), || {
                 format!(
-                    "README spec reference: `spec.{path}` default is {} there but {} in the CRD (run `make generate`)",
+                    "{DOC} spec reference: `spec.{path}` default is {} there but {} in the CRD (run `make generate`)",
                     there.unwrap_or("missing"),
                     r.default
                 )
@@ -337,11 +363,11 @@ pub fn check(checks: &mut Checks, readme: &str, crd: &Value) {
     let paths: BTreeSet<&str> = rows.iter().map(|r| r.path.as_str()).collect();
     for path in documented.keys() {
         checks.ok(paths.contains(path.as_str()), || {
-            format!("README spec reference documents `spec.{path}`, which the CRD does not have")
+            format!("{DOC} spec reference documents `spec.{path}`, which the CRD does not have")
         });
     }
     checks.ok(current == markdown(crd), || {
-        "README spec reference differs from what the CRD generates (run `make generate`)".into()
+        "{DOC} spec reference differs from what the CRD generates (run `make generate`)".into()
     });
 }
 
@@ -379,6 +405,33 @@ mod tests {
         assert_eq!(rows[3].kind, "integer (int32)");
         assert_eq!(rows[3].default, "`10`");
         assert_eq!(rows[3].validation, ">= 1; <= 1000");
+    }
+
+    #[test]
+    fn kubernetes_types_and_lists_of_them_are_one_linked_row() {
+        let c = crd(json!({"type": "object", "properties": {
+            "affinity": {"type": "object", "properties": {
+                "nodeAffinity": {"type": "object", "properties": {"x": {"type": "string"}}},
+                "podAffinity": {"type": "object"}, "podAntiAffinity": {"type": "object"}}},
+            "tolerations": {"type": "array", "items": {"type": "object", "properties": {
+                "effect": {"type": "string"}, "key": {"type": "string"}, "operator": {"type": "string"},
+                "tolerationSeconds": {"type": "integer"}, "value": {"type": "string"}}}},
+            "labels": {"type": "array", "items": {"type": "object", "properties": {"key": {"type": "string"}}}},
+        }}));
+        let rows = rows(&c);
+        let kinds: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.path.as_str(), r.kind.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("affinity", K8S_TYPES[1].1),
+                ("labels", "[]object"),
+                ("labels[].key", "string"),
+                ("tolerations", &*format!("[]{}", K8S_TYPES[2].1)),
+            ]
+        );
     }
 
     #[test]

@@ -62,38 +62,27 @@ impl Server {
     /// `multivac server ARGS...` against the stand-ins, by default with
     /// 300 ms backend timeouts so that every backend call fails fast.
     async fn start(args: &[&str]) -> Server {
-        let redis = TcpListener::bind("127.0.0.1:0").expect("binding the Redis stand-in");
-        redis.set_nonblocking(true).unwrap();
-        let redis_url = format!("redis://127.0.0.1:{}", redis.local_addr().unwrap().port());
-        let closed = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let mongodb_uri = format!("mongodb://{closed}/?directConnection=true");
-        let defaults = [
-            ("--redis-url", redis_url.as_str()),
-            ("--mongodb-uri", mongodb_uri.as_str()),
-            ("--backend-timeout-ms", "300"),
-            ("--stats-ttl-ms", "0"),
-        ];
-        let mut argv = vec!["multivac", "server"];
-        argv.extend_from_slice(args);
-        for (flag, value) in defaults {
-            if !args.contains(&flag) {
-                argv.extend([flag, value]);
-            }
-        }
-        let Command::Server(args) = Cli::try_parse_from(argv).unwrap().command else {
-            panic!("not the server command")
-        };
+        Self::start_exposed(args, |_| Exposed::ALL).await
+    }
+
+    /// [`Server::start`], serving what `exposed` picks for the parsed arguments.
+    async fn start_exposed(args: &[&str], exposed: impl Fn(&ServerArgs) -> Exposed) -> Server {
+        let (args, redis) = server_args(args);
         let (stop, shutdown) = multivac_contract::shutdown_channel();
         let state = Arc::new(AppState::connect(&args, shutdown).await.unwrap());
+        let exposed = exposed(&args);
         Server {
-            service: http_service(router(state.clone())),
+            service: http_service(routes(state.clone(), exposed)),
             redis,
             state,
             stop,
         }
+    }
+
+    /// Another listener of the same server (same state, limit and drain),
+    /// serving what `exposed` picks.
+    fn listener(&self, exposed: Exposed) -> NormalizePath<Router> {
+        http_service(routes(self.state.clone(), exposed))
     }
 
     /// Like [`Server::start`], with a Redis stand-in that answers every
@@ -127,18 +116,7 @@ impl Server {
     }
 
     async fn send(&self, request: Request<Body>) -> Answer {
-        let response = self.service.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec();
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        send(&self.service, request).await
     }
 
     async fn get(&self, uri: &str) -> Answer {
@@ -169,6 +147,56 @@ impl Server {
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or(0.0)
     }
+}
+
+/// `multivac server ARGS...` parsed, against the stand-ins (see
+/// [`Server::start`]), and the socket standing in for Redis.
+fn server_args(args: &[&str]) -> (ServerArgs, TcpListener) {
+    let redis = TcpListener::bind("127.0.0.1:0").expect("binding the Redis stand-in");
+    redis.set_nonblocking(true).unwrap();
+    let redis_url = format!("redis://127.0.0.1:{}", redis.local_addr().unwrap().port());
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mongodb_uri = format!("mongodb://{closed}/?directConnection=true");
+    let defaults = [
+        ("--redis-url", redis_url.as_str()),
+        ("--mongodb-uri", mongodb_uri.as_str()),
+        ("--backend-timeout-ms", "300"),
+        ("--stats-ttl-ms", "0"),
+    ];
+    let mut argv = vec!["multivac", "server"];
+    argv.extend_from_slice(args);
+    for (flag, value) in defaults {
+        if !args.contains(&flag) {
+            argv.extend([flag, value]);
+        }
+    }
+    let Command::Server(args) = Cli::try_parse_from(argv).unwrap().command else {
+        panic!("not the server command")
+    };
+    (args, redis)
+}
+
+/// `request` to `service`, the answer read whole.
+async fn send(service: &NormalizePath<Router>, request: Request<Body>) -> Answer {
+    let response = service.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
 }
 
 /// The complete RESP commands (arrays of bulk strings) at the start of
@@ -418,6 +446,73 @@ async fn every_route_answers_the_same_with_and_without_a_trailing_slash() {
     }
 }
 
+/// The public port has the API and the probes; `/metrics` and `/zzz` are on
+/// the internal port, and on the public one a 404 says where they are,
+/// until `--public-zzz` puts `/zzz` there too (never `/metrics`).
+#[tokio::test]
+async fn metrics_and_zzz_stay_off_the_public_port_unless_asked() {
+    let public = Server::start_exposed(&[], |a| Exposed::public(a.public_zzz)).await;
+    let internal = Server::start_exposed(&[], |_| Exposed::INTERNAL).await;
+    let asked = Server::start_exposed(&["--public-zzz"], |a| Exposed::public(a.public_zzz)).await;
+    // (path, public, internal, public with --public-zzz); the backends are
+    // down, so /zzz answers 503 where it is served and /readyz 503 everywhere.
+    #[rustfmt::skip]
+    let table = [
+        (path::WELCOME, StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::OK),
+        (path::QUESTION, StatusCode::SERVICE_UNAVAILABLE, StatusCode::NOT_FOUND, StatusCode::SERVICE_UNAVAILABLE),
+        (path::ZZZ, StatusCode::NOT_FOUND, StatusCode::SERVICE_UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE),
+        (path::METRICS, StatusCode::NOT_FOUND, StatusCode::OK, StatusCode::NOT_FOUND),
+        (path::HEALTHZ, StatusCode::OK, StatusCode::OK, StatusCode::OK),
+        (path::READYZ, StatusCode::SERVICE_UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE),
+    ];
+    for (route, on_public, on_internal, on_asked) in table {
+        for spelling in [route.to_owned(), format!("{route}/")] {
+            assert_eq!(
+                public.get(&spelling).await.status,
+                on_public,
+                "public {spelling}"
+            );
+            assert_eq!(
+                internal.get(&spelling).await.status,
+                on_internal,
+                "internal {spelling}"
+            );
+            assert_eq!(
+                asked.get(&spelling).await.status,
+                on_asked,
+                "--public-zzz {spelling}"
+            );
+        }
+    }
+    let zzz = public.get("/zzz/").await;
+    zzz.assert_error(StatusCode::NOT_FOUND, "internal_only", "public /zzz/");
+    let message = zzz.json()["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("MULTIVAC_METRICS_BIND") && message.contains("MULTIVAC_PUBLIC_ZZZ=true"),
+        "{message}"
+    );
+    let metrics = public.get(path::METRICS).await;
+    metrics.assert_error(StatusCode::NOT_FOUND, "internal_only", "public /metrics");
+    assert!(
+        !metrics.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("PUBLIC_ZZZ")
+    );
+    internal
+        .send(
+            Request::post(path::DATA)
+                .body(Body::from("data=x"))
+                .unwrap(),
+        )
+        .await
+        .assert_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "POST on the internal port",
+        );
+}
+
 /// With Redis and MongoDB down: liveness holds, readiness is 503 for Redis
 /// (it gates) and reports MongoDB (it does not), without naming either's
 /// host, and the answers that need a backend are 503 with Retry-After.
@@ -665,6 +760,157 @@ async fn a_stop_request_turns_readyz_to_draining_and_keeps_serving() {
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.json()["shutdown"], "draining", "{}", ready.text());
     assert_eq!(server.get(path::WELCOME).await.status, StatusCode::OK);
+}
+
+/// The public and the internal listener of one server share its in-flight
+/// limit and its drain: while a POST on the public port holds the only
+/// slot, the public API and /zzz on the internal port are shed, the probes
+/// and /metrics on either port are not; a stop request makes /readyz say
+/// `draining` on both ports.
+#[tokio::test]
+async fn both_ports_share_the_in_flight_limit_and_the_drain() {
+    let public = Arc::new(
+        Server::start_exposed(
+            &["--max-in-flight", "1", "--backend-timeout-ms", "2000"],
+            |a| Exposed::public(a.public_zzz),
+        )
+        .await,
+    );
+    let internal = public.listener(Exposed::INTERNAL);
+    let holder = {
+        let public = public.clone();
+        tokio::spawn(async move {
+            public
+                .post(path::DATA, Some(FORM), b"data=slow".to_vec())
+                .await
+        })
+    };
+    while !public.redis_contacted() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // All sent while the slot is held (the silent Redis holds it 2 s); a
+    // shed request is answered at once, the others wait for Redis.
+    let (welcome, zzz, metrics, health_internal, health_public, ready_internal) = tokio::join!(
+        public.get(path::WELCOME),
+        send(&internal, get(path::ZZZ)),
+        send(&internal, get(path::METRICS)),
+        send(&internal, get(path::HEALTHZ)),
+        public.get(path::HEALTHZ),
+        send(&internal, get(path::READYZ)),
+    );
+    assert!(
+        !holder.is_finished(),
+        "the slot was free during the requests"
+    );
+    welcome.assert_error(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "public /");
+    zzz.assert_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "internal /zzz",
+    );
+    assert_eq!(metrics.status, StatusCode::OK, "internal /metrics");
+    assert_eq!(health_internal.status, StatusCode::OK, "internal /healthz");
+    assert_eq!(health_public.status, StatusCode::OK, "public /healthz");
+    // Unready for Redis (silent), not shed.
+    assert_eq!(ready_internal.json()["redis"], "unavailable");
+    holder.await.unwrap();
+
+    public.stop.trigger();
+    let (ready_public, ready_internal) =
+        tokio::join!(public.get(path::READYZ), send(&internal, get(path::READYZ)));
+    for (port, ready) in [("public", ready_public), ("internal", ready_internal)] {
+        assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{port}");
+        assert_eq!(
+            ready.json()["shutdown"],
+            "draining",
+            "{port}: {}",
+            ready.text()
+        );
+    }
+}
+
+/// `multivac server` on two ports, stopped: /readyz says `draining` on both
+/// while both still serve (asking clients to close their connections), and
+/// both stop listening once the drain is over.
+#[tokio::test]
+async fn a_stop_drains_both_ports_then_closes_them() {
+    let free = || {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let (public, internal) = (free(), free());
+    let (public_arg, internal_arg) = (public.to_string(), internal.to_string());
+    let (args, _redis) = server_args(&[
+        "--bind",
+        &public_arg,
+        "--metrics-bind",
+        &internal_arg,
+        "--drain-ms",
+        "1500",
+    ]);
+    let (stop, shutdown) = multivac_contract::shutdown_channel();
+    let server = tokio::spawn(run(args, shutdown));
+    let client = reqwest::Client::new();
+    for addr in [public, internal] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while client
+            .get(format!("http://{addr}{}", path::HEALTHZ))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{addr} never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let stopped = std::time::Instant::now();
+    stop.trigger();
+    for (addr, served) in [(public, path::WELCOME), (internal, path::HEALTHZ)] {
+        let ready = client
+            .get(format!("http://{addr}{}", path::READYZ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE, "{addr}");
+        let body: Value = ready.json().await.unwrap();
+        assert_eq!(body["shutdown"], "draining", "{addr}: {body}");
+        let answer = client
+            .get(format!("http://{addr}{served}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.status(),
+            StatusCode::OK,
+            "{addr}{served} while draining"
+        );
+        assert_eq!(
+            answer.headers()[header::CONNECTION],
+            "close",
+            "{addr}{served}"
+        );
+    }
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server did not stop after the drain")
+        .unwrap()
+        .unwrap();
+    assert!(
+        stopped.elapsed() >= Duration::from_millis(1500),
+        "stopped {:?} after the request, before the drain was over",
+        stopped.elapsed()
+    );
+    for addr in [public, internal] {
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "{addr} still listens"
+        );
+    }
 }
 
 /// A request slower than MULTIVAC_REQUEST_TIMEOUT_MS gets 503 `timeout`

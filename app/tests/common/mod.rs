@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use multivac::{Queue, Store};
+
+pub mod tls;
 use tempfile::TempDir;
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now.

@@ -81,10 +81,10 @@ compares the rendered rules.
   resources: ["multivacs/status"]
   verbs: ["patch"]
 # Children written by server-side apply (patch, and create when new), watched
-# through .owns(); Deployments, Services, NetworkPolicies and the PDB are
-# deleted when the spec no longer wants them (external store, 1 server
-# replica), ServiceAccounts when named as by the previous release. Only
-# objects the MultiVac controls are ever changed or deleted. The scaler
+# through .owns(); Deployments, Services, NetworkPolicies, the PDB and the
+# Ingress are deleted when the spec no longer wants them (external store, 1
+# server replica, no ingress), ServiceAccounts when named as by the previous
+# release. Only objects the MultiVac controls are ever changed or deleted. The scaler
 # applies the worker Deployment's spec.replicas.
 - apiGroups: ["apps"]
   resources: ["deployments"]
@@ -93,7 +93,7 @@ compares the rendered rules.
   resources: ["services", "serviceaccounts"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["networking.k8s.io"]
-  resources: ["networkpolicies"]
+  resources: ["networkpolicies", "ingresses"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
@@ -104,11 +104,11 @@ compares the rendered rules.
   resources: ["configmaps", "persistentvolumeclaims"]
   verbs: ["get", "list", "watch", "create", "patch"]
 # Secrets are read one by one, never listed or watched: the user's Secrets
-# the spec names (API token, external store URLs: their content is hashed
-# into the pod templates) and the generated `<name>-credentials`, which the
+# the spec names (API token, external store URLs and CAs: their content is
+# hashed into the pod templates) and the generated `<name>-credentials`, which the
 # reconciler creates when no data volume exists and patches only to rotate
 # it or to settle its labels, owner annotation and ownerReference as
-# spec.retention asks; the scaler reads the Redis URL. Never deleted.
+# spec.retention asks; the scaler reads the Redis URL (and its CA). Never deleted.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "create", "patch"]

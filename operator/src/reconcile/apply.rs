@@ -194,6 +194,7 @@ async fn ensure_child(
         Child::PersistentVolumeClaim(o) => ensure(cluster, kind, o, owner).await?.0,
         Child::NetworkPolicy(o) => ensure(cluster, kind, o, owner).await?.0,
         Child::PodDisruptionBudget(o) => ensure(cluster, kind, o, owner).await?.0,
+        Child::Ingress(o) => ensure(cluster, kind, o, owner).await?.0,
     })
 }
 

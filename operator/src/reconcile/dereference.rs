@@ -43,9 +43,11 @@ pub(crate) fn referenced(mv: &MultiVac) -> Vec<SecretSource> {
     let mut refs = vec![];
     if !mv.redis_managed() {
         refs.push(mv.redis_url_source());
+        refs.extend(mv.redis_ca_source());
     }
     if !mv.mongodb_managed() {
         refs.push(mv.mongodb_uri_source());
+        refs.extend(mv.mongodb_ca_source());
     }
     refs.extend(mv.api_token_source());
     refs
@@ -136,6 +138,18 @@ mod tests {
                     key: "token".into()
                 },
             ]
+        );
+        // The CAs of external stores are the user's Secrets too.
+        let refs = referenced(&mv(json!({
+            "redis": {"external": {"secretRef": {"name": "r"}, "caSecretRef": {"name": "rca"}}},
+            "mongodb": {"external": {"secretRef": {"name": "m"}, "caSecretRef": {"name": "mca", "key": "pem"}}}})));
+        let names: Vec<String> = refs
+            .iter()
+            .map(|r| format!("{}/{}", r.name, r.key))
+            .collect();
+        assert_eq!(
+            names,
+            ["r/redis-url", "rca/ca.crt", "m/mongodb-uri", "mca/pem"]
         );
     }
 

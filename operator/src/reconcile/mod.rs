@@ -108,7 +108,7 @@ async fn reconcile_inner(mv: &MultiVac, ctx: &Context) -> Result<Action> {
         .ok_or(Error::MissingMetadata("metadata.namespace"))?;
     let cluster = Cluster::new(ctx, &namespace);
     let read = dereference::dereference(&cluster, mv).await?;
-    let valid = validate(mv, &read)?;
+    let valid = validate(mv, &read, ctx.default_app_image.as_deref())?;
     let owner = Owner::new(valid.owner.clone(), valid.namespace);
     let children = resources::build(&valid, &ctx.operator_namespace, Passwords::generate)?;
     let credentials_meta = read.credentials.as_ref().map(|c| &c.meta);
@@ -402,6 +402,7 @@ async fn report_permanent(mv: &MultiVac, ctx: &Context, e: &Error) {
     let reason = match e {
         Error::MissingSecret { .. } => "MissingSecret",
         Error::CredentialsMissing { .. } => "CredentialsMissing",
+        Error::NoAppImage => "NoAppImage",
         _ => "InvalidSpec",
     };
     let conditions = status::conditions_from_error(reason, &e.to_string());

@@ -22,6 +22,7 @@ const CREDENTIALS: &str = "/api/v1/namespaces/ns/secrets/mv-credentials";
 const SERVER: &str = "/apis/apps/v1/namespaces/ns/deployments/mv-server";
 const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/ns/deployments/";
 const PDB: &str = "/apis/policy/v1/namespaces/ns/poddisruptionbudgets/mv-server";
+const INGRESS: &str = "/apis/networking.k8s.io/v1/namespaces/ns/ingresses/mv-server";
 const CONFIG: &str = "/api/v1/namespaces/ns/configmaps/mv-config";
 const REDIS_PVC: &str = "/api/v1/namespaces/ns/persistentvolumeclaims/mv-redis-data";
 const MONGODB_PVC: &str = "/api/v1/namespaces/ns/persistentvolumeclaims/mv-mongodb-data";
@@ -58,6 +59,13 @@ struct Harness {
 impl Harness {
     fn new(spec: Value) -> Self {
         Self::with_context(spec, |ctx| ctx)
+    }
+
+    /// [`Harness::new`] with an operator whose default app image is `image`.
+    fn with_default_image(spec: Value, image: Option<&str>) -> Self {
+        Self::with_context(spec, |ctx| {
+            ctx.with_default_app_image(image.map(String::from))
+        })
     }
 
     /// A harness whose context `adjust` changes first. The managed stores
@@ -255,6 +263,7 @@ async fn an_unchanged_multivac_makes_no_writes() {
     let mut reads = vec![format!("GET {CREDENTIALS}")];
     reads.extend(CHILDREN.iter().map(|c| format!("GET {c}")));
     reads.push(format!("GET {PDB}"));
+    reads.push(format!("GET {INGRESS}"));
     reads.push(format!("GET {OLD_INIT_SCRIPT}"));
     reads.push(format!("GET {OLD_SERVICE_ACCOUNT}"));
     let sent: Vec<String> = h.api.requests().iter().map(|r| r.line()).collect();
@@ -1235,4 +1244,80 @@ async fn ready_waits_for_the_apps_mongodb_user() {
     });
     h.reconcile().await.unwrap();
     assert_eq!(condition(&h.status_sent(), "Ready")["status"], "True");
+}
+
+#[tokio::test]
+async fn a_multivac_without_an_image_runs_the_operators_default() {
+    let h = Harness::with_default_image(json!({}), Some("registry.example/multivac:v9"));
+    h.reconcile().await.unwrap();
+    for d in ["mv-server", "mv-worker"] {
+        let deployment = h.api.get(&format!("{DEPLOYMENTS}{d}")).unwrap();
+        assert_eq!(
+            deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+            "registry.example/multivac:v9",
+            "{d}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_multivac_without_an_image_and_an_operator_without_a_default_is_not_ready() {
+    let h = Harness::new(json!({}));
+    let err = h.reconcile().await.unwrap_err();
+    assert!(matches!(err, Error::NoAppImage), "{err}");
+    assert_eq!(
+        h.api.writes(),
+        [patch(&format!("{MV}/status"))],
+        "no child is written"
+    );
+    let sent = h.status_sent();
+    let ready = condition(&sent, "Ready");
+    assert_eq!(
+        (&ready["status"], &ready["reason"]),
+        (&json!("False"), &json!("NoAppImage"))
+    );
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("set spec.image"),
+        "{ready}"
+    );
+    assert_eq!(
+        h.metric("multivac_operator_reconcile_errors_total{error=\"no_app_image\"}"),
+        1.0
+    );
+    // Waits for the user: no fast retry.
+    assert_eq!(
+        h.error_policy(&err),
+        Action::requeue(Duration::from_secs(300))
+    );
+    // The user names an image: the next reconcile builds it.
+    h.api
+        .edit(MV, |mv| mv["spec"]["image"] = json!("multivac:1"));
+    h.reconcile().await.unwrap();
+    assert!(h.api.get(SERVER).is_some());
+}
+
+#[tokio::test]
+async fn an_ingress_is_applied_when_asked_and_deleted_when_not() {
+    let h = Harness::new(json!({"image": "multivac:1",
+        "server": {"ingress": {"host": "mv.example.com"}}}));
+    h.reconcile().await.unwrap();
+    assert!(
+        h.api.writes().contains(&patch(INGRESS)),
+        "{:?}",
+        h.api.writes()
+    );
+    let ingress = h.api.get(INGRESS).unwrap();
+    assert_eq!(ingress["spec"]["rules"][0]["host"], "mv.example.com");
+    assert_eq!(ingress["metadata"]["ownerReferences"], owned_by("mv-uid"));
+    h.api.edit(MV, |mv| mv["spec"]["server"] = json!({}));
+    h.reconcile().await.unwrap();
+    assert!(h.api.get(INGRESS).is_none());
+    assert!(
+        h.api
+            .events()
+            .contains(&("Deleted".into(), "Deleted Ingress/mv-server".into()))
+    );
 }

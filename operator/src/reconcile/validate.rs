@@ -15,13 +15,20 @@ use multivac_contract::secret_key;
 
 use super::dereference::Dereferenced;
 use super::ownership::{Claim, Owner, claim};
-use crate::crd::{MAX_NAME_LEN, ManagedStore, MultiVac, MultiVacSpec, SecretSource, message};
+use crate::crd::{
+    MAX_NAME_LEN, ManagedStore, MultiVac, MultiVacSpec, OPERATOR_ANNOTATION_PREFIX,
+    OPERATOR_LABELS, Placement, SecretSource, message,
+};
 use crate::credentials::{Credentials, digest};
 use crate::error::{Error, Result};
 use crate::resources::Kind;
 
 /// How a datastore is provided, once the spec is known to name exactly one way.
 #[derive(Clone, Debug, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "two per reconcile, built once and read in place"
+)]
 pub(crate) enum Store {
     /// Run by the operator, with the spec's settings or the defaults.
     Managed(ManagedStore),
@@ -38,6 +45,8 @@ pub(crate) struct Validated<'a> {
     /// The controller ownerReference every child carries.
     pub(crate) owner: OwnerReference,
     pub(crate) spec: &'a MultiVacSpec,
+    /// The app image: `spec.image`, else the operator's default.
+    pub(crate) image: String,
     pub(crate) redis: Store,
     pub(crate) mongodb: Store,
     /// A store is managed and its generated credentials Secret does not exist yet.
@@ -109,11 +118,24 @@ impl<'a> Validated<'a> {
         }
         v
     }
+    /// Where the app reads an external Redis's CA from, when one is named.
+    pub(crate) fn redis_ca_source(&self) -> Option<SecretSource> {
+        self.mv.redis_ca_source()
+    }
+    /// Where the app reads an external MongoDB's CA from, when one is named.
+    pub(crate) fn mongodb_ca_source(&self) -> Option<SecretSource> {
+        self.mv.mongodb_ca_source()
+    }
 }
 
-/// Checks a MultiVac and what [`super::dereference`] read for it. The first
+/// Checks a MultiVac and what [`super::dereference`] read for it, and
+/// resolves its app image (`default_image`: the operator's). The first
 /// failed check is the error; every error here waits for the user.
-pub(crate) fn validate<'a>(mv: &'a MultiVac, read: &Dereferenced) -> Result<Validated<'a>> {
+pub(crate) fn validate<'a>(
+    mv: &'a MultiVac,
+    read: &Dereferenced,
+    default_image: Option<&str>,
+) -> Result<Validated<'a>> {
     let namespace = mv
         .metadata
         .namespace
@@ -132,9 +154,13 @@ pub(crate) fn validate<'a>(mv: &'a MultiVac, read: &Dereferenced) -> Result<Vali
     let name = mv.metadata.name.as_deref().unwrap_or_default();
     check_name(name)?;
     let s = &mv.spec;
-    if s.image.trim().is_empty() {
-        return Err(Error::InvalidSpec("spec.image must not be empty".into()));
-    }
+    let image = match s.image.as_deref() {
+        Some(i) if i.trim().is_empty() => {
+            return Err(Error::InvalidSpec("spec.image must not be empty".into()));
+        }
+        Some(i) => i.to_owned(),
+        None => default_image.ok_or(Error::NoAppImage)?.to_owned(),
+    };
     if s.workers.min_replicas < 0 || s.server.replicas < 0 {
         return Err(Error::InvalidSpec(
             "replica counts must not be negative".into(),
@@ -151,11 +177,27 @@ pub(crate) fn validate<'a>(mv: &'a MultiVac, read: &Dereferenced) -> Result<Vali
     let mongodb = store("mongodb", &s.mongodb.managed, s.mongodb.external.is_some())?;
     check_resources("spec.server.resources", &s.server.resources)?;
     check_resources("spec.workers.resources", &s.workers.resources)?;
+    check_placement("spec.server", &s.server.placement)?;
+    check_placement("spec.workers", &s.workers.placement)?;
+    check_annotations(
+        "spec.server.service.annotations",
+        &s.server.service.annotations,
+    )?;
+    if let Some(ingress) = &s.server.ingress {
+        check_annotations("spec.server.ingress.annotations", &ingress.annotations)?;
+        if ingress.tls_secret_name.is_some() && ingress.host.is_none() {
+            return Err(Error::InvalidSpec(format!(
+                "spec.server.ingress: Invalid value: {}",
+                message::TLS_WITHOUT_HOST
+            )));
+        }
+    }
     for (what, store) in [("redis", &redis), ("mongodb", &mongodb)] {
         if let Store::Managed(m) = store {
             let path = format!("spec.{what}.managed");
             check_resources(&format!("{path}.resources"), &m.resources)?;
             quantity(&format!("{path}.storage.size"), &m.storage.size)?;
+            check_placement(&path, &m.placement)?;
         }
     }
     let managed = |st: &Store| matches!(st, Store::Managed(_));
@@ -203,6 +245,7 @@ pub(crate) fn validate<'a>(mv: &'a MultiVac, read: &Dereferenced) -> Result<Vali
         namespace,
         owner,
         spec: s,
+        image,
         create_credentials,
         secret_digests,
         redis,
@@ -270,6 +313,39 @@ fn check_resources(path: &str, resources: &Option<ResourceRequirements>) -> Resu
     Ok(())
 }
 
+/// The CRD's rules on `podLabels` and `podAnnotations`, for a CRD installed
+/// without them: the pods keep the operator's labels, which select them.
+fn check_placement(path: &str, placement: &Placement) -> Result<()> {
+    if let Some(key) = placement
+        .pod_labels
+        .keys()
+        .find(|k| OPERATOR_LABELS.contains(&k.as_str()))
+    {
+        return Err(Error::InvalidSpec(format!(
+            "{path}.podLabels: Invalid value: {key:?}: {}",
+            message::OPERATOR_LABEL
+        )));
+    }
+    check_annotations(
+        &format!("{path}.podAnnotations"),
+        &placement.pod_annotations,
+    )
+}
+
+/// The CRD's rule on annotations a user sets: none under `multivac.io/`.
+fn check_annotations(path: &str, annotations: &BTreeMap<String, String>) -> Result<()> {
+    match annotations
+        .keys()
+        .find(|k| k.starts_with(OPERATOR_ANNOTATION_PREFIX))
+    {
+        Some(key) => Err(Error::InvalidSpec(format!(
+            "{path}: Invalid value: {key:?}: {}",
+            message::OPERATOR_ANNOTATION
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// `managed` and `external` are exclusive; neither set means managed with defaults.
 fn store(what: &str, managed: &Option<ManagedStore>, external: bool) -> Result<Store> {
     match (managed, external) {
@@ -290,7 +366,7 @@ mod tests {
     use serde_json::json;
 
     fn check(mv: &MultiVac) -> Result<Validated<'_>> {
-        validate(mv, &Dereferenced::default())
+        validate(mv, &Dereferenced::default(), None)
     }
 
     #[test]
@@ -301,6 +377,80 @@ mod tests {
         assert_eq!(v.owner.uid, "1234");
         assert_eq!(v.redis, Store::Managed(ManagedStore::default()));
         assert!(v.create_credentials);
+    }
+
+    #[test]
+    fn the_image_is_the_specs_else_the_operators_default_else_an_error() {
+        let named = mv(json!({"image": "mine:1"}));
+        let unnamed = mv(json!({}));
+        let read = Dereferenced::default();
+        assert_eq!(
+            validate(&named, &read, Some("default:2")).unwrap().image,
+            "mine:1"
+        );
+        assert_eq!(
+            validate(&unnamed, &read, Some("default:2")).unwrap().image,
+            "default:2"
+        );
+        let err = validate(&unnamed, &read, None).unwrap_err();
+        assert!(matches!(err, Error::NoAppImage) && err.is_permanent());
+        assert!(
+            err.to_string()
+                .contains("MULTIVAC_OPERATOR_DEFAULT_APP_IMAGE"),
+            "{err}"
+        );
+        let empty = mv(json!({"image": " "}));
+        assert!(matches!(
+            validate(&empty, &read, Some("d")),
+            Err(Error::InvalidSpec(_))
+        ));
+    }
+
+    #[test]
+    fn operator_labels_and_annotations_cannot_be_set_by_the_spec() {
+        for (spec, needle) in [
+            (
+                json!({"image": "x", "server": {"podLabels": {"app.kubernetes.io/instance": "other"}}}),
+                format!(
+                    "spec.server.podLabels: Invalid value: \"app.kubernetes.io/instance\": {}",
+                    message::OPERATOR_LABEL
+                ),
+            ),
+            (
+                json!({"image": "x", "workers": {"podAnnotations": {"multivac.io/config-hash": "x"}}}),
+                format!(
+                    "spec.workers.podAnnotations: Invalid value: \"multivac.io/config-hash\": {}",
+                    message::OPERATOR_ANNOTATION
+                ),
+            ),
+            (
+                json!({"image": "x", "redis": {"managed": {"podLabels": {"app.kubernetes.io/component": "worker"}}}}),
+                "spec.redis.managed.podLabels".to_owned(),
+            ),
+            (
+                json!({"image": "x", "server": {"service": {"annotations": {"multivac.io/applied-hash": "0"}}}}),
+                "spec.server.service.annotations".to_owned(),
+            ),
+            (
+                json!({"image": "x", "server": {"ingress": {"annotations": {"multivac.io/owner": "x"}}}}),
+                "spec.server.ingress.annotations".to_owned(),
+            ),
+            (
+                json!({"image": "x", "server": {"ingress": {"tlsSecretName": "tls"}}}),
+                message::TLS_WITHOUT_HOST.to_owned(),
+            ),
+        ] {
+            let m = mv(spec.clone());
+            let err = check(&m).unwrap_err().to_string();
+            assert!(err.contains(&needle), "{spec}: {err}");
+        }
+        // Other app.kubernetes.io labels and other annotations are the user's.
+        let ok = mv(json!({"image": "x",
+            "server": {"podLabels": {"app.kubernetes.io/version": "1", "team": "a"},
+                       "podAnnotations": {"sidecar.istio.io/inject": "true"},
+                       "ingress": {"host": "mv.example.com", "tlsSecretName": "tls"}},
+            "mongodb": {"managed": {"podAnnotations": {"backup.velero.io/backup-volumes": "data"}}}}));
+        check(&ok).unwrap();
     }
 
     #[test]
@@ -422,7 +572,7 @@ mod tests {
             secret_keys: vec![key("r", "u", true), key("m", "mongodb-uri", false)],
             ..Default::default()
         };
-        let err = validate(&m, &read).unwrap_err();
+        let err = validate(&m, &read, None).unwrap_err();
         assert!(
             matches!(&err, Error::MissingSecret { name, key, .. } if name == "m" && key == "mongodb-uri"),
             "{err}"
@@ -431,7 +581,7 @@ mod tests {
             secret_keys: vec![key("r", "u", true), key("m", "mongodb-uri", true)],
             ..Default::default()
         };
-        let v = validate(&m, &read).unwrap();
+        let v = validate(&m, &read, None).unwrap();
         assert_eq!((&v.redis, &v.mongodb), (&Store::External, &Store::External));
         assert!(!v.create_credentials, "no managed store, no credentials");
         assert_eq!(
@@ -444,7 +594,7 @@ mod tests {
                 "mongodb-username": "multivac", "mongodb-password": "q", "mongodb-uri": "v"}))),
             ..Default::default()
         };
-        let v = validate(&managed, &existing).unwrap();
+        let v = validate(&managed, &existing, None).unwrap();
         assert!(!v.create_credentials);
         assert_eq!(
             v.secret_digests[&("mv-credentials".to_string(), "redis-url".to_string())],
@@ -471,7 +621,7 @@ mod tests {
             data_volumes: vec!["mv-mongodb-data".into()],
             ..Default::default()
         };
-        let err = validate(&m, &orphaned).unwrap_err();
+        let err = validate(&m, &orphaned, None).unwrap_err();
         assert!(err.is_permanent());
         let text = err.to_string();
         for needle in ["ns/mv-credentials", "mv-mongodb-data", "backup", "delete"] {
@@ -479,7 +629,7 @@ mod tests {
         }
         // No data volume: new passwords are safe.
         assert!(
-            validate(&m, &Dereferenced::default())
+            validate(&m, &Dereferenced::default(), None)
                 .unwrap()
                 .create_credentials
         );
@@ -489,7 +639,7 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            validate(&m, &partial),
+            validate(&m, &partial, None),
             Err(Error::MissingSecret { key, .. }) if key == "redis-url"
         ));
     }

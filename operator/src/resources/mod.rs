@@ -9,7 +9,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     ConfigMap, ObjectReference, PersistentVolumeClaim, Secret, Service, ServiceAccount,
 };
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -24,9 +24,11 @@ use crate::reconcile::{Store, Validated};
 
 mod app_pod;
 mod config_map;
+mod ingress;
 mod mongodb;
 mod network_policy;
 mod pdb;
+mod placement;
 mod pvc;
 mod redis;
 mod secret;
@@ -95,6 +97,7 @@ pub(crate) enum Kind {
     PersistentVolumeClaim,
     NetworkPolicy,
     PodDisruptionBudget,
+    Ingress,
 }
 
 impl Kind {
@@ -112,6 +115,7 @@ impl Kind {
             Self::PersistentVolumeClaim => of::<PersistentVolumeClaim>(),
             Self::NetworkPolicy => of::<NetworkPolicy>(),
             Self::PodDisruptionBudget => of::<PodDisruptionBudget>(),
+            Self::Ingress => of::<Ingress>(),
         }
     }
 
@@ -126,6 +130,7 @@ impl Kind {
             Self::PersistentVolumeClaim => "PersistentVolumeClaim",
             Self::NetworkPolicy => "NetworkPolicy",
             Self::PodDisruptionBudget => "PodDisruptionBudget",
+            Self::Ingress => "Ingress",
         }
     }
 
@@ -183,6 +188,7 @@ pub(crate) enum Child {
     PersistentVolumeClaim(PersistentVolumeClaim),
     NetworkPolicy(NetworkPolicy),
     PodDisruptionBudget(PodDisruptionBudget),
+    Ingress(Ingress),
 }
 
 impl Child {
@@ -196,6 +202,7 @@ impl Child {
             Self::PersistentVolumeClaim(o) => (Kind::PersistentVolumeClaim, &o.metadata),
             Self::NetworkPolicy(o) => (Kind::NetworkPolicy, &o.metadata),
             Self::PodDisruptionBudget(o) => (Kind::PodDisruptionBudget, &o.metadata),
+            Self::Ingress(o) => (Kind::Ingress, &o.metadata),
         };
         ChildRef::new(kind, meta.name.clone().unwrap_or_default())
     }
@@ -304,6 +311,10 @@ pub(crate) fn build(
         apply.push(Child::PodDisruptionBudget(pdb::build(mv)?));
     } else {
         remove.push(ChildRef::new(Kind::PodDisruptionBudget, mv.server_name()));
+    }
+    match &mv.spec.server.ingress {
+        Some(spec) => apply.push(Child::Ingress(ingress::build(mv, spec)?)),
+        None => remove.push(ChildRef::new(Kind::Ingress, mv.server_name())),
     }
     // The operator makes the app's MongoDB user itself now: the first-start
     // script's ConfigMap goes, if this MultiVac controls it.
@@ -467,8 +478,12 @@ pub(crate) mod testing {
         .unwrap()
     }
 
+    /// The operator's default app image in the builder tests.
+    pub(crate) const DEFAULT_IMAGE: &str = "multivac:default";
+
     /// `mv` validated, with every referenced Secret present (the digest of
-    /// a value: `<name>/<key>`) and no credentials Secret yet.
+    /// a value: `<name>/<key>`), no credentials Secret yet and
+    /// [`DEFAULT_IMAGE`] as the operator's default.
     pub(crate) fn validated(mv: &MultiVac) -> Validated<'_> {
         let mut read = Dereferenced::default();
         for source in crate::reconcile::referenced(mv) {
@@ -478,7 +493,7 @@ pub(crate) mod testing {
                 present: true,
             });
         }
-        validate(mv, &read).unwrap()
+        validate(mv, &read, Some(DEFAULT_IMAGE)).unwrap()
     }
 
     /// What a builder's object looks like on the wire.
@@ -537,6 +552,7 @@ mod tests {
             Child::PersistentVolumeClaim(o) => testing::json_of(o),
             Child::NetworkPolicy(o) => testing::json_of(o),
             Child::PodDisruptionBudget(o) => testing::json_of(o),
+            Child::Ingress(o) => testing::json_of(o),
         }
     }
 
@@ -565,6 +581,7 @@ mod tests {
             built.remove,
             vec![
                 ChildRef::new(Kind::PodDisruptionBudget, "mv-server"),
+                ChildRef::new(Kind::Ingress, "mv-server"),
                 // Earlier releases' first-start script and ServiceAccount,
                 // deleted only if owned.
                 ChildRef::new(Kind::ConfigMap, "mv-mongodb-init"),
@@ -634,6 +651,7 @@ mod tests {
                 "Deployment/mv-mongodb",
                 "Service/mv-mongodb",
                 "NetworkPolicy/mv-mongodb",
+                "Ingress/mv-server",
                 "ConfigMap/mv-mongodb-init",
                 "ServiceAccount/mv",
             ]
@@ -642,6 +660,45 @@ mod tests {
             built.credentials.is_none() && built.credentials_meta.is_none(),
             "no managed store, no generated Secret"
         );
+    }
+
+    /// Each Deployment's pod template gets its own component's placement
+    /// (the fields themselves: `placement.rs`'s whole-object test).
+    #[test]
+    fn every_deployment_is_placed_as_its_component_asks() {
+        let placement = |tag: &str| {
+            json!({"nodeSelector": {"pool": tag}, "priorityClassName": tag,
+                "tolerations": [{"key": tag, "operator": "Exists"}],
+                "podLabels": {"placed": tag}, "podAnnotations": {"example.com/placed": tag}})
+        };
+        let built = children(
+            json!({"server": placement("server"), "workers": placement("worker"),
+            "redis": {"managed": placement("redis")}, "mongodb": {"managed": placement("mongodb")}}),
+        );
+        let mut placed = vec![];
+        for child in &built.apply {
+            let Child::Deployment(d) = child else {
+                continue;
+            };
+            let template = &wire(child)["spec"]["template"];
+            let component =
+                d.metadata.labels.as_ref().unwrap()["app.kubernetes.io/component"].clone();
+            let want = placement(&component);
+            for field in ["nodeSelector", "priorityClassName", "tolerations"] {
+                assert_eq!(template["spec"][field], want[field], "{component} {field}");
+            }
+            assert_eq!(template["metadata"]["labels"]["placed"], component.as_str());
+            assert_eq!(
+                template["metadata"]["labels"]["app.kubernetes.io/component"],
+                component.as_str()
+            );
+            assert_eq!(
+                template["metadata"]["annotations"]["example.com/placed"],
+                component.as_str()
+            );
+            placed.push(component);
+        }
+        assert_eq!(placed, ["server", "worker", "redis", "mongodb"]);
     }
 
     #[test]
@@ -701,6 +758,27 @@ mod tests {
         let after = built(&url);
         assert_ne!(secrets_hash(&after, "mv-server"), server);
         assert_ne!(secrets_hash(&after, "mv-worker"), worker);
+        // A new CA of an external store (a Secret volume, not an env
+        // variable): both roll, for Redis's and for MongoDB's.
+        let m = mv(json!({"image": "m",
+            "redis": {"external": {"secretRef": {"name": "r"}, "caSecretRef": {"name": "rca"}}},
+            "mongodb": {"external": {"secretRef": {"name": "m"},
+                "caSecretRef": {"name": "mca", "key": "pem"}}}}));
+        let tls = validated(&m);
+        let before = built(&tls);
+        for (secret, key) in [("rca", "ca.crt"), ("mca", "pem")] {
+            let mut ca = tls.clone();
+            ca.secret_digests
+                .insert((secret.into(), key.into()), "other".into());
+            let after = built(&ca);
+            for deployment in ["mv-server", "mv-worker"] {
+                assert_ne!(
+                    secrets_hash(&after, deployment),
+                    secrets_hash(&before, deployment),
+                    "{deployment} after a new {secret}/{key}"
+                );
+            }
+        }
         // A new credentials Secret: its MongoDB URI counts, its passwords differ per run.
         let mut other = v.clone();
         other.create_credentials = true;

@@ -7,7 +7,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::json;
 
 use super::{
-    MONGODB_PORT, container_security, metadata, pull_secrets, resources_or,
+    MONGODB_PORT, container_security, metadata, placement, pull_secrets, resources_or,
     store_default_resources, store_pod_security, typed,
 };
 use multivac_contract::secret_key;
@@ -48,7 +48,7 @@ pub(super) fn former_init_script(mv: &Validated) -> String {
 /// Deployment `<mv>-mongodb`.
 pub(super) fn build(mv: &Validated, managed: &ManagedStore) -> Result<Deployment> {
     let secret = mv.credentials_name();
-    typed(json!({
+    let mut deployment = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": metadata(mv, &mv.mongodb_name(), "mongodb"),
@@ -92,7 +92,9 @@ pub(super) fn build(mv: &Validated, managed: &ManagedStore) -> Result<Deployment
                 },
             },
         },
-    }))
+    });
+    placement::place(&mut deployment, &managed.placement)?;
+    typed(deployment)
 }
 
 #[cfg(test)]

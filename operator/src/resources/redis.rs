@@ -17,8 +17,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::json;
 
 use super::{
-    REDIS_PORT, container_security, metadata, pull_secrets, resources_or, store_default_resources,
-    store_pod_security, typed,
+    REDIS_PORT, container_security, metadata, placement, pull_secrets, resources_or,
+    store_default_resources, store_pod_security, typed,
 };
 use multivac_contract::secret_key;
 
@@ -65,7 +65,7 @@ pub(super) fn build(mv: &Validated, managed: &ManagedStore) -> Result<Deployment
         .as_ref()
         .map(|m| m.appendfsync)
         .unwrap_or_default();
-    typed(json!({
+    let mut deployment = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": metadata(mv, &mv.redis_name(), "redis"),
@@ -105,7 +105,9 @@ pub(super) fn build(mv: &Validated, managed: &ManagedStore) -> Result<Deployment
                 },
             },
         },
-    }))
+    });
+    placement::place(&mut deployment, &managed.placement)?;
+    typed(deployment)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use multivac_contract::{env, port};
 
-use super::{app_default_resources, app_pod, metadata, resources_or, typed};
+use super::{app_default_resources, app_pod, metadata, placement, resources_or, typed};
 use crate::error::Result;
 use crate::reconcile::Validated;
 
@@ -36,16 +36,22 @@ fn server_env(mv: &Validated) -> Vec<Value> {
     if let Some(max) = server.max_backlog {
         vars.push(json!({"name": env::MAX_BACKLOG, "value": max.to_string()}));
     }
+    if server.public_zzz {
+        vars.push(json!({"name": env::PUBLIC_ZZZ, "value": "true"}));
+    }
     vars
 }
 
-/// Deployment `<mv>-server` running `multivac server` on :8080.
+/// Deployment `<mv>-server` running `multivac server`: the API on :8080
+/// (`http`, the Service's, and the probes'), `/metrics` and `/zzz` on :9090
+/// (`metrics`, Prometheus's and `kubectl port-forward`'s; no Service exposes
+/// it). A drain turns `/readyz` unready on both ports.
 pub(super) fn build(mv: &Validated) -> Result<Deployment> {
     let mut vars = app_pod::env(mv, true);
     if let Value::Array(list) = &mut vars {
         list.extend(server_env(mv));
     }
-    let container = app_pod::container(
+    let mut container = app_pod::container(
         mv,
         "server",
         "http",
@@ -53,9 +59,14 @@ pub(super) fn build(mv: &Validated) -> Result<Deployment> {
         vars,
         resources_or(&mv.spec.server.resources, app_default_resources())?,
     );
+    if let Some(ports) = container["ports"].as_array_mut() {
+        ports.push(
+            json!({"name": "metrics", "containerPort": port::SERVER_METRICS, "protocol": "TCP"}),
+        );
+    }
     let grace =
         i64::from(mv.spec.server.drain_seconds) + REQUEST_TIMEOUT_SECONDS + GRACE_MARGIN_SECONDS;
-    typed(json!({
+    let mut deployment = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": metadata(mv, &mv.server_name(), "server"),
@@ -64,7 +75,9 @@ pub(super) fn build(mv: &Validated) -> Result<Deployment> {
             "selector": app_pod::selector(mv, "server"),
             "template": app_pod::template(mv, "server", container, grace),
         },
-    }))
+    });
+    placement::place(&mut deployment, &mv.spec.server.placement)?;
+    typed(deployment)
 }
 
 #[cfg(test)]
@@ -110,7 +123,10 @@ mod tests {
                                 "image": "multivac:1",
                                 "imagePullPolicy": "Always",
                                 "args": ["server"],
-                                "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+                                "ports": [
+                                    {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                                    {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+                                ],
                                 "env": [
                                     {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                                     {"name": "MULTIVAC_REDIS_URL", "valueFrom": {"secretKeyRef": {"name": "mv-credentials", "key": "redis-url"}}},
@@ -165,6 +181,56 @@ mod tests {
         assert_eq!(
             built["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
             15
+        );
+    }
+
+    #[test]
+    fn server_pods_are_placed_as_asked_and_zzz_is_public_only_when_asked() {
+        let m = mv(json!({"server": {
+            "publicZzz": true,
+            "nodeSelector": {"pool": "web"},
+            "tolerations": [{"key": "web", "operator": "Exists"}],
+            "priorityClassName": "multivac-web",
+            "podLabels": {"team": "entropy"},
+            "podAnnotations": {"prometheus.io/scrape": "false"},
+        }}));
+        let built = json_of(&build(&validated(&m)).unwrap());
+        let template = &built["spec"]["template"];
+        let mut want_labels = labels("server");
+        want_labels["team"] = json!("entropy");
+        assert_eq!(template["metadata"]["labels"], want_labels);
+        assert_eq!(
+            template["metadata"]["annotations"]["prometheus.io/scrape"],
+            "false"
+        );
+        assert!(template["metadata"]["annotations"]["multivac.io/config-hash"].is_string());
+        assert_eq!(template["spec"]["nodeSelector"], json!({"pool": "web"}));
+        assert_eq!(
+            template["spec"]["tolerations"],
+            json!([{"key": "web", "operator": "Exists"}])
+        );
+        assert_eq!(template["spec"]["priorityClassName"], "multivac-web");
+        // The selector stays the operator's: the pods still match it.
+        assert_eq!(
+            built["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"],
+            "server"
+        );
+        let container = &template["spec"]["containers"][0];
+        assert_eq!(container["image"], crate::resources::testing::DEFAULT_IMAGE);
+        let env = container["env"].as_array().unwrap();
+        assert_eq!(
+            env.last().unwrap(),
+            &json!({"name": "MULTIVAC_PUBLIC_ZZZ", "value": "true"})
+        );
+        let private = mv(json!({}));
+        let built = json_of(&build(&validated(&private)).unwrap());
+        let env = built["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+        assert!(
+            env.as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["name"] != "MULTIVAC_PUBLIC_ZZZ"),
+            "{env}"
         );
     }
 }

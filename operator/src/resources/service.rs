@@ -28,17 +28,22 @@ fn service(
     }))
 }
 
-/// Service `<mv>-server` in front of the HTTP server.
+/// Service `<mv>-server` in front of the HTTP server: its public port only
+/// (`http`, the API); the internal `metrics` port is not in it.
 pub fn server(mv: &Validated) -> Result<Service> {
     let s = &mv.spec.server.service;
-    service(
+    let mut service = service(
         mv,
         &mv.server_name(),
         "server",
         s.type_.as_str(),
         "http",
         s.port,
-    )
+    )?;
+    if !s.annotations.is_empty() {
+        service.metadata.annotations = Some(s.annotations.clone());
+    }
+    Ok(service)
 }
 
 /// Service `<mv>-redis`.
@@ -103,6 +108,13 @@ mod tests {
             })
         );
         assert_eq!(server_url(&m).unwrap(), "http://mv-server.ns.svc:8000");
+        let lb = mv(json!({"server": {"service": {"type": "LoadBalancer",
+            "annotations": {"service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"}}}}));
+        assert_eq!(
+            json_of(&server(&validated(&lb)).unwrap())["metadata"],
+            json!({"name": "mv-server", "namespace": "ns", "labels": labels("server"), "ownerReferences": owner(),
+                "annotations": {"service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"}})
+        );
         assert_eq!(
             server_url(&mv(json!({"image": "x"}))).unwrap(),
             "http://mv-server.ns.svc"

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use multivac_contract::port;
 
-use super::{app_default_resources, app_pod, metadata, resources_or, typed};
+use super::{app_default_resources, app_pod, metadata, placement, resources_or, typed};
 use crate::error::Result;
 use crate::reconcile::Validated;
 
@@ -23,7 +23,7 @@ pub(super) fn build(mv: &Validated) -> Result<Deployment> {
         app_pod::env(mv, false),
         resources_or(&mv.spec.workers.resources, app_default_resources())?,
     );
-    typed(json!({
+    let mut deployment = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": metadata(mv, &mv.worker_name(), "worker"),
@@ -31,7 +31,9 @@ pub(super) fn build(mv: &Validated) -> Result<Deployment> {
             "selector": app_pod::selector(mv, "worker"),
             "template": app_pod::template(mv, "worker", container, WORKER_TERMINATION_GRACE_SECONDS),
         },
-    }))
+    });
+    placement::place(&mut deployment, &mv.spec.workers.placement)?;
+    typed(deployment)
 }
 
 #[cfg(test)]
@@ -100,6 +102,60 @@ mod tests {
                     },
                 },
             })
+        );
+    }
+
+    /// An external Redis and MongoDB with private CAs: each CA Secret is
+    /// mounted read-only where the app's variable points, in the workers as
+    /// in the server (same pod template code).
+    #[test]
+    fn worker_pods_get_the_cas_of_external_stores_and_their_placement() {
+        let m = mv(json!({
+            "redis": {"external": {"secretRef": {"name": "r"}, "caSecretRef": {"name": "redis-ca"}}},
+            "mongodb": {"external": {"secretRef": {"name": "m"}, "caSecretRef": {"name": "mongo-ca", "key": "root.pem"}}},
+            "workers": {"affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                    "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "worker"}}}}]}},
+                "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                    "whenUnsatisfiable": "ScheduleAnyway"}]},
+        }));
+        let built = json_of(&build(&validated(&m)).unwrap());
+        let pod = &built["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        let env = container["env"].as_array().unwrap();
+        assert_eq!(
+            env[env.len() - 2..],
+            [
+                json!({"name": "MULTIVAC_REDIS_CA_FILE", "value": "/etc/multivac/tls/redis/ca.crt"}),
+                json!({"name": "MULTIVAC_MONGODB_CA_FILE", "value": "/etc/multivac/tls/mongodb/ca.crt"}),
+            ]
+        );
+        assert_eq!(
+            container["volumeMounts"],
+            json!([
+                {"name": "tmp", "mountPath": "/tmp"},
+                {"name": "redis-ca", "mountPath": "/etc/multivac/tls/redis", "readOnly": true},
+                {"name": "mongodb-ca", "mountPath": "/etc/multivac/tls/mongodb", "readOnly": true},
+            ])
+        );
+        assert_eq!(
+            pod["volumes"],
+            json!([
+                {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                {"name": "redis-ca", "secret": {"secretName": "redis-ca", "defaultMode": 292,
+                    "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"name": "mongodb-ca", "secret": {"secretName": "mongo-ca", "defaultMode": 292,
+                    "items": [{"key": "root.pem", "path": "ca.crt"}]}},
+            ])
+        );
+        assert_eq!(
+            pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+                [0]["weight"],
+            100
+        );
+        assert_eq!(
+            pod["topologySpreadConstraints"][0]["topologyKey"],
+            "topology.kubernetes.io/zone"
         );
     }
 }

@@ -9,10 +9,11 @@
 use std::time::Duration;
 
 use multivac_contract::{
-    BacklogReading, EvictionPolicy, read_backlog, read_eviction_policy, secret_key,
+    BacklogReading, EvictionPolicy, RedisClientError, read_backlog, read_eviction_policy,
+    redis_client, secret_key,
 };
+use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client};
 
 /// How long to wait for a TCP connect + AUTH, and for each reply. Short, so an
 /// unreachable Redis is reported within one poll instead of hanging it.
@@ -24,10 +25,10 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, thiserror::Error)]
 pub enum BacklogError {
     #[error(
-        "the Redis URL is invalid (check the Secret's {key} key): {0}",
+        "the Redis URL or its CA is invalid (check the Secret's {key} key and spec.redis.external.caSecretRef): {0}",
         key = secret_key::REDIS_URL
     )]
-    InvalidUrl(#[source] redis::RedisError),
+    InvalidUrl(#[source] RedisClientError),
     #[error("cannot connect to Redis: {0}")]
     Connect(#[source] redis::RedisError),
     #[error(transparent)]
@@ -35,10 +36,10 @@ pub enum BacklogError {
 }
 
 /// One cached connection per MultiVac, rebuilt when the URL in the Secret
-/// changes or after any error (the next poll reconnects).
+/// (or the CA) changes or after any error (the next poll reconnects).
 #[derive(Default)]
 pub struct BacklogReader {
-    url: Option<String>,
+    url: Option<(String, Option<Vec<u8>>)>,
     conn: Option<MultiplexedConnection>,
     policy: Option<EvictionPolicy>,
 }
@@ -46,14 +47,25 @@ pub struct BacklogReader {
 impl BacklogReader {
     /// Reads the backlog through the Redis at `url`, connecting (again) if needed.
     pub async fn read(&mut self, url: &str) -> Result<BacklogReading, BacklogError> {
-        if self.url.as_deref() != Some(url) {
+        self.read_with_ca(url, None).await
+    }
+
+    /// [`BacklogReader::read`] from a `rediss://` Redis whose certificate the
+    /// CA `ca` (PEM) signed; `None`: the public roots (or no TLS).
+    pub async fn read_with_ca(
+        &mut self,
+        url: &str,
+        ca: Option<&[u8]>,
+    ) -> Result<BacklogReading, BacklogError> {
+        let target = (url.to_owned(), ca.map(<[u8]>::to_vec));
+        if self.url.as_ref() != Some(&target) {
             self.conn = None;
-            self.url = Some(url.to_owned());
+            self.url = Some(target);
         }
         let mut conn = match &self.conn {
             Some(c) => c.clone(),
             None => {
-                let mut c = connect(url).await?;
+                let mut c = connect(url, ca).await?;
                 self.policy = read_eviction_policy(&mut c).await.ok();
                 self.conn = Some(c.clone());
                 c
@@ -74,8 +86,8 @@ impl BacklogReader {
     }
 }
 
-async fn connect(url: &str) -> Result<MultiplexedConnection, BacklogError> {
-    let client = Client::open(url).map_err(BacklogError::InvalidUrl)?;
+async fn connect(url: &str, ca: Option<&[u8]>) -> Result<MultiplexedConnection, BacklogError> {
+    let client = redis_client(url, ca).map_err(BacklogError::InvalidUrl)?;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT));

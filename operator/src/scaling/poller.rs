@@ -43,6 +43,13 @@ enum ReadError {
     Timeout,
 }
 
+/// Where the backlog is read: the Redis URL and, for a private CA, its PEM.
+#[derive(Clone)]
+struct RedisTarget {
+    url: String,
+    ca: Option<Vec<u8>>,
+}
+
 /// The part of `spec.workers` the decision needs.
 fn params(w: &WorkersSpec) -> Params {
     Params {
@@ -70,7 +77,7 @@ pub(super) struct Poller {
     deployments: Store<Deployment>,
     key: ObjectRef<MultiVac>,
     reader: BacklogReader,
-    url: Option<(SecretSource, String, Instant)>,
+    url: Option<((SecretSource, Option<SecretSource>), RedisTarget, Instant)>,
     history: History,
     /// The last replicas we applied and the Deployment generation the API
     /// server answered with: until the watch shows that generation, the
@@ -283,15 +290,39 @@ impl Poller {
         })
     }
 
-    /// The Redis URL from the Secret the app uses, cached for [`URL_TTL`].
-    async fn url(&mut self, mv: &MultiVac, ns: &str) -> Result<String, ReadError> {
-        let source = mv.redis_url_source();
-        if let Some((s, url, at)) = &self.url
-            && *s == source
+    /// The Redis URL (and, when the spec names one, the CA) from the Secrets
+    /// the app uses, cached for [`URL_TTL`].
+    async fn url(&mut self, mv: &MultiVac, ns: &str) -> Result<RedisTarget, ReadError> {
+        let sources = (mv.redis_url_source(), mv.redis_ca_source());
+        if let Some((s, target, at)) = &self.url
+            && *s == sources
             && at.elapsed() < URL_TTL
         {
-            return Ok(url.clone());
+            return Ok(target.clone());
         }
+        let url = self.secret_value(ns, &sources.0, "the Redis URL").await?;
+        let url = String::from_utf8(url).map_err(|_| {
+            ReadError::Url(format!(
+                "Secret {} key {}: the Redis URL is not UTF-8",
+                sources.0.name, sources.0.key
+            ))
+        })?;
+        let ca = match &sources.1 {
+            Some(ca) => Some(self.secret_value(ns, ca, "the Redis CA (PEM)").await?),
+            None => None,
+        };
+        let target = RedisTarget { url, ca };
+        self.url = Some((sources, target.clone(), Instant::now()));
+        Ok(target)
+    }
+
+    /// One key of a Secret in `ns` (GET only: the operator may not list or watch Secrets).
+    async fn secret_value(
+        &self,
+        ns: &str,
+        source: &SecretSource,
+        what: &str,
+    ) -> Result<Vec<u8>, ReadError> {
         let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), ns);
         let secret = secrets
             .get_opt(&source.name)
@@ -299,29 +330,28 @@ impl Poller {
             .map_err(|e| ReadError::Url(format!("cannot read Secret {}: {e}", source.name)))?;
         let secret = secret.ok_or_else(|| {
             ReadError::Url(format!(
-                "Secret {} does not exist: create it with key {} holding the Redis URL",
+                "Secret {} does not exist: create it with key {} holding {what}",
                 source.name, source.key
             ))
         })?;
-        let url = secret
+        secret
             .data
             .as_ref()
             .and_then(|d| d.get(&source.key))
-            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+            .map(|b| b.0.clone())
             .ok_or_else(|| {
                 ReadError::Url(format!(
-                    "Secret {} has no key {} with the Redis URL",
+                    "Secret {} has no key {} with {what}",
                     source.name, source.key
                 ))
-            })?;
-        self.url = Some((source, url.clone(), Instant::now()));
-        Ok(url)
+            })
     }
 
     async fn read(&mut self, mv: &MultiVac) -> Result<u64, ReadError> {
         let ns = self.key.namespace.clone().unwrap_or_default();
-        let url = self.url(mv, &ns).await?;
-        match tokio::time::timeout(READ_BUDGET, self.reader.read(&url)).await {
+        let target = self.url(mv, &ns).await?;
+        let read = self.reader.read_with_ca(&target.url, target.ca.as_deref());
+        match tokio::time::timeout(READ_BUDGET, read).await {
             Ok(Ok(reading)) => {
                 let backlog = reading.backlog().total();
                 debug!(multivac = %self.key, backlog, ?reading, "backlog read");

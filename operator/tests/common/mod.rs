@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Client, CustomResourceExt};
-use multivac_operator::{Context, MultiVac};
+use multivac_operator::Context;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 use tempfile::TempDir;
@@ -44,7 +44,7 @@ pub async fn install_crd(client: &Client) {
     crds.patch(
         "multivacs.multivac.io",
         &PatchParams::apply("multivac-tests").force(),
-        &Patch::Apply(MultiVac::crd()),
+        &Patch::Apply(multivac_operator::custom_resource_definition()),
     )
     .await
     .expect("install the CRD");
