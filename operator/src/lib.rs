@@ -5,6 +5,7 @@
 //! `multivac-operator` binary, `cargo xtask` and the integration tests use.
 
 mod cli;
+mod cluster;
 mod context;
 mod controller;
 mod crd;
@@ -14,11 +15,13 @@ mod error;
 mod fake_api;
 mod fence;
 mod http;
+mod kind;
 mod leader;
 mod reconcile;
 mod resources;
 mod scaling;
 mod telemetry;
+mod validated;
 
 /// The command line of `multivac-operator` (read by `cargo xtask generate` for the docs).
 pub use cli::Cli;

@@ -11,11 +11,12 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Map, Value};
 
-use super::cluster::{Cluster, Object};
 use super::ownership::{Claim, Owner, claim, conflict_advice, settle_patch};
 use super::status::Rollout;
+use crate::cluster::{Cluster, Object};
 use crate::error::Error;
-use crate::resources::{Child, ChildRef, Children, Kind, stable_hash};
+use crate::kind::Kind;
+use crate::resources::{Child, ChildRef, Children, stable_hash};
 
 /// Annotation holding the hash of the object as the operator last applied it.
 pub(crate) const APPLIED_HASH_ANNOTATION: &str = "multivac.io/applied-hash";
