@@ -204,7 +204,7 @@ fn rolled_out(applied: &Applied, component: &str) -> bool {
         .rollouts
         .iter()
         .find(|r| r.component == component)
-        .is_some_and(status::Rollout::done)
+        .is_some_and(apply::Rollout::done)
 }
 
 /// A step of a requested credentials rotation, once the apply is done.
