@@ -280,7 +280,14 @@ drained_exactly() {
 
 s_seed_flow() {
   local answer i code t
-  answer="$(curl -sf "$URL/multivac")" || fail "GET $URL/multivac failed"
+  # Ready says the pods run and MongoDB has the app user; the server may still
+  # be between two MongoDB connection attempts and answer 503 (with
+  # Retry-After) for a moment, as a client is told to retry.
+  local until_t=$(( $(date +%s) + 30 ))
+  until answer="$(curl -sf "$URL/multivac")"; do
+    [ "$(date +%s)" -lt "$until_t" ] || fail "GET $URL/multivac failed for 30 s: $(curl -s -i "$URL/multivac" | head -c 400)"
+    sleep 0.5
+  done
   [[ "$answer" == *"INSUFFICIENT DATA"* ]] || fail "a fresh MultiVAC answered '$answer', not INSUFFICIENT DATA"
   code="$(curl -s -o /dev/null -w '%{http_code}' "$URL/metrics")"
   [ "$code" = 404 ] || fail "GET $URL/metrics through the Service answered $code: /metrics must stay on the internal port"
@@ -289,7 +296,7 @@ s_seed_flow() {
     code="$(curl -s -o /dev/null -w '%{http_code}' -F data="concept$i of the cosmos" "$URL/multivac/data")"
     [ "$code" = 202 ] || fail "POST datum $i answered $code"
   done
-  local until_t=$(( $(date +%s) + 120 ))
+  until_t=$(( $(date +%s) + 120 ))
   until curl -sf "$URL/multivac" | grep -q 'LET THERE BE LIGHT!'; do
     [ "$(date +%s)" -lt "$until_t" ] || fail "no meaningful answer 120 s after 120 data: $(curl -s "$URL/multivac")"
     sleep 0.5
