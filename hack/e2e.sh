@@ -321,10 +321,15 @@ s_burst() {
   min="$(k -n "$NS" get mv "$MV" -o jsonpath='{.spec.workers.minReplicas}')"
   wait_workers "$min" $((STABILIZE + 120)) || fail "the workers did not settle at minReplicas=$min (now $(workers_replicas))"
   z0="$(zzz)"
-  rm -f "$RUN/max-workers"
-  ( max=0; while :; do r="$(ready_workers 2>/dev/null || true)"; r="${r:-0}"
+  rm -f "$RUN/max-workers" "$RUN/max-ready"
+  # The scaler's decision (spec.replicas) and the pods that became ready: a
+  # worker already running may drain the burst before new pods are ready.
+  ( max=0; max_ready=0; while :; do
+      r="$(workers_replicas 2>/dev/null || true)"; r="${r:-0}"
       if [ "$r" -gt "$max" ]; then max="$r"; echo "$max" > "$RUN/max-workers"; fi
-      sleep 1; done ) >/dev/null 2>&1 &
+      r="$(ready_workers 2>/dev/null || true)"; r="${r:-0}"
+      if [ "$r" -gt "$max_ready" ]; then max_ready="$r"; echo "$max_ready" > "$RUN/max-ready"; fi
+      sleep 0.5; done ) >/dev/null 2>&1 &
   start=$(date +%s)
   ok="$(post_many "$BURST" burst)"
   [ "$ok" -eq "$BURST" ] || fail "only $ok of $BURST data were accepted"
@@ -332,15 +337,15 @@ s_burst() {
   z="$(wait_drained $(( $(echo "$z0" | field data_processed) + BURST )) 600)" || fail "the backlog did not drain in 600 s: $z"
   drain_s="$(since "$start")"
   max_workers="$(cat "$RUN/max-workers" 2>/dev/null || echo 0)"
-  [ "$max_workers" -gt "$min" ] || fail "no worker pod became ready during the burst (minReplicas $min)"
-  [ "$max_workers" -gt 1 ] || fail "the scaler started only $max_workers worker for a backlog of $BURST (target 250 per worker, max 4)"
+  [ "$max_workers" -gt "$min" ] || fail "the scaler did not scale the workers above minReplicas $min during the burst"
+  [ "$max_workers" -gt 1 ] || fail "the scaler asked for only $max_workers worker for a backlog of $BURST (target 250 per worker, max 4)"
   processed=$(( $(echo "$z" | field data_processed) - $(echo "$z0" | field data_processed) ))
   concepts=$(( $(echo "$z" | field concepts) - $(echo "$z0" | field concepts) ))
   [ "$processed" -eq "$BURST" ] || fail "data_processed grew by $processed for $BURST accepted: not exactly once"
   # burst1..burstN are new words; `cosmos` is known already.
   [ "$concepts" -eq "$BURST" ] || fail "concepts grew by $concepts, expected $BURST (one new word per datum)"
   [ "$(echo "$z" | field dead_letters)" -eq 0 ] || fail "dead letters after the burst: $z"
-  figures "workers $min -> $max_workers ready, drained in $drain_s s; processed +$processed (= accepted), concepts +$concepts (= new words)"
+  figures "workers $min -> $max_workers (scaler), $(cat "$RUN/max-ready" 2>/dev/null || echo 0) ready at most, drained in $drain_s s; processed +$processed (= accepted), concepts +$concepts (= new words)"
   down_start=$(date +%s)
   wait_workers "$min" $((STABILIZE + 120)) || fail "the workers did not scale back to $min (now $(workers_replicas))"
   figures "back to $min workers $(since "$down_start") s after the drain (window ${STABILIZE} s)"
