@@ -10,6 +10,7 @@
 mod apply;
 mod cluster;
 mod dereference;
+mod quantity;
 mod status;
 #[cfg(test)]
 mod tests;
