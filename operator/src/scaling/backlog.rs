@@ -10,6 +10,8 @@ use multivac_contract::{BacklogReading, read_backlog, secret_key};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client};
 
+use super::resolver::Resolver;
+
 /// How long to wait for a TCP connect + AUTH, and for each reply. Short, so an
 /// unreachable Redis is reported within one poll instead of hanging it.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -31,14 +33,25 @@ pub enum BacklogError {
 }
 
 /// One cached connection per MultiVac, rebuilt when the URL in the Secret
-/// changes or after any error (the next poll reconnects).
+/// changes or after any error (the next poll reconnects). `Default` has a
+/// resolver of its own; the scaler shares one between all its readers.
 #[derive(Default)]
 pub struct BacklogReader {
     url: Option<String>,
     conn: Option<MultiplexedConnection>,
+    resolver: Resolver,
 }
 
 impl BacklogReader {
+    /// A reader resolving host names with `resolver`.
+    pub fn new(resolver: Resolver) -> Self {
+        Self {
+            url: None,
+            conn: None,
+            resolver,
+        }
+    }
+
     /// Reads the backlog through the Redis at `url`, connecting (again) if needed.
     pub async fn read(&mut self, url: &str) -> Result<BacklogReading, BacklogError> {
         if self.url.as_deref() != Some(url) {
@@ -48,7 +61,7 @@ impl BacklogReader {
         let mut conn = match &self.conn {
             Some(c) => c.clone(),
             None => {
-                let c = connect(url).await?;
+                let c = connect(url, &self.resolver).await?;
                 self.conn = Some(c.clone());
                 c
             }
@@ -62,11 +75,12 @@ impl BacklogReader {
     }
 }
 
-async fn connect(url: &str) -> Result<MultiplexedConnection, BacklogError> {
+async fn connect(url: &str, resolver: &Resolver) -> Result<MultiplexedConnection, BacklogError> {
     let client = Client::open(url).map_err(BacklogError::InvalidUrl)?;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_dns_resolver(resolver.clone());
     client
         .get_multiplexed_async_connection_with_config(&config)
         .await

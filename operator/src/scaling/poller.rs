@@ -1,6 +1,7 @@
 //! One MultiVac's polling loop: read the backlog, decide, apply the worker
 //! replicas and the status, each only when it changed. Each MultiVac has its
-//! own task, so a slow or unreachable Redis only delays its own MultiVac.
+//! own task, so a slow or unreachable Redis only delays its own MultiVac, and
+//! a Redis that keeps failing is polled less often ([`next_poll_in`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,14 +18,21 @@ use tracing::{debug, info, warn};
 use super::backlog::{BacklogError, BacklogReader};
 use super::decision::{self, Decision, History, Params};
 use super::metrics::{DecisionLabels, Metrics, MultiVacLabels};
+use super::resolver::Resolver;
 use super::status::{self, DegradedState, ScalerStatus};
 use crate::Context;
 use crate::crd::{MultiVac, SCALER_FIELD_MANAGER, SecretSource, WorkersSpec, now_seconds};
 
-/// How long a Redis URL read from a Secret is trusted before it is read
-/// again (it is also read again after any failure), so a rotated URL is
-/// picked up without a GET per poll.
+/// After a failed read, the Redis URL is read again from its Secret if it is
+/// older than this (a rotated password shows as a failed read), so a Redis
+/// that keeps failing costs at most one GET per 30 s, not one per poll.
 const URL_TTL: Duration = Duration::from_secs(30);
+/// While reads succeed, the URL is read again after this long: one GET per
+/// MultiVac per 5 min, whatever the poll interval.
+const URL_MAX_AGE: Duration = Duration::from_secs(300);
+/// The longest wait between two polls of a MultiVac whose reads keep
+/// failing, in poll intervals (a minute at the default 5 s interval).
+const MAX_BACKOFF_INTERVALS: u32 = 12;
 /// Upper bound on one backlog read (connect + reply), beside the client's own
 /// timeouts: a poll never hangs on Redis.
 const READ_BUDGET: Duration = Duration::from_secs(5);
@@ -41,6 +49,15 @@ enum ReadError {
     Backlog(#[from] BacklogError),
     #[error("Redis did not answer within {}s", READ_BUDGET.as_secs())]
     Timeout,
+}
+
+/// The wait before the next poll after `failures` failed reads in a row: one
+/// poll interval while reads succeed and after the first failure (one lost
+/// packet does not slow the scaler down), then twice as long after each
+/// further failure, up to [`MAX_BACKOFF_INTERVALS`] intervals.
+pub(super) fn next_poll_in(interval: Duration, failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(31);
+    interval * (1u32 << doublings).min(MAX_BACKOFF_INTERVALS)
 }
 
 /// The part of `spec.workers` the decision needs.
@@ -89,6 +106,7 @@ impl Poller {
         metrics: Metrics,
         multivacs: Store<MultiVac>,
         deployments: Store<Deployment>,
+        resolver: Resolver,
         key: ObjectRef<MultiVac>,
     ) -> Self {
         Self {
@@ -97,7 +115,7 @@ impl Poller {
             multivacs,
             deployments,
             key,
-            reader: BacklogReader::default(),
+            reader: BacklogReader::new(resolver),
             url: None,
             history: History::default(),
             applied: None,
@@ -117,13 +135,14 @@ impl Poller {
             if mv.meta().deletion_timestamp.is_some() {
                 return;
             }
-            let period = Duration::from_secs(mv.spec.workers.poll_interval_seconds.max(1) as u64);
+            let interval = Duration::from_secs(mv.spec.workers.poll_interval_seconds.max(1) as u64);
             let started = tokio::time::Instant::now();
             self.poll(&mv).await;
             self.metrics
                 .poll_duration
                 .observe(started.elapsed().as_secs_f64());
-            tokio::time::sleep_until(started + period).await;
+            drop(mv);
+            tokio::time::sleep_until(started + next_poll_in(interval, self.failures)).await;
         }
     }
 
@@ -219,7 +238,6 @@ impl Poller {
             }
             Err(e) => {
                 self.failures += 1;
-                self.url = None;
                 self.metrics.read_errors.get_or_create(&self.labels()).inc();
                 warn!(multivac = %self.key, error = %e, "cannot read the backlog; keeping {current} workers");
                 decision::hold(now, &params, running, &mut self.history);
@@ -250,21 +268,28 @@ impl Poller {
                 status: true,
                 reason: e.reason().into(),
                 message: format!(
-                    "cannot read the backlog of multivac:data: {e}; keeping {current} workers and retrying every poll"
+                    "cannot read the backlog of multivac:data: {e}; keeping {current} workers and retrying, less often while it fails (at least every {MAX_BACKOFF_INTERVALS} poll intervals)"
                 ),
             },
         })
     }
 
-    /// The Redis URL from the Secret the app uses, cached for [`URL_TTL`].
+    /// The Redis URL from the Secret the app uses, cached: see [`URL_TTL`]
+    /// and [`URL_MAX_AGE`].
     async fn url(&mut self, mv: &MultiVac, ns: &str) -> Result<String, ReadError> {
         let source = mv.redis_url_source();
+        let max_age = if self.failures == 0 {
+            URL_MAX_AGE
+        } else {
+            URL_TTL
+        };
         if let Some((s, url, at)) = &self.url
             && *s == source
-            && at.elapsed() < URL_TTL
+            && at.elapsed() < max_age
         {
             return Ok(url.clone());
         }
+        self.url = None;
         let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), ns);
         let secret = secrets
             .get_opt(&source.name)
@@ -390,6 +415,39 @@ impl Poller {
             Err(e) => {
                 warn!(multivac = %self.key, error = %e, "cannot write the scaler status; retrying next poll")
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_redis_is_polled_less_often_up_to_a_cap() {
+        let s = Duration::from_secs;
+        // (poll interval, failed reads in a row, wait before the next poll)
+        let table = [
+            (s(5), 0, s(5)),
+            (s(5), 1, s(5)),
+            (s(5), 2, s(10)),
+            (s(5), 3, s(20)),
+            (s(5), 4, s(40)),
+            (s(5), 5, s(60)),
+            (s(5), 6, s(60)),
+            (s(5), 1000, s(60)),
+            (s(5), u32::MAX, s(60)),
+            (s(1), 4, s(8)),
+            (s(1), 10, s(12)),
+            (s(30), 2, s(60)),
+            (s(30), 9, s(360)),
+        ];
+        for (interval, failures, wait) in table {
+            assert_eq!(
+                next_poll_in(interval, failures),
+                wait,
+                "{interval:?} after {failures} failures"
+            );
         }
     }
 }
