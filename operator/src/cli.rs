@@ -43,4 +43,12 @@ pub struct Cli {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "MULTIVAC_OPERATOR_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
+    /// MultiVacs reconciled at once, at most (a MultiVac is never reconciled twice at once).
+    #[arg(
+        long,
+        env = "MULTIVAC_OPERATOR_CONCURRENCY",
+        default_value_t = 16,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub concurrency: u16,
 }

@@ -2,13 +2,30 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use prometheus_client::registry::Registry;
 
+use crate::cache::Caches;
 use crate::telemetry::Metrics;
+
+/// The `User-Agent` of every request the operator sends, so the API
+/// server's logs and audit events tell its requests apart (kube sets none).
+pub const USER_AGENT: &str = concat!("multivac-operator/", env!("CARGO_PKG_VERSION"));
+
+/// A client from the in-cluster configuration or `KUBECONFIG`, sending [`USER_AGENT`].
+pub async fn client() -> Result<Client, kube::Error> {
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(kube::Error::InferConfig)?;
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    ));
+    Client::try_from(config)
+}
 
 /// Everything a reconcile (or a scaler poll) needs besides the object itself.
 pub struct Context {
@@ -28,6 +45,9 @@ pub struct Context {
     pub ready: AtomicBool,
     /// Consecutive failed reconciles per `namespace/name`, for the backoff.
     pub failures: Mutex<HashMap<String, u32>>,
+    /// The running controller's stores (none before it starts: every read
+    /// then goes to the API server).
+    caches: RwLock<Arc<Caches>>,
 }
 
 impl Context {
@@ -49,6 +69,17 @@ impl Context {
             operator_namespace,
             ready: AtomicBool::new(false),
             failures: Mutex::new(HashMap::new()),
+            caches: RwLock::default(),
         }
+    }
+
+    /// The stores reconciles read from.
+    pub(crate) fn caches(&self) -> Arc<Caches> {
+        self.caches.read().expect("caches lock").clone()
+    }
+
+    /// Swaps in the stores of a (re)started controller.
+    pub(crate) fn set_caches(&self, caches: Caches) {
+        *self.caches.write().expect("caches lock") = Arc::new(caches);
     }
 }

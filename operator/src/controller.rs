@@ -1,21 +1,30 @@
 //! The controller: watches MultiVacs and every kind of child (filtered by the
-//! managed-by label, so the operator never caches unrelated objects) and runs
-//! the reconciler; hands the MultiVac store to the scaler.
+//! managed-by label, so the operator never caches unrelated objects), keeps
+//! what the watches see in reflector stores the reconciler reads
+//! ([`crate::cache`]), and runs the reconciler; hands the MultiVac and
+//! Deployment stores to the scaler.
+//!
+//! A MultiVac is reconciled when its generation, labels or annotations
+//! change, not on status-only changes (the scaler's and the reconciler's own
+//! status writes); a child triggers its owner on any change, its status
+//! included (a Deployment becoming available makes the MultiVac Ready) and
+//! its deletion (it is re-created).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Api;
-use kube::runtime::controller::Controller;
-use kube::runtime::watcher;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::reflector::{self, Store, store::Writer};
+use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use tracing::{debug, info};
 
+use crate::cache::{Caches, slim};
 use crate::context::Context;
 use crate::crd::MultiVac;
 use crate::reconcile::{error_policy, reconcile};
@@ -23,37 +32,72 @@ use crate::reconcile::{error_policy, reconcile};
 /// Label selector of every child the operator creates.
 const CHILD_SELECTOR: &str = "app.kubernetes.io/managed-by=multivac-operator";
 
+/// Triggers of one MultiVac closer together than this are folded into one
+/// reconcile: the watch events of the children a reconcile just wrote then
+/// reach the stores before the next reconcile reads them, and a rollout's
+/// status updates cost one reconcile instead of one each.
+const DEBOUNCE: Duration = Duration::from_millis(500);
+
 /// Runs the controller and the scaler until `shutdown` resolves. With
-/// `namespace`, only MultiVacs (and children) of that namespace are watched.
+/// `namespace`, only MultiVacs (and children) of that namespace are watched;
+/// at most `concurrency` MultiVacs are reconciled at once.
 pub async fn run(
     ctx: Arc<Context>,
     namespace: Option<String>,
+    concurrency: u16,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = &ctx.client;
     let ns = &namespace;
-    let children = watcher::Config::default().labels(CHILD_SELECTOR);
-    let controller = Controller::new(
+    let mut caches = Caches::default();
+
+    let (multivacs, writer) = reflector::store::<MultiVac>();
+    let spec_changes = watcher(
         api::<MultiVac>(client, ns),
         watcher::Config::default().any_semantic(),
     )
-    .owns(api::<Deployment>(client, ns), children.clone())
-    .owns(api::<Service>(client, ns), children.clone())
-    .owns(api::<ConfigMap>(client, ns), children.clone())
-    .owns(api::<Secret>(client, ns), children.clone())
-    .owns(api::<ServiceAccount>(client, ns), children.clone())
-    .owns(api::<PersistentVolumeClaim>(client, ns), children.clone())
-    .owns(api::<NetworkPolicy>(client, ns), children.clone())
-    .owns(api::<PodDisruptionBudget>(client, ns), children)
-    .graceful_shutdown_on(shutdown);
-    let scaler = tokio::spawn(crate::scaling::run(
-        ctx.clone(),
-        controller.store(),
-        namespace.clone(),
-    ));
-    info!("controller started");
+    .default_backoff()
+    .modify(slim)
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(
+        predicates::generation
+            .combine(predicates::labels)
+            .combine(predicates::annotations),
+        Default::default(),
+    );
+
+    let (deployments, deployment_writer) = cached::<Deployment>(&mut caches);
+    let config = controller::Config::default()
+        .concurrency(concurrency)
+        .debounce(DEBOUNCE);
+    let controller = Controller::for_stream(spec_changes, multivacs.clone())
+        .with_config(config)
+        .owns_stream(children(client, ns, deployment_writer))
+        .owns_stream(children::<Service>(client, ns, cached(&mut caches).1))
+        .owns_stream(children::<ConfigMap>(client, ns, cached(&mut caches).1))
+        .owns_stream(children::<ServiceAccount>(
+            client,
+            ns,
+            cached(&mut caches).1,
+        ))
+        .owns_stream(children::<PersistentVolumeClaim>(
+            client,
+            ns,
+            cached(&mut caches).1,
+        ))
+        .owns_stream(children::<NetworkPolicy>(client, ns, cached(&mut caches).1))
+        .owns_stream(children::<PodDisruptionBudget>(
+            client,
+            ns,
+            cached(&mut caches).1,
+        ))
+        .graceful_shutdown_on(shutdown);
+    ctx.set_caches(caches);
+    let scaler = tokio::spawn(crate::scaling::run(ctx.clone(), multivacs, deployments));
+    info!(concurrency, "controller started");
     controller
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, ctx.clone())
         .for_each(|res| async move {
             match res {
                 Ok((obj, _)) => debug!(multivac = %obj, "reconciled"),
@@ -62,7 +106,48 @@ pub async fn run(
         })
         .await;
     scaler.abort();
+    ctx.set_caches(Caches::default());
     info!("controller stopped");
+}
+
+/// A new store of `K`, registered in `caches`, and its writer.
+fn cached<K>(caches: &mut Caches) -> (Store<K>, Writer<K>)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    caches.insert(store.clone());
+    (store, writer)
+}
+
+/// The watch of the operator's children of kind `K`: each event updates the
+/// store behind `writer` first, then triggers the owning MultiVac (once per
+/// resourceVersion: a re-list after a lost watch triggers nothing new).
+fn children<K>(
+    client: &kube::Client,
+    namespace: &Option<String>,
+    writer: Writer<K>,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher(
+        api::<K>(client, namespace),
+        watcher::Config::default()
+            .labels(CHILD_SELECTOR)
+            .any_semantic(),
+    )
+    .default_backoff()
+    .modify(slim)
+    .reflect(writer)
+    .touched_objects()
+    .predicate_filter(predicates::resource_version, Default::default())
 }
 
 fn api<K>(client: &kube::Client, namespace: &Option<String>) -> Api<K>

@@ -4,6 +4,7 @@
 //! Every module is private; the crate root exports what the
 //! `multivac-operator` binary, `cargo xtask` and the integration tests use.
 
+mod cache;
 mod cli;
 mod context;
 mod controller;
@@ -21,7 +22,7 @@ mod telemetry;
 /// The command line of `multivac-operator` (read by `cargo xtask generate` for the docs).
 pub use cli::Cli;
 /// Shared by the controller, the scaler and the HTTP endpoint; `main` builds it.
-pub use context::Context;
+pub use context::{Context, USER_AGENT, client};
 /// Runs the controller and the scaler (after leader election, if any).
 pub use controller::run;
 /// The custom resource: `MultiVac::crd()` is the CRD that `cargo xtask generate` writes.

@@ -23,7 +23,7 @@ async fn main() {
 }
 
 async fn run(args: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let client = kube::Client::try_default().await.map_err(|e| {
+    let client = multivac_operator::client().await.map_err(|e| {
         format!("no Kubernetes client configuration (in-cluster or KUBECONFIG): {e}")
     })?;
     let registry = Arc::new(Mutex::new(Registry::default()));
@@ -52,13 +52,13 @@ async fn run(args: Cli) -> Result<(), Box<dyn std::error::Error>> {
     ctx.ready.store(true, Ordering::Relaxed);
 
     let code = if args.leader_election {
-        let config = LeaderConfig::new(args.lease_name, args.lease_namespace);
+        let config = LeaderConfig::new(args.lease_name.clone(), args.lease_namespace.clone());
         let mut stop = shutdown.clone();
         match config.acquire(client, &mut stop).await? {
             None => 0,
             Some(mut leadership) => {
                 ctx.metrics.leader.set(1);
-                let (ctl_stop, ctl) = spawn_controller(ctx.clone(), args.watch_namespace.clone());
+                let (ctl_stop, ctl) = spawn_controller(ctx.clone(), &args);
                 let mut stop = shutdown.clone();
                 let lost = tokio::select! {
                     _ = leadership.lost() => true,
@@ -79,7 +79,7 @@ async fn run(args: Cli) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         info!("leader election disabled: running the controller");
         ctx.metrics.leader.set(1);
-        let (ctl_stop, ctl) = spawn_controller(ctx.clone(), args.watch_namespace.clone());
+        let (ctl_stop, ctl) = spawn_controller(ctx.clone(), &args);
         shutdown.clone().wait().await;
         let _ = ctl_stop.send(());
         stop_controller(ctl).await;
@@ -108,11 +108,16 @@ async fn stop_controller(ctl: tokio::task::JoinHandle<()>) {
 
 fn spawn_controller(
     ctx: Arc<Context>,
-    namespace: Option<String>,
+    args: &Cli,
 ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(multivac_operator::run(ctx, namespace, async move {
-        let _ = rx.await;
-    }));
+    let handle = tokio::spawn(multivac_operator::run(
+        ctx,
+        args.watch_namespace.clone(),
+        args.concurrency,
+        async move {
+            let _ = rx.await;
+        },
+    ));
     (tx, handle)
 }
