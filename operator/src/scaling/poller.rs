@@ -136,14 +136,40 @@ impl Poller {
                 return;
             }
             let interval = Duration::from_secs(mv.spec.workers.poll_interval_seconds.max(1) as u64);
+            let generation = mv.metadata.generation;
             let started = tokio::time::Instant::now();
             self.poll(&mv).await;
             self.metrics
                 .poll_duration
                 .observe(started.elapsed().as_secs_f64());
             drop(mv);
-            tokio::time::sleep_until(started + next_poll_in(interval, self.failures)).await;
+            self.wait(started, interval, generation).await;
         }
+    }
+
+    /// Sleeps until the next poll is due ([`next_poll_in`]); while backing
+    /// off, looks every interval whether the spec changed (a fixed Redis
+    /// reference is polled at once, not after the backoff).
+    async fn wait(
+        &self,
+        started: tokio::time::Instant,
+        interval: Duration,
+        generation: Option<i64>,
+    ) {
+        let due = started + next_poll_in(interval, self.failures);
+        let mut look = started + interval;
+        while look < due {
+            tokio::time::sleep_until(look).await;
+            let now = self
+                .multivacs
+                .get(&self.key)
+                .map(|mv| mv.metadata.generation);
+            if now != Some(generation) {
+                return;
+            }
+            look += interval;
+        }
+        tokio::time::sleep_until(due).await;
     }
 
     fn labels(&self) -> MultiVacLabels {
