@@ -100,7 +100,19 @@ op() {
     | awk -v m="$1" -v f="${2:-}" 'index($0, m) == 1 && index($0, f) { s += $NF } END { printf "%.6f\n", s + 0 }'
 }
 proc() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$OPERATOR_PID/status"; }   # VmRSS, VmHWM (kB), Threads
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$OPERATOR_PID/stat"; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/${1:-$OPERATOR_PID}/stat"; }
+# component_ticks: "name ticks" of the operator and every cluster component,
+# to tell which one a phase kept busy.
+component_ticks() {
+  echo "operator $(cpu_ticks)"
+  for f in "$MULTIVAC_CLUSTER_STATE"/pids/*.pid; do
+    [ -r "/proc/$(cat "$f")/stat" ] && echo "$(basename "$f" .pid) $(cpu_ticks "$(cat "$f")")"
+  done
+}
+# cpu_split BEFORE AFTER: CPU seconds each used between two component_ticks snapshots.
+cpu_split() {
+  awk -v hz="$HZ" 'NR == FNR { t[$1] = $2; next } ($1 in t) { printf "%s%s %.1f", sep, $1, ($2 - t[$1]) / hz; sep = ", " }' "$1" "$2"
+}
 HZ="$(getconf CLK_TCK)"
 
 # ---- the API server's count of the operator's requests ---------------------------
@@ -226,17 +238,20 @@ bench() {
   # 5 lines per MultiVac: 8 in each file, applied by 8 kubectl at a time.
   for i in $(seq -w 1 "$n"); do multivac "mv$i"; done | split -l 40 - "$WORK/fleet-"
   read -r -a a0 < <(apf); r0="$(op multivac_operator_reconciliations_total)"
+  component_ticks > "$WORK/cpu0"
   t0="$(now)"
   find "$WORK" -name 'fleet-*' -print0 | xargs -0 -P 8 -n 1 kubectl apply -f >/dev/null
   t1="$(now)"
   wait_count "all Ready" Ready True "$n" 1800
   t2="$(now)"
+  component_ticks > "$WORK/cpu1"
   read -r -a a1 < <(apf); r1="$(op multivac_operator_reconciliations_total)"
   rm -f "$WORK"/fleet-*
   printf '  %-34s %s\n' \
     "last apply -> all Ready:" "$(calc "f'{$t2 - $t1:.1f}'") s (first apply -> all Ready $(calc "f'{$t2 - $t0:.1f}'") s; load average $(loadavg))" \
     "operator requests until Ready:" "$((a1[0] - a0[0])) gets, $((a1[1] - a0[1])) lists/watches, $((a1[2] - a0[2])) writes over $(calc "int($r1 - $r0)") reconciles" \
-    "operator memory at Ready:" "$(( $(proc VmRSS) / 1024 )) MiB (peak $(( $(proc VmHWM) / 1024 )) MiB), $(proc Threads) threads" | out
+    "operator memory at Ready:" "$(( $(proc VmRSS) / 1024 )) MiB (peak $(( $(proc VmHWM) / 1024 )) MiB), $(proc Threads) threads" \
+    "CPU seconds, first apply -> Ready:" "$(cpu_split "$WORK/cpu0" "$WORK/cpu1")" | out
 
   log "2. restart, then $IDLE s idle, Redis unresolvable"
   sleep 20

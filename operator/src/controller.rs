@@ -73,7 +73,12 @@ pub async fn run(
         .debounce(DEBOUNCE);
     let controller = Controller::for_stream(spec_changes, multivacs.clone())
         .with_config(config)
-        .owns_stream(children(client, ns, deployment_writer))
+        // The reconciler reads a Deployment's counts, never its conditions.
+        .owns_stream(children_slimmed(client, ns, deployment_writer, |d| {
+            if let Some(status) = d.status.as_mut() {
+                status.conditions = None;
+            }
+        }))
         .owns_stream(children::<Service>(client, ns, cached(&mut caches).1))
         .owns_stream(children::<ConfigMap>(client, ns, cached(&mut caches).1))
         .owns_stream(children::<ServiceAccount>(
@@ -137,6 +142,25 @@ where
         + Sync
         + 'static,
 {
+    children_slimmed(client, namespace, writer, |_| {})
+}
+
+/// [`children`], with `slim_more` applied to each object before it is stored.
+fn children_slimmed<K>(
+    client: &kube::Client,
+    namespace: &Option<String>,
+    writer: Writer<K>,
+    mut slim_more: impl FnMut(&mut K) + Send + 'static,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
     watcher(
         api::<K>(client, namespace),
         watcher::Config::default()
@@ -144,7 +168,10 @@ where
             .any_semantic(),
     )
     .default_backoff()
-    .modify(slim)
+    .modify(move |o| {
+        slim(o);
+        slim_more(o);
+    })
     .reflect(writer)
     .touched_objects()
     .predicate_filter(predicates::resource_version, Default::default())

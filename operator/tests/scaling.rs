@@ -509,7 +509,12 @@ mod cluster {
                 .expect("run kill");
             assert!(sent.success(), "kill -TERM failed");
             while started.elapsed() < Duration::from_secs(30) {
-                if self.child.try_wait().expect("wait for the operator").is_some() {
+                if self
+                    .child
+                    .try_wait()
+                    .expect("wait for the operator")
+                    .is_some()
+                {
                     return started.elapsed();
                 }
                 std::thread::sleep(Duration::from_millis(20));
