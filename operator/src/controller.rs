@@ -32,6 +32,10 @@ use crate::reconcile::{error_policy, reconcile};
 /// Label selector of every child the operator creates.
 const CHILD_SELECTOR: &str = "app.kubernetes.io/managed-by=multivac-operator";
 
+/// Objects per page of the children's initial lists: a page's response is
+/// held whole while it is decoded, and the allocator keeps the room it took.
+const LIST_PAGE: u32 = 100;
+
 /// Triggers of one MultiVac closer together than this are folded into one
 /// reconcile: the watch events of the children a reconcile just wrote then
 /// reach the stores before the next reconcile reads them, and a rollout's
@@ -165,7 +169,8 @@ where
         api::<K>(client, namespace),
         watcher::Config::default()
             .labels(CHILD_SELECTOR)
-            .any_semantic(),
+            .any_semantic()
+            .page_size(LIST_PAGE),
     )
     .default_backoff()
     .modify(move |o| {

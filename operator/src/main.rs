@@ -12,13 +12,11 @@ use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 use tracing::{error, info};
 
-/// mimalloc gives freed memory back to the system within milliseconds;
-/// glibc's malloc kept the free fragments its per-thread arenas are left
-/// with after large list responses, about half the resident memory.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[tokio::main]
+/// One thread: the operator waits on the network almost all the time (a few
+/// CPU seconds to create 100 MultiVacs), and with one thread the C library's
+/// malloc keeps one arena, not one per worker thread each holding on to its
+/// own free fragments (about half the resident memory with two workers).
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = Cli::parse();
     init_logging(args.log_format, "info,kube_lease_manager=warn");
