@@ -145,6 +145,11 @@ apf() {
     END { printf "%d %d %d\n", n["gets"], n["lists"], n["writes"] }'
 }
 
+# api_total: every request the API server served so far, all clients.
+api_total() {
+  kubectl get --raw /metrics | awk '/^apiserver_request_total\{/ { s += $NF } END { printf "%d\n", s }'
+}
+
 # ---- MultiVacs -------------------------------------------------------------------
 
 multivac() { # NAME
@@ -218,7 +223,7 @@ measure() {
 out() { tee -a "$WORK/report.txt"; }
 
 bench() {
-  local n="$1" t0 t1 t2 a0 a1 r0 r1
+  local n="$1" t0 t1 t2 a0 a1 r0 r1 q0 q1
   export MULTIVAC_CLUSTER_STATE="$WORK/cluster-$n"
   log "$n MultiVacs: starting a local control plane"
   bash hack/cluster.sh up >/dev/null
@@ -237,7 +242,7 @@ bench() {
   log "1. $n MultiVacs with managed stores applied at once"
   # 5 lines per MultiVac: 8 in each file, applied by 8 kubectl at a time.
   for i in $(seq -w 1 "$n"); do multivac "mv$i"; done | split -l 40 - "$WORK/fleet-"
-  read -r -a a0 < <(apf); r0="$(op multivac_operator_reconciliations_total)"
+  read -r -a a0 < <(apf); r0="$(op multivac_operator_reconciliations_total)"; q0="$(api_total)"
   component_ticks > "$WORK/cpu0"
   t0="$(now)"
   find "$WORK" -name 'fleet-*' -print0 | xargs -0 -P 8 -n 1 kubectl apply -f >/dev/null
@@ -245,11 +250,11 @@ bench() {
   wait_count "all Ready" Ready True "$n" 1800
   t2="$(now)"
   component_ticks > "$WORK/cpu1"
-  read -r -a a1 < <(apf); r1="$(op multivac_operator_reconciliations_total)"
+  read -r -a a1 < <(apf); r1="$(op multivac_operator_reconciliations_total)"; q1="$(api_total)"
   rm -f "$WORK"/fleet-*
   printf '  %-34s %s\n' \
     "last apply -> all Ready:" "$(calc "f'{$t2 - $t1:.1f}'") s (first apply -> all Ready $(calc "f'{$t2 - $t0:.1f}'") s; load average $(loadavg))" \
-    "operator requests until Ready:" "$((a1[0] - a0[0])) gets, $((a1[1] - a0[1])) lists/watches, $((a1[2] - a0[2])) writes over $(calc "int($r1 - $r0)") reconciles" \
+    "operator requests until Ready:" "$((a1[0] - a0[0])) gets, $((a1[1] - a0[1])) lists/watches, $((a1[2] - a0[2])) writes over $(calc "int($r1 - $r0)") reconciles, of $((q1 - q0)) requests the API server served to all clients" \
     "operator memory at Ready:" "$(( $(proc VmRSS) / 1024 )) MiB (peak $(( $(proc VmHWM) / 1024 )) MiB), $(proc Threads) threads" \
     "CPU seconds, first apply -> Ready:" "$(cpu_split "$WORK/cpu0" "$WORK/cpu1")" | out
 
