@@ -46,4 +46,12 @@ pub struct Cli {
     /// App image of a MultiVac without spec.image (the chart passes its release's, value appImage); unset: such a MultiVac is Ready=False, NoAppImage.
     #[arg(long, env = "MULTIVAC_OPERATOR_DEFAULT_APP_IMAGE")]
     pub default_app_image: Option<String>,
+    /// MultiVacs reconciled at once, at most (a MultiVac is never reconciled twice at once).
+    #[arg(
+        long,
+        env = "MULTIVAC_OPERATOR_CONCURRENCY",
+        default_value_t = 16,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub concurrency: u16,
 }
