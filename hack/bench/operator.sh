@@ -152,6 +152,10 @@ api_total() {
 
 # ---- MultiVacs -------------------------------------------------------------------
 
+established() {
+  [ "$(kubectl get crd multivacs.multivac.io -o jsonpath='{.status.conditions[?(@.type=="Established")].status}')" = True ]
+}
+
 multivac() { # NAME
   printf 'apiVersion: multivac.io/v1alpha1\nkind: MultiVac\nmetadata: {name: %s, namespace: %s}\nspec: {image: "multivac:bench"}\n---\n' "$1" "$NS"
 }
@@ -230,7 +234,9 @@ bench() {
   eval "$(bash hack/cluster.sh env)"
   NS="bench-$n"
   kubectl apply --server-side --field-manager=bench -f crds/multivacs.multivac.io.yaml >/dev/null
-  kubectl wait --for=condition=Established crd/multivacs.multivac.io --timeout=60s >/dev/null
+  # Not `kubectl wait`: it fails at once while the new CRD's conditions are still null.
+  for _ in $(seq 60); do established && break; sleep 1; done
+  established || die "the MultiVac CRD is not Established after 60 s"
   kubectl create namespace multivac-system >/dev/null
   kubectl apply -k config/rbac >/dev/null
   flowschemas | kubectl apply -f - >/dev/null
