@@ -31,7 +31,7 @@ use tracing::{debug, info};
 use crate::cache::{Caches, slim};
 use crate::context::Context;
 use crate::crd::MultiVac;
-use crate::reconcile::{error_policy, reconcile};
+use crate::reconcile::{Object, error_policy, reconcile};
 
 /// Label selector of every child the operator creates.
 const CHILD_SELECTOR: &str = "app.kubernetes.io/managed-by=multivac-operator";
@@ -143,13 +143,7 @@ fn children<K>(
     writer: Writer<K>,
 ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    K: Object,
 {
     children_slimmed(client, namespace, writer, |_| {})
 }
@@ -162,13 +156,7 @@ fn children_slimmed<K>(
     mut slim_more: impl FnMut(&mut K) + Send + 'static,
 ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    K: Object,
 {
     watcher(
         api::<K>(client, namespace),

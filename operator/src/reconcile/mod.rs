@@ -39,7 +39,8 @@ use crate::error::{Error, Result};
 use crate::resources::{self, Passwords};
 use crate::telemetry::{ErrorLabels, ResultLabels};
 use apply::{Applied, Change, Problem};
-pub(crate) use cluster::Cluster;
+/// The kinds the reconciler reads are the ones the controller watches and caches.
+pub(crate) use cluster::{Cluster, Object};
 use ownership::Owner;
 
 #[cfg(test)]
