@@ -16,7 +16,7 @@ unit: ## The fast tests: no server needed
 lint: ## Every lint: fmt, clippy, shellcheck, generated files current, Dockerfiles, chart, RBAC, pipeline
 	bash hack/lint.sh
 
-generate: ## Write every generated file (the CRD copies, README's reference tables)
+generate: ## Write every generated file (the CRD copies, the reference tables in docs/)
 	cargo xtask generate
 
 test: ## Run every test, installing what is missing (what CI runs): lints, then test-only

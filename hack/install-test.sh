@@ -139,10 +139,46 @@ wait_until() {
   done
 }
 
-# apply_sample NS NAME: the minimal sample, renamed, in namespace NS.
+# The managed MongoDB of each MultiVac below that becomes Ready: kwok runs no
+# containers, so FerretDB on this host stands in for it, and every operator
+# here reaches NAME-mongodb.NS.svc:27017 there (MULTIVAC_OPERATOR_STORE_ADDRESSES)
+# to make the app's user, which Ready waits for.
+ferretdb="${MULTIVAC_TEST_FERRETDB:-$(bash hack/deps/ferretdb.sh)}"
+[ -x "$ferretdb" ] || die "$ferretdb is missing: run \`bash hack/deps/ferretdb.sh\` (or \`make test\`)"
+declare -A mongodb_port
+store_addresses=()
+for target in mv-helm/"$mv_name" mv-scoped/"$mv_name" mv-kustomize/"$mv_name" mv-leader/first mv-leader/second mv-leader/third; do
+  mongodb_port[$target]="$(free_port)"
+  store_addresses+=("${target#*/}-mongodb.${target%/*}.svc:27017=127.0.0.1:${mongodb_port[$target]}")
+done
+MULTIVAC_OPERATOR_STORE_ADDRESSES="$(IFS=,; echo "${store_addresses[*]}")"
+export MULTIVAC_OPERATOR_STORE_ADDRESSES
+
+# mongodb NS NAME: once the operator made Secret NAME-credentials, runs
+# FerretDB with its root user, as the image does, on the port NS/NAME maps to.
+mongodb() {
+  local port="${mongodb_port[$1/$2]}" secret="$2-credentials" deadline=$(( $(date +%s) + 180 )) user password
+  until user="$(k -n "$1" get secret "$secret" -o jsonpath='{.data.mongodb-username}' 2>/dev/null)" && [ -n "$user" ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || exit 1
+    sleep 0.5
+  done
+  password="$(k -n "$1" get secret "$secret" -o jsonpath='{.data.mongodb-password}')"
+  mkdir -p "$work/mongodb-$1-$2"
+  FERRETDB_SETUP_USERNAME="$(base64 -d <<<"$user")" FERRETDB_SETUP_PASSWORD="$(base64 -d <<<"$password")" \
+    exec "$ferretdb" --handler=sqlite --sqlite-url="file:$work/mongodb-$1-$2/" --state-dir="$work/mongodb-$1-$2" \
+      --listen-addr="127.0.0.1:$port" --debug-addr=127.0.0.1:0 --telemetry=disable --log-level=error \
+      --test-enable-new-auth --setup-database=admin >"$work/mongodb-$1-$2.log" 2>&1
+}
+
+# apply_sample NS NAME: the minimal sample, renamed, in namespace NS (with the
+# stand-in for its MongoDB, if it gets one).
 apply_sample() {
   k create namespace "$1" --dry-run=client -o yaml | k apply -f - >/dev/null
   sed "s/^  name: $mv_name\$/  name: $2/" "$sample" | k -n "$1" apply -f -
+  if [ -n "${mongodb_port[$1/$2]:-}" ]; then
+    mongodb "$1" "$2" &
+    pids+=("$!")
+  fi
 }
 # pvcs_bound NS NAME: the two PVCs of MultiVac NAME (managed Redis and
 # MongoDB) are Bound through the cluster's default StorageClass.

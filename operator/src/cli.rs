@@ -54,4 +54,51 @@ pub struct Cli {
         value_parser = clap::value_parser!(u16).range(1..)
     )]
     pub concurrency: u16,
+    /// Reach a managed store's Service at another address, as SERVICE=ADDRESS (e.g. `mv-mongodb.ns.svc:27017=127.0.0.1:27017`), for an operator run outside the cluster (a port-forward, local test servers); several separated by commas.
+    #[arg(long = "store-address", env = "MULTIVAC_OPERATOR_STORE_ADDRESSES", value_delimiter = ',', value_parser = store_address)]
+    pub store_addresses: Vec<(String, String)>,
+}
+
+/// `SERVICE=ADDRESS`, both `host:port`.
+fn store_address(text: &str) -> Result<(String, String), String> {
+    let host_port = |s: &str| {
+        s.rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+    };
+    match text.split_once('=') {
+        Some((service, address)) if host_port(service) && host_port(address) => {
+            Ok((service.into(), address.into()))
+        }
+        _ => Err(format!(
+            "{text:?} is not SERVICE=ADDRESS with both host:port (e.g. mv-mongodb.ns.svc:27017=127.0.0.1:27017)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_addresses_are_service_equals_address() {
+        let cli = Cli::try_parse_from([
+            "multivac-operator",
+            "--store-address",
+            "a-mongodb.ns.svc:27017=127.0.0.1:4000,a-redis.ns.svc:6379=localhost:4001",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.store_addresses,
+            [
+                ("a-mongodb.ns.svc:27017".into(), "127.0.0.1:4000".into()),
+                ("a-redis.ns.svc:6379".into(), "localhost:4001".into()),
+            ]
+        );
+        for bad in ["a-mongodb.ns.svc:27017", "a:1=b", "=127.0.0.1:1", "a:x=b:1"] {
+            let err = Cli::try_parse_from(["multivac-operator", "--store-address", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("is not SERVICE=ADDRESS"), "{bad}: {err}");
+        }
+    }
 }

@@ -39,6 +39,9 @@ pub struct Context {
     /// `mv-redis.ns.svc:6379`) is reached instead, for an operator outside
     /// the cluster (the tests map them to local servers). Empty in a cluster.
     pub store_addresses: HashMap<String, String>,
+    /// `namespace/name` -> `uid/user` of the app's MongoDB user last seen in
+    /// a MultiVac's MongoDB: not looked up again while it stays available.
+    pub(crate) app_users_seen: Mutex<HashMap<String, String>>,
     /// The app image of a MultiVac without `spec.image` (`--default-app-image`).
     pub default_app_image: Option<String>,
     /// The running controller's stores (none before it starts: every read
@@ -66,6 +69,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             fence: Fence::open(),
             store_addresses: HashMap::new(),
+            app_users_seen: Mutex::new(HashMap::new()),
             default_app_image: None,
             caches: RwLock::default(),
         }

@@ -35,11 +35,13 @@ async fn run(args: Cli) -> Result<(), Box<dyn std::error::Error>> {
     };
     let client = client(&fence, leader.identity()).await?;
     let registry = Arc::new(Mutex::new(Registry::default()));
-    let ctx = Arc::new(
+    let ctx = args.store_addresses.iter().fold(
         Context::new(client.clone(), registry, args.lease_namespace.clone())
             .with_fence(fence.clone())
             .with_default_app_image(args.default_app_image.clone()),
+        |ctx, (service, address)| ctx.with_store_address(service, address),
     );
+    let ctx = Arc::new(ctx);
     match &ctx.default_app_image {
         Some(image) => info!(%image, "default app image"),
         None => info!("no default app image: every MultiVac must set spec.image"),

@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    App, FerretDb, Operator, Redis, TestNamespace, client, free_port, install_crd, secret_value,
-    wait_for, wait_up_to,
+    App, FerretDb, ManagedMongoDb, Operator, Redis, TestNamespace, client, free_port, install_crd,
+    secret_value, wait_for, wait_up_to,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use mongodb::bson::{Document, doc};
 use multivac_operator::MultiVac;
@@ -64,6 +65,22 @@ async fn annotate(client: &Client, ns: &str, key: &str, value: &str) {
         .expect("annotate the MultiVac");
 }
 
+/// The notes of the Events with `reason` about MultiVac `mv`.
+async fn events(client: &Client, ns: &str, reason: &str) -> Vec<String> {
+    Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .expect("list the Events")
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("mv")
+        })
+        .filter_map(|e| e.note)
+        .collect()
+}
+
 fn template_annotation(d: &Deployment, key: &str) -> Option<String> {
     d.spec
         .template
@@ -80,7 +97,11 @@ async fn a_deleted_credentials_secret_over_data_volumes_is_refused_not_regenerat
     let client = client().await;
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, "mv-creds-missing").await;
-    let _op = Operator::start(&client, &ns.name, |ctx| ctx).await;
+    let mongodb = ManagedMongoDb::new(&client, &ns.name, "mv");
+    let _op = Operator::start(&client, &ns.name, |ctx| {
+        ctx.with_store_address(&mongodb.service, &mongodb.address)
+    })
+    .await;
     create_multivac(&client, &ns.name, json!({"image": "multivac:1"})).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
     let backup = wait_for("the credentials Secret", || async {
@@ -119,18 +140,62 @@ async fn a_deleted_credentials_secret_over_data_volumes_is_refused_not_regenerat
         "no new passwords over the existing data"
     );
 
-    // Restored from the backup: Ready again, with the same passwords.
+    // Restored from the backup as the README says: without the fields that
+    // tie it to the deleted object, with its labels and annotations.
     let mut restored = backup.clone();
     restored.metadata = kube::api::ObjectMeta {
         name: backup.metadata.name.clone(),
         labels: backup.metadata.labels.clone(),
+        annotations: backup.metadata.annotations.clone(),
         ..Default::default()
     };
+    assert!(
+        restored.annotations().contains_key("multivac.io/owner"),
+        "the backup names its MultiVac: {:?}",
+        backup.metadata
+    );
+
+    // A Secret of the same name that does not say it is this MultiVac's
+    // (here: the backup without its annotations) is not taken over.
+    let mut unmarked = restored.clone();
+    unmarked.metadata.annotations = None;
+    secrets
+        .create(&PostParams::default(), &unmarked)
+        .await
+        .unwrap();
+    annotate(&client, &ns.name, "poke", "3").await;
+    let (_, _, message) = wait_for("Ready=False Conflict", || async {
+        let (status, reason, message) = ready(&client, &ns.name).await?;
+        (status == "False" && reason == "Conflict").then_some((status, reason, message))
+    })
+    .await;
+    assert!(message.contains("Secret/mv-credentials"), "{message}");
+    let left = secrets.get("mv-credentials").await.unwrap();
+    assert!(
+        left.owner_references().is_empty() && left.annotations().is_empty(),
+        "left as it is: {:?}",
+        left.metadata
+    );
+    secrets
+        .delete("mv-credentials", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the unmarked Secret gone", || async {
+        secrets
+            .get_opt("mv-credentials")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
+    // Restored: Ready again, with the same passwords.
     secrets
         .create(&PostParams::default(), &restored)
         .await
         .unwrap();
-    annotate(&client, &ns.name, "poke", "3").await;
+    annotate(&client, &ns.name, "poke", "4").await;
     wait_for("Ready=True after the restore", || async {
         (ready(&client, &ns.name).await?.0 == "True").then_some(())
     })
@@ -155,7 +220,11 @@ async fn a_changed_api_token_rolls_the_server_pods_within_a_minute() {
         .create(&PostParams::default(), &token("first"))
         .await
         .unwrap();
-    let _op = Operator::start(&client, &ns.name, |ctx| ctx).await;
+    let mongodb = ManagedMongoDb::new(&client, &ns.name, "mv");
+    let _op = Operator::start(&client, &ns.name, |ctx| {
+        ctx.with_store_address(&mongodb.service, &mongodb.address)
+    })
+    .await;
     create_multivac(
         &client,
         &ns.name,
@@ -384,26 +453,26 @@ async fn rotation_under_load(legacy: bool) {
     let redis = Redis::start(redis_port, &redis0);
     let mongo = FerretDb::start(mongodb_port, &root, &root0);
     let app0 = (!legacy).then_some("multivac-a");
-    if let Some(app) = app0 {
-        // What the image's first start does with the operator's init script
-        // (FerretDB has no roles).
-        let password = secret("mongodb-app-password").await;
-        wait_up_to(Duration::from_secs(30), "FerretDB's root user", || async {
-            mongo.accepts(&root, &root0).await.then_some(())
-        })
-        .await;
-        mongo
-            .client(&root, &root0)
-            .await
-            .database("admin")
-            .run_command(doc! {"createUser": app, "pwd": &password, "roles": []})
-            .await
-            .expect("create the first app user");
-    }
     wait_for("Ready=True", || async {
         (ready(&client, &ns).await?.0 == "True").then_some(())
     })
     .await;
+    if let Some(app) = app0 {
+        // The operator made the app's user (FerretDB: without roles) before
+        // the MultiVac was Ready, and said so.
+        let password = secret("mongodb-app-password").await;
+        assert!(
+            mongo.accepts(app, &password).await,
+            "{app} authenticates with the Secret's password"
+        );
+        let notes = events(&client, &ns, "MongoDBUserCreated").await;
+        assert_eq!(
+            notes,
+            [format!(
+                "created the app's MongoDB user {app} (readWrite on multivac)"
+            )]
+        );
+    }
 
     let w = wiring(&client, &ns, redis_port, mongodb_port).await;
     let server = App::start(

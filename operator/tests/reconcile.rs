@@ -1,6 +1,8 @@
 //! The operator against the real local control plane: each test gets its own
 //! namespace and its own operator process watching only that namespace.
 
+mod common;
+
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -87,10 +89,22 @@ async fn namespace(client: &Client, prefix: &str, enforce: Option<&str>) -> Stri
 struct Operator {
     child: Child,
     metrics: String,
+    _mongodb: Vec<common::ManagedMongoDb>,
 }
 
+/// The names of the tests' MultiVacs with a managed MongoDB.
+const MULTIVACS: [&str; 3] = ["multivac", "default", "legacy"];
+
 impl Operator {
+    /// Started with a FerretDB for the managed MongoDB of each of
+    /// [`MULTIVACS`] in `ns`, where it makes the app's user.
     async fn start(ns: &str) -> Self {
+        let client = client().await;
+        let mongodb: Vec<_> = MULTIVACS
+            .iter()
+            .map(|name| common::ManagedMongoDb::new(&client, ns, name))
+            .collect();
+        let addresses: Vec<String> = mongodb.iter().map(|m| m.store_address()).collect();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -108,6 +122,7 @@ impl Operator {
             ])
             .arg(format!("127.0.0.1:{port}"))
             .env("POD_NAMESPACE", "multivac-system")
+            .env("MULTIVAC_OPERATOR_STORE_ADDRESSES", addresses.join(","))
             // What the chart gives it: the sample names no image.
             .env("MULTIVAC_OPERATOR_DEFAULT_APP_IMAGE", DEFAULT_APP_IMAGE)
             .stdout(Stdio::from(log.try_clone().unwrap()))
@@ -118,6 +133,7 @@ impl Operator {
         Self {
             child,
             metrics: format!("http://127.0.0.1:{port}/metrics"),
+            _mongodb: mongodb,
         }
     }
 

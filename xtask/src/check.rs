@@ -24,12 +24,12 @@ impl Checks {
         cond
     }
 
-    /// The generated section `name` of README.md, or a failure saying its
-    /// markers are missing.
-    pub fn section<'a>(&mut self, readme: &'a str, name: &str) -> Option<&'a str> {
-        let section = crate::markdown::section(readme, name);
+    /// The generated section `name` of the document `doc` (whose text is
+    /// `text`), or a failure saying its markers are missing there.
+    pub fn section<'a>(&mut self, doc: &str, text: &'a str, name: &str) -> Option<&'a str> {
+        let section = crate::markdown::section(text, name);
         self.ok(section.is_some(), || {
-            format!("README.md has no <!-- {name}:start --> / <!-- {name}:end --> markers")
+            format!("{doc} has no <!-- {name}:start --> / <!-- {name}:end --> markers")
         });
         section
     }

@@ -19,7 +19,6 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use crate::check::Checks;
-use crate::generate::README;
 use crate::markdown;
 use crate::{crd, env_table, rbac_table, spec_table};
 
@@ -45,6 +44,9 @@ const ROOTS: &[&str] = &[
     "README.md",
 ];
 
+/// The project's front page, checked like the documents under docs/.
+const README: &str = "README.md";
+
 /// Runs every check.
 pub fn check(root: &Path) -> Checks {
     let mut checks = Checks::default();
@@ -62,7 +64,7 @@ pub fn check(root: &Path) -> Checks {
         .iter()
         .filter_map(|d| crate::read(root, d).ok().map(|t| (d.clone(), t)))
         .collect();
-    let readme = texts.get(README).map(String::as_str).unwrap_or("");
+    let text_of = |doc: &str| texts.get(doc).map(String::as_str).unwrap_or("");
 
     let crd = crd::json();
     let generated = crd::yaml();
@@ -72,11 +74,11 @@ pub fn check(root: &Path) -> Checks {
             format!("{path} is not what the MultiVac types generate (run `make generate`)")
         });
     }
-    spec_table::check(&mut checks, readme, &crd);
+    spec_table::check(&mut checks, text_of(spec_table::DOC), &crd);
     for table in [env_table::app(), env_table::operator()] {
-        env_table::check(&mut checks, readme, &table);
+        env_table::check(&mut checks, text_of(table.doc), &table);
     }
-    rbac_table::check(&mut checks, root, readme);
+    rbac_table::check(&mut checks, root, text_of(rbac_table::DOC));
 
     let mut cited = BTreeMap::new();
     for (doc, text) in &texts {

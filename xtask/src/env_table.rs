@@ -1,4 +1,4 @@
-//! README's configuration tables: one row per environment variable of a
+//! The configuration tables (in the document [`EnvTable::doc`]): one row per environment variable of a
 //! command line, read from its clap `Command` (flag, default, help), so an
 //! option added to `multivac` or `multivac-operator` needs no change here.
 
@@ -11,6 +11,9 @@ use regex::Regex;
 use crate::check::Checks;
 use crate::markdown::{self, cell, code};
 
+/// The document that holds both configuration tables.
+const DOC: &str = "docs/reference.md";
+
 /// A command line whose options a table documents.
 pub struct Program {
     /// Its name in the table's "Used by" column.
@@ -18,8 +21,10 @@ pub struct Program {
     pub command: clap::Command,
 }
 
-/// The programs of one table and the marker name of its section in README.md.
+/// The programs of one table, the document that holds it and the marker
+/// name of its section there.
 pub struct EnvTable {
+    pub doc: &'static str,
     pub section: &'static str,
     pub programs: Vec<Program>,
 }
@@ -28,6 +33,7 @@ pub struct EnvTable {
 pub fn app() -> EnvTable {
     let cli = multivac::Cli::command();
     EnvTable {
+        doc: DOC,
         section: "config-reference",
         programs: cli
             .get_subcommands()
@@ -43,6 +49,7 @@ pub fn app() -> EnvTable {
 pub fn operator() -> EnvTable {
     let command = multivac_operator::Cli::command();
     EnvTable {
+        doc: DOC,
         section: "operator-config-reference",
         programs: vec![Program {
             name: command.get_name().to_string(),
@@ -192,11 +199,11 @@ pub fn markdown(table: &EnvTable) -> String {
     lines.join("\n") + "\n"
 }
 
-/// The README table lists every variable of the programs with the programs
-/// that read it and their defaults, no variable they lack, and is exactly
-/// what `make generate` writes; every option has a variable.
-pub fn check(checks: &mut Checks, readme: &str, table: &EnvTable) {
-    let name = table.section;
+/// The table in `text` (its document's) lists every variable of the programs
+/// with the programs that read it and their defaults, no variable they lack,
+/// and is exactly what `make generate` writes; every option has a variable.
+pub fn check(checks: &mut Checks, text: &str, table: &EnvTable) {
+    let (file, name) = (table.doc, table.section);
     for program in &table.programs {
         for arg in options(&program.command) {
             checks.ok(arg.get_env().is_some(), || {
@@ -208,7 +215,7 @@ pub fn check(checks: &mut Checks, readme: &str, table: &EnvTable) {
             });
         }
     }
-    let Some(current) = checks.section(readme, name) else {
+    let Some(current) = checks.section(file, text, name) else {
         return;
     };
     let doc = markdown::table(current);
@@ -228,7 +235,7 @@ pub fn check(checks: &mut Checks, readme: &str, table: &EnvTable) {
         let cells = documented.get(*var);
         checks.ok(cells.is_some(), || {
             format!(
-                "README {name} table lacks `{var}` (an option of `{listed}`; run `make generate`)"
+                "{file} {name} table lacks `{var}` (an option of `{listed}`; run `make generate`)"
             )
         });
         let Some(cells) = cells else { continue };
@@ -237,7 +244,7 @@ pub fn check(checks: &mut Checks, readme: &str, table: &EnvTable) {
             let used: BTreeSet<&str> = used.split(',').map(str::trim).collect();
             checks.ok(used == programs, || {
                 format!(
-                    "README {name}: `{var}` is used by {} per the table but by {} per the code (run `make generate`)",
+                    "{file} {name}: `{var}` is used by {} per the table but by {} per the code (run `make generate`)",
                     used.iter().copied().collect::<Vec<_>>().join(", "),
                     programs.iter().copied().collect::<Vec<_>>().join(", ")
                 )
@@ -249,11 +256,11 @@ pub fn check(checks: &mut Checks, readme: &str, table: &EnvTable) {
             let program = &u.program;
             match &u.default {
                 None => checks.ok(!claimed.contains_key(program.as_str()), || {
-                    format!("README {name}: `{var}` has no default in `{program}`, but the table says {cell} (run `make generate`)")
+                    format!("{file} {name}: `{var}` has no default in `{program}`, but the table says {cell} (run `make generate`)")
                 }),
                 Some(default) => checks.ok(claimed.get(program.as_str()) == Some(default), || {
                     format!(
-                        "README {name}: `{var}` default is {} in the table but `{default}` in `{program}` (run `make generate`)",
+                        "{file} {name}: `{var}` default is {} in the table but `{default}` in `{program}` (run `make generate`)",
                         if cell.is_empty() { "missing" } else { &cell }
                     )
                 }),
@@ -262,12 +269,12 @@ pub fn check(checks: &mut Checks, readme: &str, table: &EnvTable) {
     }
     for var in documented.keys() {
         checks.ok(by_name.contains_key(var.as_str()), || {
-            format!("README {name} documents `{var}`, which no command line reads")
+            format!("{file} {name} documents `{var}`, which no command line reads")
         });
     }
     checks.ok(current == markdown(table), || {
         format!(
-            "README {name} table differs from what the command lines generate (run `make generate`)"
+            "{file} {name} table differs from what the command lines generate (run `make generate`)"
         )
     });
 }
@@ -311,6 +318,7 @@ mod tests {
                 .help("How long to wait.")
         };
         EnvTable {
+            doc: "d.md",
             section: "t",
             programs: vec![
                 Program {

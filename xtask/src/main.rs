@@ -2,7 +2,8 @@
 //! `.cargo/config.toml`; `make generate` and `make test` call them):
 //!
 //! - `generate` writes every generated file from the code: the CRD and its
-//!   copies, and the reference tables between marker comments in README.md.
+//!   copies, and the reference tables between marker comments in the
+//!   documents (each table's module names its document).
 //!   The lint "generate, then `git diff --exit-code`" keeps them committed.
 //! - `check-docs` checks README.md and docs/*.md against the code and the
 //!   repository, and ends with `docs: N passed, M failed`.
@@ -34,7 +35,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Write every generated file (the CRD copies, README's reference tables).
+    /// Write every generated file (the CRD copies, the documents' reference tables).
     Generate {
         /// Print the paths of the generated files instead of writing them.
         #[arg(long)]

@@ -1,4 +1,4 @@
-//! README's RBAC table: one row per rule (and API group) of the ClusterRoles
+//! The RBAC table (in the document [`DOC`]): one row per rule (and API group) of the ClusterRoles
 //! and Roles in `config/rbac/` (which hack/lint.sh keeps equal to the chart's).
 //! The "Why" column is the one hand-written part: the generator keeps each
 //! rule's reason from the current table and leaves a new rule's empty, which
@@ -15,7 +15,9 @@ use serde_json::Value;
 use crate::check::Checks;
 use crate::markdown::{self, code};
 
-/// The marker name of the section in README.md.
+/// The document that holds the RBAC table.
+pub const DOC: &str = "docs/operator.md";
+/// The marker name of its section there.
 pub const SECTION: &str = "rbac-reference";
 /// Where the operator's RBAC manifests live.
 const FOLDER: &str = "config/rbac";
@@ -211,23 +213,23 @@ pub fn markdown(rules: &[(Rule, String)], current: &str) -> String {
     lines.join("\n") + "\n"
 }
 
-/// README's RBAC table lists exactly the rules of `config/rbac/`, each with a
-/// reason, and is what `make generate` writes.
-pub fn check(checks: &mut Checks, root: &Path, readme: &str) {
-    let Some(current) = checks.section(readme, SECTION) else {
+/// The RBAC table in `text` (the text of [`DOC`]) lists exactly the rules of
+/// `config/rbac/`, each with a reason, and is what `make generate` writes.
+pub fn check(checks: &mut Checks, root: &Path, text: &str) {
+    let Some(current) = checks.section(DOC, text, SECTION) else {
         return;
     };
     let rules = match rules(root) {
         Ok(rules) => rules,
         Err(e) => {
             checks.ok(false, || {
-                format!("{e} (the README's RBAC table is checked against it)")
+                format!("{e} ({DOC}'s RBAC table is checked against it)")
             });
             return;
         }
     };
     checks.ok(!rules.is_empty(), || {
-        format!("{FOLDER}/ has no ClusterRole or Role rules (the README's RBAC table is checked against them)")
+        format!("{FOLDER}/ has no ClusterRole or Role rules ({DOC}'s RBAC table is checked against them)")
     });
     let reasons = reasons(current);
     let documented: BTreeSet<Rule> = reasons.keys().cloned().collect();
@@ -236,14 +238,14 @@ pub fn check(checks: &mut Checks, root: &Path, readme: &str) {
         let key = rule.key();
         checks.ok(documented.contains(&key), || {
             format!(
-                "README RBAC table lacks the rule {} (from {file}; run `make generate`, then say why in its last column)",
+                "{DOC} RBAC table lacks the rule {} (from {file}; run `make generate`, then say why in its last column)",
                 key.describe()
             )
         });
         if let Some(why) = reasons.get(&key) {
             checks.ok(!why.is_empty(), || {
                 format!(
-                    "README RBAC table: the rule {} has no reason in the Why column",
+                    "{DOC} RBAC table: the rule {} has no reason in the Why column",
                     key.describe()
                 )
             });
@@ -253,13 +255,13 @@ pub fn check(checks: &mut Checks, root: &Path, readme: &str) {
     for key in documented.difference(&actual) {
         checks.ok(false, || {
             format!(
-                "README RBAC table documents {}, which {FOLDER}/ does not grant",
+                "{DOC} RBAC table documents {}, which {FOLDER}/ does not grant",
                 key.describe()
             )
         });
     }
     checks.ok(current == markdown(&rules, current), || {
-        "README RBAC table differs from what config/rbac generates (run `make generate`)".into()
+        "{DOC} RBAC table differs from what config/rbac generates (run `make generate`)".into()
     });
 }
 

@@ -1,4 +1,4 @@
-//! README's spec reference: one row per field of the CRD's `spec` schema with
+//! The spec reference (in the document [`DOC`]): one row per field of the CRD's `spec` schema with
 //! its type, default, validation and description. It walks whatever schema
 //! the operator's CRD has, so a new field needs no change here.
 
@@ -9,7 +9,9 @@ use serde_json::Value;
 use crate::check::Checks;
 use crate::markdown::{self, cell, code};
 
-/// The marker name of the section in README.md.
+/// The document that holds the spec reference.
+pub const DOC: &str = "docs/reference.md";
+/// The marker name of its section there.
 pub const SECTION: &str = "spec-reference";
 
 /// Kubernetes core types embedded in the spec, told apart by the fields they
@@ -332,10 +334,11 @@ pub fn markdown(crd: &Value) -> String {
     lines.join("\n") + "\n"
 }
 
-/// README's spec reference names every field of the CRD with its default,
-/// no field the CRD lacks, and is exactly what `make generate` writes.
-pub fn check(checks: &mut Checks, readme: &str, crd: &Value) {
-    let Some(current) = checks.section(readme, SECTION) else {
+/// The spec reference in `text` (the text of [`DOC`]) names every field of
+/// the CRD with its default, no field the CRD lacks, and is exactly what
+/// `make generate` writes.
+pub fn check(checks: &mut Checks, text: &str, crd: &Value) {
+    let Some(current) = checks.section(DOC, text, SECTION) else {
         return;
     };
     let table = markdown::table(current);
@@ -345,12 +348,12 @@ pub fn check(checks: &mut Checks, readme: &str, crd: &Value) {
         let path = &r.path;
         let cells = documented.get(path);
         if checks.ok(cells.is_some(), || {
-            format!("README spec reference lacks field `spec.{path}` (run `make generate`)")
+            format!("{DOC} spec reference lacks field `spec.{path}` (run `make generate`)")
         }) {
             let there = cells.and_then(|c| c.get(2)).map(String::as_str);
             checks.ok(there == Some(r.default.as_str()), || {
                 format!(
-                    "README spec reference: `spec.{path}` default is {} there but {} in the CRD (run `make generate`)",
+                    "{DOC} spec reference: `spec.{path}` default is {} there but {} in the CRD (run `make generate`)",
                     there.unwrap_or("missing"),
                     r.default
                 )
@@ -360,11 +363,11 @@ pub fn check(checks: &mut Checks, readme: &str, crd: &Value) {
     let paths: BTreeSet<&str> = rows.iter().map(|r| r.path.as_str()).collect();
     for path in documented.keys() {
         checks.ok(paths.contains(path.as_str()), || {
-            format!("README spec reference documents `spec.{path}`, which the CRD does not have")
+            format!("{DOC} spec reference documents `spec.{path}`, which the CRD does not have")
         });
     }
     checks.ok(current == markdown(crd), || {
-        "README spec reference differs from what the CRD generates (run `make generate`)".into()
+        "{DOC} spec reference differs from what the CRD generates (run `make generate`)".into()
     });
 }
 

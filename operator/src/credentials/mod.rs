@@ -1,9 +1,11 @@
 //! The generated credentials of the managed stores, Secret `<name>-credentials`:
-//! what it holds, the connection strings made from it, and their rotation
-//! ([`advance`]). A password lives only in that Secret and in the stores:
-//! never in a log, an annotation, an Event or the status. Pod templates carry
-//! a [`digest`] of the values they use, so a change rolls the pods.
+//! what it holds, the connection strings made from it, the app's MongoDB user
+//! the operator makes ([`ensure_app_user`]), and their rotation ([`advance`]).
+//! A password lives only in that Secret and in the stores: never in a log, an
+//! annotation, an Event or the status. Pod templates carry a [`digest`] of the
+//! values they use, so a change rolls the pods.
 
+mod app_user;
 mod mongodb;
 mod redis;
 mod rotation;
@@ -17,6 +19,7 @@ use multivac_contract::secret_key;
 use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
 
+pub(crate) use app_user::{APP_USER_RETRY, AppUser, ensure_app_user};
 pub(crate) use rotation::{Progress, ROTATE_ANNOTATION, ROTATED_ANNOTATION, advance};
 
 /// The managed MongoDB's root user: created by the image's first start, used

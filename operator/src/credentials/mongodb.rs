@@ -1,6 +1,6 @@
 //! The managed MongoDB's users, changed as its root user: the app's user is
-//! created (or its password set) with `readWrite` on the app's database,
-//! dropped once unused, and the root password changed.
+//! looked up, created (or its password set) with `readWrite` on the app's
+//! database, dropped once unused, and the root password changed.
 //!
 //! FerretDB (the MongoDB-compatible server the tests run) has users but no
 //! roles: it answers a `roles` list with NotImplemented, so the user is then
@@ -27,6 +27,12 @@ const SELECTION_TIMEOUT: Duration = Duration::from_secs(3);
 /// Why MongoDB could not be changed. Never carries a password.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum MongoAdminError {
+    #[error("cannot reach MongoDB at {addr}: {source}")]
+    Unreachable {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot reach MongoDB at {addr}: {source}")]
     Connect {
         addr: String,
@@ -66,6 +72,21 @@ impl MongoAdmin {
         passwords: &[&str],
     ) -> Result<Self, MongoAdminError> {
         let addr = format!("{host}:{port}");
+        // The driver waits its whole selection timeout for a server that
+        // refuses or does not resolve, then describes its topology: a plain
+        // TCP connection first says why, at once.
+        let tcp = tokio::net::TcpStream::connect((host, port));
+        match tokio::time::timeout(CONNECT_TIMEOUT, tcp).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(source)) => return Err(MongoAdminError::Unreachable { addr, source }),
+            Err(_) => {
+                let source = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no connection within {CONNECT_TIMEOUT:?}"),
+                );
+                return Err(MongoAdminError::Unreachable { addr, source });
+            }
+        }
         let mut refused = None;
         for password in passwords {
             let options = ClientOptions::builder()
@@ -124,6 +145,17 @@ impl MongoAdmin {
                 command: what,
                 source,
             })
+    }
+
+    /// Whether MongoDB has `user` (in `admin`, where the app's users live).
+    pub(crate) async fn has_user(&self, user: &str) -> Result<bool, MongoAdminError> {
+        let answer = self
+            .run(doc! {"usersInfo": user})
+            .await
+            .map_err(|source| self.failed("usersInfo", source))?;
+        Ok(answer
+            .get_array("users")
+            .is_ok_and(|users| !users.is_empty()))
     }
 
     /// `user` exists with `password` and `readWrite` on `database`.

@@ -168,7 +168,7 @@ fn plan(requested: Option<&str>, creds: &Credentials, rolled_out: bool, now: Tim
 
 /// Why a step could not be taken. Never carries a password.
 #[derive(Debug, thiserror::Error)]
-enum StepError {
+pub(super) enum StepError {
     #[error(transparent)]
     Fenced(#[from] Fenced),
     #[error(transparent)]
@@ -293,17 +293,20 @@ impl From<MongoAdminError> for StepError {
     }
 }
 
-async fn within_budget(f: impl Future<Output = Result<(), StepError>>) -> Result<(), StepError> {
+/// `f`, or [`StepError::Timeout`] once it took longer than [`STORE_BUDGET`].
+pub(super) async fn within_budget<T>(
+    f: impl Future<Output = Result<T, StepError>>,
+) -> Result<T, StepError> {
     tokio::time::timeout(STORE_BUDGET, f)
         .await
         .unwrap_or(Err(StepError::Timeout))
 }
 
 /// The changes inside the stores, one step at a time.
-struct Stores<'a> {
-    ctx: &'a Context,
-    mv: &'a Validated<'a>,
-    creds: &'a Credentials,
+pub(super) struct Stores<'a> {
+    pub(super) ctx: &'a Context,
+    pub(super) mv: &'a Validated<'a>,
+    pub(super) creds: &'a Credentials,
 }
 
 impl Stores<'_> {
@@ -331,7 +334,7 @@ impl Stores<'_> {
     }
 
     /// A connection to change MongoDB's users, as [`Self::redis`].
-    async fn mongodb(&self) -> Result<MongoAdmin, StepError> {
+    pub(super) async fn mongodb(&self) -> Result<MongoAdmin, StepError> {
         self.fence("connecting to MongoDB to change its users")?;
         let (host, port) = self.ctx.store_address(
             &service_host(&self.mv.mongodb_name(), self.mv.namespace),
@@ -350,7 +353,7 @@ impl Stores<'_> {
         Ok(MongoAdmin::connect(&host, port, root, &passwords).await?)
     }
 
-    fn fence(&self, what: &str) -> Result<(), StepError> {
+    pub(super) fn fence(&self, what: &str) -> Result<(), StepError> {
         Ok(self.ctx.fence.check(&format!(
             "{what} for {}/{}",
             self.mv.namespace, self.mv.name

@@ -5,6 +5,7 @@
 //!          (reads Secrets)                 (pure)                  (pure, `resources`)
 //! Children --apply--> Applied (per child: Created/Updated/Unchanged/Removed,
 //!                              or why not: Conflict/Rejected/Waiting/Failed; rollouts)
+//! Applied  --app user--> AppUser (the app's MongoDB user, made once MongoDB answers)
 //! Applied  --rotate--> Progress (a step of a requested credentials rotation)
 //! Applied  --status--> MultiVacStatus (server-side applied only on change)
 //! ```
@@ -34,7 +35,7 @@ use tracing::{info, instrument, warn};
 
 use crate::context::Context;
 use crate::crd::{MultiVac, MultiVacStatus, now_seconds};
-use crate::credentials;
+use crate::credentials::{self, AppUser};
 use crate::error::{Error, Result};
 use crate::resources::{self, Passwords};
 use crate::telemetry::{ErrorLabels, ResultLabels};
@@ -124,12 +125,40 @@ async fn reconcile_inner(mv: &MultiVac, ctx: &Context) -> Result<Action> {
         // (its observedGeneration says which spec it describes) until a retry.
         return Err(e);
     }
-    let rotation = rotate(ctx, &cluster, &valid, &read, &applied).await;
+    let creds = usable_credentials(&read, &applied);
+    let app_user = match creds {
+        Some(creds) => {
+            let available = rolled_out(&applied, "mongodb");
+            credentials::ensure_app_user(ctx, &valid, creds, available).await
+        }
+        None => AppUser::Settled,
+    };
+    if let AppUser::Created(note) = &app_user {
+        info!("{note}");
+        publish(
+            ctx,
+            mv,
+            EventType::Normal,
+            "MongoDBUserCreated",
+            "Bootstrap",
+            note.clone(),
+            None,
+        )
+        .await;
+    }
+    let rotation = match creds {
+        Some(creds) => rotate(ctx, &cluster, &valid, creds, &applied).await,
+        None => credentials::Progress::default(),
+    };
     if let Some((type_, reason, note)) = &rotation.event {
         info!(reason, "{note}");
         publish(ctx, mv, *type_, reason, "Rotate", note.clone(), None).await;
     }
     let mut conditions = status::conditions_from_rollouts(&applied.rollouts);
+    if let AppUser::Missing(message) = &app_user {
+        // The app's pods may all be up, but cannot use MongoDB.
+        status::waiting(&mut conditions, WAITING_FOR_MONGODB_USER, message);
+    }
     if let Some(message) = &rotation.message {
         status::rotating(&mut conditions, message);
     }
@@ -145,7 +174,10 @@ async fn reconcile_inner(mv: &MultiVac, ctx: &Context) -> Result<Action> {
     if let Some(e) = failure {
         return Err(e);
     }
-    let recheck = requeue_after(mv, &rotation);
+    let mut recheck = requeue_after(mv, &rotation);
+    if let AppUser::Missing(_) = app_user {
+        recheck = recheck.min(credentials::APP_USER_RETRY);
+    }
     Ok(Action::requeue(match blocked {
         None => recheck,
         Some(b) if b.waiting_only => WAITING_RECHECK,
@@ -153,32 +185,38 @@ async fn reconcile_inner(mv: &MultiVac, ctx: &Context) -> Result<Action> {
     }))
 }
 
-/// A step of a requested credentials rotation, once the apply is done. Only
-/// a credentials Secret that is this MultiVac's is used or rotated: a foreign
-/// one is reported as a conflict by the apply and left alone.
+/// The credentials Secret, if it is this MultiVac's: only then is it used
+/// (for the app's MongoDB user) or rotated; a foreign one is reported as a
+/// conflict by the apply and left alone.
+fn usable_credentials<'a>(
+    read: &'a dereference::Dereferenced,
+    applied: &Applied,
+) -> Option<&'a credentials::Credentials> {
+    let creds = read.credentials.as_ref()?;
+    let blocked = applied
+        .blocked()
+        .any(|(child, _)| child.kind == resources::Kind::Secret && child.name == creds.name);
+    (!blocked).then_some(creds)
+}
+
+/// Whether the Deployment of `component` runs its current spec, available.
+fn rolled_out(applied: &Applied, component: &str) -> bool {
+    applied
+        .rollouts
+        .iter()
+        .find(|r| r.component == component)
+        .is_some_and(status::Rollout::done)
+}
+
+/// A step of a requested credentials rotation, once the apply is done.
 async fn rotate(
     ctx: &Context,
     cluster: &Cluster<'_>,
     valid: &Validated<'_>,
-    read: &dereference::Dereferenced,
+    creds: &credentials::Credentials,
     applied: &Applied,
 ) -> credentials::Progress {
-    let Some(creds) = &read.credentials else {
-        return credentials::Progress::default();
-    };
-    let secret_blocked = applied
-        .blocked()
-        .any(|(child, _)| child.kind == resources::Kind::Secret && child.name == creds.name);
-    if secret_blocked {
-        return credentials::Progress::default();
-    }
-    let rolled_out = ["server", "worker"].iter().all(|c| {
-        applied
-            .rollouts
-            .iter()
-            .find(|r| r.component == *c)
-            .is_some_and(status::Rollout::done)
-    });
+    let rolled_out = rolled_out(applied, "server") && rolled_out(applied, "worker");
     credentials::advance(ctx, cluster, valid, creds, rolled_out).await
 }
 
@@ -220,6 +258,8 @@ impl Blocked {
 }
 
 const WAITING: &str = "WaitingForGarbageCollection";
+/// Ready=False and Progressing=True until the app's MongoDB user exists.
+const WAITING_FOR_MONGODB_USER: &str = "WaitingForMongoDBUser";
 
 /// The condition reason and metric label of a problem.
 fn reason_of(p: &Problem) -> (&'static str, &'static str) {

@@ -133,6 +133,20 @@ pub(crate) fn not_ready(conditions: &mut [Cond], reason: &str, message: &str) {
     }
 }
 
+/// Ready=False and Progressing=True with `reason` and `message`: the pods may
+/// be up, but the MultiVac cannot work yet (the app's MongoDB user is missing).
+pub(crate) fn waiting(conditions: &mut [Cond], reason: &str, message: &str) {
+    for c in conditions.iter_mut() {
+        c.status = match c.type_ {
+            READY => false,
+            PROGRESSING => true,
+            _ => continue,
+        };
+        c.reason = reason.into();
+        c.message = message.into();
+    }
+}
+
 /// Progressing=True while a credentials rotation runs, saying where it is
 /// (Ready still tells whether the pods are available).
 pub(crate) fn rotating(conds: &mut [Cond], message: &str) {

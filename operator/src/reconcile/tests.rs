@@ -37,9 +37,12 @@ const REDIS_PVC: &str = "/api/v1/namespaces/ns/persistentvolumeclaims/mv-redis-d
 const MONGODB_PVC: &str = "/api/v1/namespaces/ns/persistentvolumeclaims/mv-mongodb-data";
 /// The ServiceAccount of the previous release, named like the MultiVac.
 const OLD_SERVICE_ACCOUNT: &str = "/api/v1/namespaces/ns/serviceaccounts/mv";
+/// The ConfigMap of the script that made the app's MongoDB user on MongoDB's
+/// first start, in earlier releases.
+const OLD_INIT_SCRIPT: &str = "/api/v1/namespaces/ns/configmaps/mv-mongodb-init";
 
 /// Every child of the minimal MultiVac, in the order they are applied.
-const CHILDREN: [&str; 14] = [
+const CHILDREN: [&str; 13] = [
     "/api/v1/namespaces/ns/serviceaccounts/mv-multivac",
     "/api/v1/namespaces/ns/configmaps/mv-config",
     "/apis/apps/v1/namespaces/ns/deployments/mv-server",
@@ -50,7 +53,6 @@ const CHILDREN: [&str; 14] = [
     "/api/v1/namespaces/ns/services/mv-redis",
     "/apis/networking.k8s.io/v1/namespaces/ns/networkpolicies/mv-redis",
     "/api/v1/namespaces/ns/persistentvolumeclaims/mv-mongodb-data",
-    "/api/v1/namespaces/ns/configmaps/mv-mongodb-init",
     "/apis/apps/v1/namespaces/ns/deployments/mv-mongodb",
     "/api/v1/namespaces/ns/services/mv-mongodb",
     "/apis/networking.k8s.io/v1/namespaces/ns/networkpolicies/mv-mongodb",
@@ -75,17 +77,29 @@ impl Harness {
         })
     }
 
-    /// A harness whose context `adjust` changes first.
+    /// A harness whose context `adjust` changes first. The managed stores
+    /// are unreachable: nothing listens on port 1, so they refuse at once.
     fn with_context(spec: Value, adjust: impl FnOnce(Context) -> Context) -> Self {
         let (client, api) = FakeApi::start();
         api.put(MV, multivac("mv-uid", spec));
         let registry = Arc::new(Mutex::new(Registry::default()));
-        let ctx = Arc::new(adjust(Context::new(
-            client,
-            registry.clone(),
-            "multivac-system".into(),
-        )));
+        let ctx = Context::new(client, registry.clone(), "multivac-system".into())
+            .with_store_address("mv-redis.ns.svc:6379", "127.0.0.1:1")
+            .with_store_address("mv-mongodb.ns.svc:27017", "127.0.0.1:1");
+        let ctx = Arc::new(adjust(ctx));
         Self { api, ctx, registry }
+    }
+
+    /// MongoDB has the app's user: what the operator remembers once it saw
+    /// the user there (the fake has no MongoDB to show it).
+    fn app_user_exists(&self) {
+        let uid = self.api.get(MV).expect("the MultiVac")["metadata"]["uid"].clone();
+        let user = credential(&self.api, "mongodb-app-username");
+        self.ctx
+            .app_users_seen
+            .lock()
+            .unwrap()
+            .insert("ns/mv".into(), format!("{}/{user}", uid.as_str().unwrap()));
     }
 
     /// Deletes the MultiVac as the garbage collector would (with every
@@ -237,6 +251,14 @@ fn b64(text: &str) -> Value {
     serde_json::to_value(k8s_openapi::ByteString(text.as_bytes().to_vec())).unwrap()
 }
 
+/// A value of the credentials Secret, decoded.
+fn credential(api: &FakeApi, key: &str) -> String {
+    let secret = api.get(CREDENTIALS).expect("the credentials Secret");
+    let bytes: k8s_openapi::ByteString = serde_json::from_value(secret["data"][key].clone())
+        .unwrap_or_else(|e| panic!("{key}: {e}"));
+    String::from_utf8(bytes.0).unwrap()
+}
+
 /// The digest of its Secrets a Deployment's pod template carries.
 fn secrets_hash(api: &FakeApi, deployment: &str) -> Value {
     api.get(deployment).unwrap()["spec"]["template"]["metadata"]["annotations"]
@@ -269,7 +291,7 @@ async fn an_unchanged_multivac_makes_no_writes() {
         );
     }
     let created: Vec<String> = h.api.events().into_iter().map(|(_, note)| note).collect();
-    assert_eq!(created.len(), 15, "{created:?}");
+    assert_eq!(created.len(), 14, "{created:?}");
     assert_eq!(created[0], "Created Secret/mv-credentials");
     assert_eq!(created[3], "Created Deployment/mv-server");
     let status = h.status_sent();
@@ -280,6 +302,7 @@ async fn an_unchanged_multivac_makes_no_writes() {
 
     // The pods come up: one status write says so.
     h.roll_out();
+    h.app_user_exists();
     h.api.clear();
     h.reconcile().await.unwrap();
     assert_eq!(h.api.writes(), [patch(&format!("{MV}/status"))]);
@@ -313,6 +336,7 @@ async fn drift_is_repaired_with_one_write() {
     let h = Harness::new(json!({"image": "multivac:1"}));
     h.reconcile().await.unwrap();
     h.roll_out();
+    h.app_user_exists();
     h.reconcile().await.unwrap();
     let worker = format!("{DEPLOYMENTS}mv-worker");
     h.api.edit(&worker, |d| {
@@ -864,6 +888,20 @@ async fn a_child_held_by_another_owner_is_never_deleted() {
             json!([]),
             false,
         ),
+        // Earlier releases' first-start script: the operator makes the app's
+        // MongoDB user itself now; a user's ConfigMap of that name stays.
+        (
+            json!({"image": "multivac:1"}),
+            OLD_INIT_SCRIPT,
+            json!([ours]),
+            true,
+        ),
+        (
+            json!({"image": "multivac:1"}),
+            OLD_INIT_SCRIPT,
+            json!([theirs]),
+            false,
+        ),
     ];
     for (spec, child, owners, deleted) in cases {
         let h = Harness::new(spec);
@@ -875,6 +913,7 @@ async fn a_child_held_by_another_owner_is_never_deleted() {
         let kind = match child {
             PDB => "PodDisruptionBudget",
             OLD_SERVICE_ACCOUNT => "ServiceAccount",
+            OLD_INIT_SCRIPT => "ConfigMap",
             _ => "Deployment",
         };
         let name = child.rsplit('/').next().unwrap();
@@ -1086,12 +1125,10 @@ async fn a_changed_api_token_rolls_the_server_and_is_read_every_minute() {
 #[tokio::test]
 async fn a_rotation_prepares_then_waits_for_unreachable_stores_without_failing() {
     // Nothing listens on port 1: the stores refuse at once.
-    let h = Harness::with_context(json!({"image": "multivac:1"}), |ctx| {
-        ctx.with_store_address("mv-redis.ns.svc:6379", "127.0.0.1:1")
-            .with_store_address("mv-mongodb.ns.svc:27017", "127.0.0.1:1")
-    });
+    let h = Harness::new(json!({"image": "multivac:1"}));
     h.reconcile().await.unwrap();
     h.roll_out();
+    h.app_user_exists();
     h.reconcile().await.unwrap();
     let before = h.api.get(CREDENTIALS).unwrap();
     h.api.edit(MV, |mv| {
@@ -1166,10 +1203,7 @@ async fn a_rotation_prepares_then_waits_for_unreachable_stores_without_failing()
 async fn a_fenced_operator_does_not_touch_the_stores() {
     // A leader whose Lease was never (or no longer) renewed: closed fence.
     let fence = crate::fence::Fence::leased("op", "lease", "me", Duration::from_secs(10));
-    let h = Harness::with_context(json!({"image": "multivac:1"}), |ctx| {
-        ctx.with_fence(fence)
-            .with_store_address("mv-redis.ns.svc:6379", "127.0.0.1:1")
-    });
+    let h = Harness::with_context(json!({"image": "multivac:1"}), |ctx| ctx.with_fence(fence));
     h.reconcile().await.unwrap();
     h.api.edit(MV, |mv| {
         mv["metadata"]["annotations"] = json!({"multivac.io/rotate-credentials": "1"});
@@ -1183,6 +1217,88 @@ async fn a_fenced_operator_does_not_touch_the_stores() {
         note.contains("refused connecting to Redis") && note.contains("never"),
         "the fence, not the network, stopped it: {note}"
     );
+    // Nor does it make the app's MongoDB user.
+    h.roll_out();
+    h.reconcile().await.unwrap();
+    let ready = condition(&h.status_sent(), "Ready").clone();
+    assert_eq!(ready["reason"], "WaitingForMongoDBUser");
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.contains("refused connecting to MongoDB") && message.contains("never"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn ready_waits_for_the_apps_mongodb_user() {
+    let h = Harness::new(json!({"image": "multivac:1"}));
+    h.reconcile().await.unwrap();
+    assert_eq!(credential(&h.api, "mongodb-app-username"), "multivac-a");
+
+    // Every pod up, but the MongoDB on port 1 refuses: not Ready, and says why.
+    h.roll_out();
+    h.api.clear();
+    assert_eq!(
+        h.reconcile().await.unwrap(),
+        Action::requeue(Duration::from_secs(10))
+    );
+    let status = h.status_sent();
+    let (ready, progressing) = (
+        condition(&status, "Ready").clone(),
+        condition(&status, "Progressing").clone(),
+    );
+    assert_eq!(
+        (&ready["status"], &ready["reason"]),
+        (&json!("False"), &json!("WaitingForMongoDBUser"))
+    );
+    assert_eq!(
+        (&progressing["status"], &progressing["reason"]),
+        (&json!("True"), &json!("WaitingForMongoDBUser"))
+    );
+    let message = ready["message"].as_str().unwrap();
+    for needle in [
+        "the app's MongoDB user multivac-a does not exist yet",
+        "cannot reach MongoDB at 127.0.0.1:1: Connection refused",
+        "retrying every 10s",
+        "GET /multivac answers 503",
+    ] {
+        assert!(message.contains(needle), "{needle:?} in {message}");
+    }
+    for key in ["mongodb-password", "mongodb-app-password"] {
+        let password = credential(&h.api, key);
+        assert!(
+            !status.to_string().contains(&password),
+            "{key} in the status"
+        );
+    }
+    // Still refused: the status already says so, nothing is written.
+    h.api.clear();
+    h.reconcile().await.unwrap();
+    assert_eq!(h.api.writes(), Vec::<String>::new());
+
+    // MongoDB's pod is gone: its rollout is what Ready waits for, and
+    // MongoDB is not asked.
+    h.api.edit(&format!("{DEPLOYMENTS}mv-mongodb"), |d| {
+        d["status"]["availableReplicas"] = json!(0);
+    });
+    h.reconcile().await.unwrap();
+    let ready = condition(&h.status_sent(), "Ready").clone();
+    assert_eq!(ready["reason"], "ComponentsNotAvailable");
+    assert_eq!(
+        ready["message"],
+        "waiting for Deployments: mv-mongodb (0/1 available)"
+    );
+
+    // A Secret from before app users: the app is MongoDB's root user, which
+    // the image's first start creates; nothing to wait for.
+    h.roll_out();
+    h.api.edit(CREDENTIALS, |s| {
+        let data = s["data"].as_object_mut().unwrap();
+        data.remove("mongodb-app-username");
+        data.remove("mongodb-app-password");
+    });
+    h.reconcile().await.unwrap();
+    assert_eq!(condition(&h.status_sent(), "Ready")["status"], "True");
 }
 
 #[tokio::test]

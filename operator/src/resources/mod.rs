@@ -291,12 +291,10 @@ pub(crate) fn build(
                 "mongodb",
                 &store.storage,
             )?));
-            apply.push(Child::ConfigMap(mongodb::init_script(mv)?));
             apply.push(Child::Deployment(mongodb::build(mv, store)?));
             apply.push(Child::Service(service::mongodb(mv)?));
         }
         Store::External => {
-            remove.push(ChildRef::new(Kind::ConfigMap, mongodb::init_name(mv)));
             remove.push(ChildRef::new(Kind::Deployment, mv.mongodb_name()));
             remove.push(ChildRef::new(Kind::Service, mv.mongodb_name()));
         }
@@ -318,6 +316,12 @@ pub(crate) fn build(
         Some(spec) => apply.push(Child::Ingress(ingress::build(mv, spec)?)),
         None => remove.push(ChildRef::new(Kind::Ingress, mv.server_name())),
     }
+    // The operator makes the app's MongoDB user itself now: the first-start
+    // script's ConfigMap goes, if this MultiVac controls it.
+    remove.push(ChildRef::new(
+        Kind::ConfigMap,
+        mongodb::former_init_script(mv),
+    ));
     // The previous release named the ServiceAccount `<mv>` (a MultiVac named
     // `default` took over the namespace's own); it is deleted if this
     // MultiVac controls it, and left alone otherwise.
@@ -568,7 +572,6 @@ mod tests {
                 "Service/mv-redis",
                 "NetworkPolicy/mv-redis",
                 "PersistentVolumeClaim/mv-mongodb-data",
-                "ConfigMap/mv-mongodb-init",
                 "Deployment/mv-mongodb",
                 "Service/mv-mongodb",
                 "NetworkPolicy/mv-mongodb",
@@ -579,7 +582,9 @@ mod tests {
             vec![
                 ChildRef::new(Kind::PodDisruptionBudget, "mv-server"),
                 ChildRef::new(Kind::Ingress, "mv-server"),
-                // The previous release's ServiceAccount, deleted only if owned.
+                // Earlier releases' first-start script and ServiceAccount,
+                // deleted only if owned.
+                ChildRef::new(Kind::ConfigMap, "mv-mongodb-init"),
                 ChildRef::new(Kind::ServiceAccount, "mv"),
             ]
         );
@@ -643,11 +648,11 @@ mod tests {
                 "Deployment/mv-redis",
                 "Service/mv-redis",
                 "NetworkPolicy/mv-redis",
-                "ConfigMap/mv-mongodb-init",
                 "Deployment/mv-mongodb",
                 "Service/mv-mongodb",
                 "NetworkPolicy/mv-mongodb",
                 "Ingress/mv-server",
+                "ConfigMap/mv-mongodb-init",
                 "ServiceAccount/mv",
             ]
         );

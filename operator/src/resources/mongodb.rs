@@ -1,10 +1,9 @@
 //! The managed MongoDB: one pod (strategy Recreate), authentication on with
-//! the root user from the generated Secret, data on the PVC. Its first start
-//! also creates the app's own user, `readWrite` on the app's database only
-//! (the init script below); the operator keeps the root user for rotations.
+//! the root user from the generated Secret, data on the PVC. The root user is
+//! the operator's: it creates the app's own user once MongoDB answers
+//! (`credentials::ensure_app_user`) and rotates the users.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::json;
 
 use super::{
@@ -39,36 +38,11 @@ const DEFAULT_IMAGE: &str = "mongo:7.0";
 ///   while it does not answer.
 const PING: [&str; 4] = ["mongosh", "--quiet", "--eval", "db.adminCommand('ping').ok"];
 
-/// Where the image's entrypoint runs scripts on the first start (an empty
-/// data directory), as the root user, before MongoDB listens beyond localhost.
-const INIT_DIR: &str = "/docker-entrypoint-initdb.d";
-
-/// Creates the app's user from the pod's environment (the Secret's values).
-/// A Secret from before app users has no such user: the app then connects as
-/// root, and the script must not fail (the image would stop the first start).
-const INIT_SCRIPT: &str = r#"// Written by multivac-operator: the app's own user, readWrite on its database only.
-if (process.env.MULTIVAC_APP_USERNAME) {
-  db.getSiblingDB("admin").createUser({
-    user: process.env.MULTIVAC_APP_USERNAME,
-    pwd: process.env.MULTIVAC_APP_PASSWORD,
-    roles: [{ role: "readWrite", db: process.env.MULTIVAC_APP_DATABASE }],
-  });
-}
-"#;
-
-/// Name of the ConfigMap holding the first-start script.
-pub(super) fn init_name(mv: &Validated) -> String {
+/// The ConfigMap of the first-start script that created the app's user in
+/// earlier releases (only the official image ran it): deleted if this
+/// MultiVac controls it.
+pub(super) fn former_init_script(mv: &Validated) -> String {
     format!("{}-init", mv.mongodb_name())
-}
-
-/// ConfigMap `<mv>-mongodb-init`: the first-start script.
-pub(super) fn init_script(mv: &Validated) -> Result<ConfigMap> {
-    typed(json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": metadata(mv, &init_name(mv), "mongodb"),
-        "data": {"app-user.js": INIT_SCRIPT},
-    }))
 }
 
 /// Deployment `<mv>-mongodb`.
@@ -95,12 +69,7 @@ pub(super) fn build(mv: &Validated, managed: &ManagedStore) -> Result<Deployment
                         "env": [
                             {"name": "MONGO_INITDB_ROOT_USERNAME", "valueFrom": {"secretKeyRef": {"name": secret, "key": secret_key::MONGODB_USERNAME}}},
                             {"name": "MONGO_INITDB_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": secret_key::MONGODB_PASSWORD}}},
-                            // Read by the first-start script only; a Secret made before
-                            // app users has no such keys (optional), nor a fresh data directory.
-                            {"name": "MULTIVAC_APP_USERNAME", "valueFrom": {"secretKeyRef": {"name": secret, "key": secret_key::MONGODB_APP_USERNAME, "optional": true}}},
-                            {"name": "MULTIVAC_APP_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": secret_key::MONGODB_APP_PASSWORD, "optional": true}}},
-                            {"name": "MULTIVAC_APP_DATABASE", "value": mv.spec.mongodb.database},
-                            // The image's user has no writable home; mongosh (init, probes) writes there.
+                            // The image's user has no writable home; mongosh (the probes) writes there.
                             {"name": "HOME", "value": "/tmp"},
                         ],
                         "ports": [{"name": "mongodb", "containerPort": MONGODB_PORT, "protocol": "TCP"}],
@@ -113,14 +82,12 @@ pub(super) fn build(mv: &Validated, managed: &ManagedStore) -> Result<Deployment
                             {"name": "data", "mountPath": "/data/db"},
                             {"name": "configdb", "mountPath": "/data/configdb"},
                             {"name": "tmp", "mountPath": "/tmp"},
-                            {"name": "init", "mountPath": INIT_DIR, "readOnly": true},
                         ],
                     }],
                     "volumes": [
                         {"name": "data", "persistentVolumeClaim": {"claimName": super::pvc::name(mv, "mongodb")}},
                         {"name": "configdb", "emptyDir": {"sizeLimit": "16Mi"}},
                         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
-                        {"name": "init", "configMap": {"name": init_name(mv)}},
                     ],
                 },
             },
@@ -172,9 +139,6 @@ mod tests {
                                 "env": [
                                     {"name": "MONGO_INITDB_ROOT_USERNAME", "valueFrom": {"secretKeyRef": {"name": "mv-credentials", "key": "mongodb-username"}}},
                                     {"name": "MONGO_INITDB_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "mv-credentials", "key": "mongodb-password"}}},
-                                    {"name": "MULTIVAC_APP_USERNAME", "valueFrom": {"secretKeyRef": {"name": "mv-credentials", "key": "mongodb-app-username", "optional": true}}},
-                                    {"name": "MULTIVAC_APP_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "mv-credentials", "key": "mongodb-app-password", "optional": true}}},
-                                    {"name": "MULTIVAC_APP_DATABASE", "value": "multivac"},
                                     {"name": "HOME", "value": "/tmp"},
                                 ],
                                 "ports": [{"name": "mongodb", "containerPort": 27017, "protocol": "TCP"}],
@@ -193,45 +157,17 @@ mod tests {
                                     {"name": "data", "mountPath": "/data/db"},
                                     {"name": "configdb", "mountPath": "/data/configdb"},
                                     {"name": "tmp", "mountPath": "/tmp"},
-                                    {"name": "init", "mountPath": "/docker-entrypoint-initdb.d", "readOnly": true},
                                 ],
                             }],
                             "volumes": [
                                 {"name": "data", "persistentVolumeClaim": {"claimName": "mv-mongodb-data"}},
                                 {"name": "configdb", "emptyDir": {"sizeLimit": "16Mi"}},
                                 {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
-                                {"name": "init", "configMap": {"name": "mv-mongodb-init"}},
                             ],
                         },
                     },
                 },
             })
-        );
-    }
-
-    #[test]
-    fn the_first_start_creates_the_app_user_with_readwrite_only() {
-        let m = mv(json!({"image": "x", "mongodb": {"database": "db1"}}));
-        let v = validated(&m);
-        let cm = json_of(&init_script(&v).unwrap());
-        assert_eq!(cm["metadata"]["name"], "mv-mongodb-init");
-        assert_eq!(cm["metadata"]["ownerReferences"], owner());
-        let script = cm["data"]["app-user.js"].as_str().unwrap();
-        assert!(
-            script.contains(
-                r#"roles: [{ role: "readWrite", db: process.env.MULTIVAC_APP_DATABASE }]"#
-            )
-        );
-        assert!(
-            script.contains("process.env.MULTIVAC_APP_PASSWORD"),
-            "no secret in the ConfigMap"
-        );
-        let d = json_of(&build(&v, &ManagedStore::default()).unwrap());
-        let env = &d["spec"]["template"]["spec"]["containers"][0]["env"];
-        assert!(
-            env.as_array()
-                .unwrap()
-                .contains(&json!({"name": "MULTIVAC_APP_DATABASE", "value": "db1"}))
         );
     }
 }

@@ -377,6 +377,66 @@ impl Drop for FerretDb {
     }
 }
 
+/// MultiVac `name`'s managed MongoDB, for an operator outside the cluster
+/// (kwok runs no containers): FerretDB on a free loopback port, started as
+/// the image starts it, with the root user of the credentials Secret once
+/// the operator has made it (and started afresh, as on new volumes, when a
+/// new Secret names another root password). The operator reaches it through
+/// [`Self::service`] mapped to [`Self::address`]. Stopped when dropped.
+pub struct ManagedMongoDb {
+    pub service: String,
+    pub address: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl ManagedMongoDb {
+    pub fn new(client: &Client, ns: &str, name: &str) -> Self {
+        let port = free_port();
+        let (client, ns2, secret) = (
+            client.clone(),
+            ns.to_string(),
+            format!("{name}-credentials"),
+        );
+        let server = tokio::spawn(async move {
+            let mut running: Option<(String, FerretDb)> = None;
+            loop {
+                let root = secret_value(&client, &ns2, &secret, "mongodb-username").await;
+                let password = secret_value(&client, &ns2, &secret, "mongodb-password").await;
+                if let (Some(root), Some(password)) = (root, password) {
+                    let wanted = format!("{root}:{password}");
+                    if running.as_ref().is_none_or(|(now, _)| *now != wanted) {
+                        drop(running.take());
+                        let server = tokio::task::spawn_blocking(move || {
+                            FerretDb::start(port, &root, &password)
+                        })
+                        .await
+                        .expect("starting FerretDB");
+                        running = Some((wanted, server));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        Self {
+            service: format!("{name}-mongodb.{ns}.svc:27017"),
+            address: format!("127.0.0.1:{port}"),
+            server,
+        }
+    }
+
+    /// The operator's `--store-address` value for it.
+    pub fn store_address(&self) -> String {
+        format!("{}={}", self.service, self.address)
+    }
+}
+
+impl Drop for ManagedMongoDb {
+    fn drop(&mut self) {
+        // Dropping the task's future drops (stops) its FerretDB.
+        self.server.abort();
+    }
+}
+
 /// The `multivac` binary cargo built beside this test.
 fn multivac_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
