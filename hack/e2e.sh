@@ -193,6 +193,25 @@ component_pods() { k -n "$NS" get pods -l "app.kubernetes.io/instance=$MV,app.ku
 
 # post_many N PREFIX: posts N data "PREFIX<i> cosmos" in parallel, prints how
 # many were accepted (202).
+# answer_after_ready: GET /multivac right after the MultiVac became Ready.
+# Ready says the pods run and MongoDB has the app user; a server whose first
+# MongoDB connection failed (MongoDB was still starting) answers 503 with
+# Retry-After until its next attempt succeeds, so this retries 503s, as a
+# client is told to, for up to 30 s. Prints the last answer; the number of
+# 503s goes to $RUN/answer-503s.
+answer_after_ready() {
+  local out code n=0 until_t=$(( $(date +%s) + 30 ))
+  while :; do
+    out="$(curl -s --max-time 15 -w '\n%{http_code}' "$URL/multivac")"
+    code="${out##*$'\n'}"; out="${out%$'\n'*}"
+    [ "$code" = 503 ] && [ "$(date +%s)" -lt "$until_t" ] || break
+    n=$((n + 1)); sleep 0.5
+  done
+  echo "$n" > "$RUN/answer-503s"
+  echo "$out"
+  [ "$code" = 200 ]
+}
+
 post_many() {
   local n="$1" prefix="$2" cfg; cfg="$(mktemp)"
   local i
@@ -280,7 +299,7 @@ drained_exactly() {
 
 s_seed_flow() {
   local answer i code t
-  answer="$(curl -sf "$URL/multivac")" || fail "GET $URL/multivac failed"
+  answer="$(answer_after_ready)" || fail "GET $URL/multivac answered no 200 within 30 s of Ready: $answer"
   [[ "$answer" == *"INSUFFICIENT DATA"* ]] || fail "a fresh MultiVAC answered '$answer', not INSUFFICIENT DATA"
   code="$(curl -s -o /dev/null -w '%{http_code}' "$URL/metrics")"
   [ "$code" = 404 ] || fail "GET $URL/metrics through the Service answered $code: /metrics must stay on the internal port"
@@ -294,7 +313,7 @@ s_seed_flow() {
     [ "$(date +%s)" -lt "$until_t" ] || fail "no meaningful answer 120 s after 120 data: $(curl -s "$URL/multivac")"
     sleep 0.5
   done
-  figures "INSUFFICIENT DATA, then 120 data (123 concepts, 100 required): LET THERE BE LIGHT! $(secs_since_ms "$t") s after the first POST"
+  figures "INSUFFICIENT DATA (after $(cat "$RUN/answer-503s") 503s right after Ready), then 120 data (123 concepts, 100 required): LET THERE BE LIGHT! $(secs_since_ms "$t") s after the first POST"
 }
 
 s_burst() {
@@ -557,8 +576,8 @@ s_recreate() {
     [ -n "$line" ] || continue
     grep -qxF "$line" <<<"$after" || lost+=("${line%%=*}")
   done <<<"$before"
-  answer="$(curl -s --max-time 15 "$URL/multivac")"
-  figures "created again, Ready after $(secs_since_ms "$t") s; GET /multivac: '$answer'; PVCs and Secrets replaced by new ones: ${lost[*]:-none}"
+  answer="$(answer_after_ready)"
+  figures "created again, Ready after $(secs_since_ms "$t") s; GET /multivac: '$answer' (503s before: $(cat "$RUN/answer-503s")); PVCs and Secrets replaced by new ones: ${lost[*]:-none}"
   [[ "$answer" == *"LET THERE BE LIGHT!"* ]] \
     || fail "after deleting and re-creating the MultiVac, GET /multivac answered '$answer'; deleted with it and made anew: ${lost[*]:-nothing}"
 }

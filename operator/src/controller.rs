@@ -29,9 +29,10 @@ use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use tracing::{debug, info};
 
 use crate::cache::{Caches, slim};
+use crate::cluster::Object;
 use crate::context::Context;
 use crate::crd::MultiVac;
-use crate::reconcile::{Object, error_policy, reconcile};
+use crate::reconcile::{error_policy, reconcile};
 
 /// Label selector of every child the operator creates.
 const CHILD_SELECTOR: &str = "app.kubernetes.io/managed-by=multivac-operator";

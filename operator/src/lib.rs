@@ -6,6 +6,7 @@
 
 mod cache;
 mod cli;
+mod cluster;
 mod context;
 mod controller;
 mod crd;
@@ -15,11 +16,13 @@ mod error;
 mod fake_api;
 mod fence;
 mod http;
+mod kind;
 mod leader;
 mod reconcile;
 mod resources;
 mod scaling;
 mod telemetry;
+mod validated;
 
 /// The command line of `multivac-operator` (read by `cargo xtask generate` for the docs).
 pub use cli::Cli;

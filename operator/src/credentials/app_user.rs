@@ -17,7 +17,7 @@ use multivac_contract::secret_key;
 use super::rotation::{StepError, Stores, within_budget};
 use super::{Credentials, ROOT_USERNAME};
 use crate::context::Context;
-use crate::reconcile::{Store, Validated};
+use crate::validated::{Store, Validated};
 
 /// How soon a missing app user is tried again.
 pub(crate) const APP_USER_RETRY: Duration = Duration::from_secs(10);

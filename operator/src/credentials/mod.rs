@@ -29,6 +29,11 @@ pub(crate) const ROOT_USERNAME: &str = "multivac";
 /// rotation creates the other one and drops the old one once unused.
 pub(crate) const APP_USERNAMES: [&str; 2] = ["multivac-a", "multivac-b"];
 
+/// Redis port.
+pub const REDIS_PORT: i32 = 6379;
+/// MongoDB port.
+pub const MONGODB_PORT: i32 = 27017;
+
 /// A new random password: 32 alphanumerics (about 190 bits; URL-safe, so it
 /// needs no escaping in a connection string).
 pub(crate) fn new_password() -> String {

@@ -47,11 +47,11 @@ use serde_json::{Map, Value, json};
 
 use super::mongodb::{MongoAdmin, MongoAdminError};
 use super::redis::{RedisAdmin, RedisAdminError};
-use super::{APP_USERNAMES, Credentials, mongodb_uri, redis_url};
+use super::{APP_USERNAMES, Credentials, MONGODB_PORT, REDIS_PORT, mongodb_uri, redis_url};
+use crate::cluster::Cluster;
 use crate::context::Context;
 use crate::fence::Fenced;
-use crate::reconcile::{Cluster, Store, Validated};
-use crate::resources::{MONGODB_PORT, REDIS_PORT};
+use crate::validated::{Store, Validated};
 
 /// The MultiVac annotation that asks for a rotation: any value it has not had.
 pub(crate) const ROTATE_ANNOTATION: &str = "multivac.io/rotate-credentials";

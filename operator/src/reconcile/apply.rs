@@ -8,15 +8,16 @@
 //! child gets its own outcome, so one the API server refuses, or one that
 //! belongs to someone else, stops nothing but itself.
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Map, Value};
 
-use super::cluster::{Cluster, Object};
 use super::ownership::{Claim, Owner, claim, conflict_advice, settle_patch};
 use super::quantity;
-use super::status::Rollout;
+use crate::cluster::{Cluster, Object};
 use crate::error::Error;
-use crate::resources::{Child, ChildRef, Children, Kind, stable_hash};
+use crate::kind::Kind;
+use crate::resources::{Child, ChildRef, Children, stable_hash};
 
 /// Annotation holding the hash of the object as the operator last applied it.
 pub(crate) const APPLIED_HASH_ANNOTATION: &str = "multivac.io/applied-hash";
@@ -78,6 +79,50 @@ pub(crate) struct Applied {
     pub(crate) outcomes: Vec<Outcome>,
     /// The live Deployments after the apply, for the status.
     pub(crate) rollouts: Vec<Rollout>,
+}
+
+/// How far one Deployment got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Rollout {
+    /// `server`, `worker`, `redis` or `mongodb`.
+    pub(crate) component: String,
+    pub(crate) name: String,
+    /// `spec.replicas` (the scaler's for workers).
+    pub(crate) replicas: i32,
+    pub(crate) ready: i32,
+    pub(crate) available: i32,
+    /// The Deployment controller saw the current spec and every pod is of it.
+    pub(crate) up_to_date: bool,
+}
+
+impl Rollout {
+    /// Reads a live Deployment; its component comes from its labels.
+    pub(crate) fn from_live(live: &Deployment) -> Self {
+        let replicas = live.spec.replicas.unwrap_or(1);
+        let status = live.status.clone().unwrap_or_default();
+        let generation = live.metadata.generation.unwrap_or(0);
+        let observed = status.observed_generation.unwrap_or(-1);
+        Self {
+            component: live
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("app.kubernetes.io/component").cloned())
+                .unwrap_or_default(),
+            name: live.metadata.name.clone().unwrap_or_default(),
+            replicas,
+            ready: status.ready_replicas.unwrap_or(0),
+            available: status.available_replicas.unwrap_or(0),
+            up_to_date: observed >= generation
+                && status.updated_replicas.unwrap_or(0) >= replicas
+                && status.replicas.unwrap_or(0) <= replicas,
+        }
+    }
+
+    /// Every wanted pod runs the current template and is available.
+    pub(crate) fn done(&self) -> bool {
+        self.up_to_date && self.available >= self.replicas
+    }
 }
 
 impl Applied {

@@ -9,11 +9,11 @@ use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::Secret;
 
-use super::cluster::Cluster;
+use crate::cluster::Cluster;
 use crate::crd::{MultiVac, SecretSource};
 use crate::credentials::{Credentials, digest};
 use crate::error::Result;
-use crate::resources::Kind;
+use crate::kind::Kind;
 
 /// One user-provided Secret key the spec names.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,7 +15,6 @@
 //! reconciled; errors worth retrying soon back off in [`error_policy`].
 
 mod apply;
-mod cluster;
 mod dereference;
 mod ownership;
 mod quantity;
@@ -33,20 +32,21 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
+use crate::cluster::Cluster;
 use crate::context::Context;
 use crate::crd::{MultiVac, MultiVacStatus, now_seconds};
 use crate::credentials::{self, AppUser};
 use crate::error::{Error, Result};
+use crate::kind::Kind;
 use crate::resources::{self, Passwords};
 use crate::telemetry::{ErrorLabels, ResultLabels};
+use crate::validated::Validated;
 use apply::{Applied, Change, Problem};
-/// The kinds the reconciler reads are the ones the controller watches and caches.
-pub(crate) use cluster::{Cluster, Object};
 use ownership::Owner;
 
 #[cfg(test)]
 pub(crate) use dereference::{Dereferenced, SecretKey, referenced};
-pub(crate) use validate::{Store, Validated, validate};
+pub(crate) use validate::validate;
 
 /// How often a healthy MultiVac is re-checked even without watch events
 /// (drift the watches could miss); reads only.
@@ -195,7 +195,7 @@ fn usable_credentials<'a>(
     let creds = read.credentials.as_ref()?;
     let blocked = applied
         .blocked()
-        .any(|(child, _)| child.kind == resources::Kind::Secret && child.name == creds.name);
+        .any(|(child, _)| child.kind == Kind::Secret && child.name == creds.name);
     (!blocked).then_some(creds)
 }
 
@@ -205,7 +205,7 @@ fn rolled_out(applied: &Applied, component: &str) -> bool {
         .rollouts
         .iter()
         .find(|r| r.component == component)
-        .is_some_and(status::Rollout::done)
+        .is_some_and(apply::Rollout::done)
 }
 
 /// A step of a requested credentials rotation, once the apply is done.

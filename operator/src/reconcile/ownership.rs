@@ -13,7 +13,8 @@ use kube::Resource;
 use serde_json::{Map, Value, json};
 
 use crate::crd::MultiVac;
-use crate::resources::{Kind, MANAGED_BY, OWNER_ANNOTATION, owner_key};
+use crate::kind::Kind;
+use crate::resources::{MANAGED_BY, OWNER_ANNOTATION, owner_key};
 
 /// The MultiVac a reconcile writes children for.
 #[derive(Clone, Debug)]

@@ -4,60 +4,18 @@
 //! (`workers.{current,desired,backlog,lastScaleTime}`, `Degraded`) are never
 //! part of it, so the two field managers never take each other's fields.
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde_json::Value;
 
+use super::apply::{Rollout, is_subset};
 use crate::crd::{ComponentStatus, MultiVac, MultiVacStatus, WorkersStatus};
-use crate::reconcile::apply::is_subset;
 
 /// Condition types the reconciler owns.
 pub(crate) const READY: &str = "Ready";
 pub(crate) const PROGRESSING: &str = "Progressing";
 
-/// How far one Deployment got.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Rollout {
-    /// `server`, `worker`, `redis` or `mongodb`.
-    pub(crate) component: String,
-    pub(crate) name: String,
-    /// `spec.replicas` (the scaler's for workers).
-    pub(crate) replicas: i32,
-    pub(crate) ready: i32,
-    pub(crate) available: i32,
-    /// The Deployment controller saw the current spec and every pod is of it.
-    pub(crate) up_to_date: bool,
-}
-
+/// A rollout as the status counts it.
 impl Rollout {
-    /// Reads a live Deployment; its component comes from its labels.
-    pub(crate) fn from_live(live: &Deployment) -> Self {
-        let replicas = live.spec.replicas.unwrap_or(1);
-        let status = live.status.clone().unwrap_or_default();
-        let generation = live.metadata.generation.unwrap_or(0);
-        let observed = status.observed_generation.unwrap_or(-1);
-        Self {
-            component: live
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get("app.kubernetes.io/component").cloned())
-                .unwrap_or_default(),
-            name: live.metadata.name.clone().unwrap_or_default(),
-            replicas,
-            ready: status.ready_replicas.unwrap_or(0),
-            available: status.available_replicas.unwrap_or(0),
-            up_to_date: observed >= generation
-                && status.updated_replicas.unwrap_or(0) >= replicas
-                && status.replicas.unwrap_or(0) <= replicas,
-        }
-    }
-
-    /// Every wanted pod runs the current template and is available.
-    pub(crate) fn done(&self) -> bool {
-        self.up_to_date && self.available >= self.replicas
-    }
-
     fn counts(&self) -> ComponentStatus {
         ComponentStatus {
             replicas: self.replicas,
@@ -265,6 +223,7 @@ fn json_condition(c: &Condition) -> Value {
 mod tests {
     use super::*;
     use crate::resources::testing::mv;
+    use k8s_openapi::api::apps::v1::Deployment;
     use serde_json::json;
 
     fn deployment(replicas: i64, available: i64, observed: i64) -> Deployment {

@@ -16,9 +16,9 @@ use kube::runtime::watcher::Event;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 
-use super::cluster::Object;
 use super::{error_policy, reconcile};
 use crate::cache::{Caches, slim};
+use crate::cluster::Object;
 use crate::context::Context;
 use crate::crd::MultiVac;
 use crate::error::Error;

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::{app_pod_security, container_security, pull_secrets, selector_labels};
 use crate::crd::SecretSource;
-use crate::reconcile::Validated;
+use crate::validated::Validated;
 
 fn secret_env(name: &str, src: &SecretSource) -> Value {
     json!({"name": name, "valueFrom": {"secretKeyRef": {"name": src.name, "key": src.key}}})

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{metadata, typed};
 use crate::error::Result;
-use crate::reconcile::Validated;
+use crate::validated::Validated;
 
 /// The settings as environment variables (also hashed into the pod templates).
 fn data(mv: &Validated) -> BTreeMap<String, String> {

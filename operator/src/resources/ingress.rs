@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::{metadata, typed};
 use crate::crd::IngressSpec;
 use crate::error::Result;
-use crate::reconcile::Validated;
+use crate::validated::Validated;
 
 /// Ingress `<mv>-server`.
 pub(super) fn build(mv: &Validated, spec: &IngressSpec) -> Result<Ingress> {

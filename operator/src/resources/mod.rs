@@ -13,14 +13,15 @@ use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
-use kube::core::ApiResource;
 use kube::runtime::reflector::ObjectRef;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::crd::{MultiVac, Retention};
+use crate::credentials::{MONGODB_PORT, REDIS_PORT, digest};
 use crate::error::Result;
-use crate::reconcile::{Store, Validated};
+use crate::kind::Kind;
+use crate::validated::{Store, Validated};
 
 mod app_pod;
 mod config_map;
@@ -40,10 +41,6 @@ mod worker;
 pub(crate) use secret::Passwords;
 pub(crate) use service::server_url;
 
-/// Redis port.
-pub const REDIS_PORT: i32 = 6379;
-/// MongoDB port.
-pub const MONGODB_PORT: i32 = 27017;
 /// Non-root user and group of the app image (distroless `nonroot`).
 pub const APP_UID: i64 = 65532;
 /// User and group the official redis and mongo images run as.
@@ -85,60 +82,6 @@ pub(crate) fn owner_of<K: Resource>(child: K) -> Option<ObjectRef<MultiVac>> {
 /// Annotation carrying a digest of the Secret values a pod uses (never the
 /// values), so a changed token, URL or rotated password rolls the pods.
 pub const SECRETS_HASH_ANNOTATION: &str = "multivac.io/secrets-hash";
-
-/// The kinds of object the reconciler writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Kind {
-    ServiceAccount,
-    Secret,
-    ConfigMap,
-    Deployment,
-    Service,
-    PersistentVolumeClaim,
-    NetworkPolicy,
-    PodDisruptionBudget,
-    Ingress,
-}
-
-impl Kind {
-    /// Group, version and plural of the kind, for untyped requests.
-    pub(crate) fn api_resource(self) -> ApiResource {
-        fn of<K: Resource<DynamicType = ()>>() -> ApiResource {
-            ApiResource::erase::<K>(&())
-        }
-        match self {
-            Self::ServiceAccount => of::<ServiceAccount>(),
-            Self::Secret => of::<Secret>(),
-            Self::ConfigMap => of::<ConfigMap>(),
-            Self::Deployment => of::<Deployment>(),
-            Self::Service => of::<Service>(),
-            Self::PersistentVolumeClaim => of::<PersistentVolumeClaim>(),
-            Self::NetworkPolicy => of::<NetworkPolicy>(),
-            Self::PodDisruptionBudget => of::<PodDisruptionBudget>(),
-            Self::Ingress => of::<Ingress>(),
-        }
-    }
-
-    /// The `kind` field, for logs, events and metrics.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::ServiceAccount => "ServiceAccount",
-            Self::Secret => "Secret",
-            Self::ConfigMap => "ConfigMap",
-            Self::Deployment => "Deployment",
-            Self::Service => "Service",
-            Self::PersistentVolumeClaim => "PersistentVolumeClaim",
-            Self::NetworkPolicy => "NetworkPolicy",
-            Self::PodDisruptionBudget => "PodDisruptionBudget",
-            Self::Ingress => "Ingress",
-        }
-    }
-
-    /// Kinds that hold data and outlive their MultiVac with `retention: Retain`.
-    pub(crate) fn retained(self) -> bool {
-        matches!(self, Self::PersistentVolumeClaim | Self::Secret)
-    }
-}
 
 /// A child by kind and name: `Kind/name` in logs and events.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -243,7 +186,8 @@ pub(crate) fn build(
     let with_new_secret;
     let mv = match &credentials {
         Some(secret) => {
-            with_new_secret = mv.with_secret(
+            with_new_secret = with_secret(
+                mv,
                 &mv.credentials_name(),
                 &secret.string_data.clone().unwrap_or_default(),
             );
@@ -335,6 +279,20 @@ pub(crate) fn build(
         apply,
         remove,
     })
+}
+
+/// The same MultiVac, with the digests of a Secret about to be created.
+fn with_secret<'a>(
+    mv: &Validated<'a>,
+    name: &str,
+    values: &BTreeMap<String, String>,
+) -> Validated<'a> {
+    let mut v = mv.clone();
+    for (key, value) in values {
+        v.secret_digests
+            .insert((name.into(), key.clone()), digest(value.as_bytes()));
+    }
+    v
 }
 
 /// The typed object a builder's JSON describes. Deserializing drops a field
@@ -465,7 +423,8 @@ pub(crate) mod testing {
     use serde_json::{Value, json};
 
     use crate::crd::MultiVac;
-    use crate::reconcile::{Dereferenced, Validated, validate};
+    use crate::reconcile::{Dereferenced, validate};
+    use crate::validated::Validated;
 
     /// A MultiVac as the API server returns it: name, namespace, uid, and the given spec.
     pub(crate) fn mv(spec: Value) -> MultiVac {

@@ -14,7 +14,7 @@ use multivac_contract::secret_key;
 
 use crate::crd::ManagedStore;
 use crate::error::Result;
-use crate::reconcile::Validated;
+use crate::validated::Validated;
 
 /// Image used when `mongodb.managed.image` is unset.
 const DEFAULT_IMAGE: &str = "mongo:7.0";

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::{MONGODB_PORT, REDIS_PORT, metadata, selector_labels, typed};
 use crate::error::Result;
-use crate::reconcile::Validated;
+use crate::validated::Validated;
 
 fn app_peer(mv: &Validated) -> Value {
     json!({"podSelector": {"matchExpressions": [

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::{metadata, selector_labels, typed};
 use crate::error::Result;
-use crate::reconcile::Validated;
+use crate::validated::Validated;
 
 /// PodDisruptionBudget `<mv>-server`: at most one server pod evicted at a time.
 pub(super) fn build(mv: &Validated) -> Result<PodDisruptionBudget> {

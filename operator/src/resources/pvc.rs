@@ -6,7 +6,7 @@ use serde_json::json;
 use super::{retained_metadata, typed};
 use crate::crd::StorageSpec;
 use crate::error::Result;
-use crate::reconcile::Validated;
+use crate::validated::Validated;
 
 /// Name of the data PVC of `component` (`redis` or `mongodb`).
 pub(super) fn name(mv: &Validated, component: &str) -> String {

@@ -24,7 +24,7 @@ use multivac_contract::secret_key;
 
 use crate::crd::{AppendFsync, ManagedStore};
 use crate::error::Result;
-use crate::reconcile::Validated;
+use crate::validated::Validated;
 
 /// Image used when `redis.managed.image` is unset.
 const DEFAULT_IMAGE: &str = "redis:7.4";

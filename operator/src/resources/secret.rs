@@ -14,7 +14,7 @@ use crate::credentials::{
     redis_url,
 };
 use crate::error::Result;
-use crate::reconcile::Validated;
+use crate::validated::Validated;
 use multivac_contract::secret_key;
 
 /// The passwords a new credentials Secret holds.

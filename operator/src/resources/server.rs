@@ -17,7 +17,7 @@ use multivac_contract::{env, port};
 
 use super::{app_default_resources, app_pod, metadata, placement, resources_or, typed};
 use crate::error::Result;
-use crate::reconcile::Validated;
+use crate::validated::Validated;
 
 /// The request timeout the operator gives the server
 /// (`MULTIVAC_REQUEST_TIMEOUT_MS`), which bounds the requests in flight at

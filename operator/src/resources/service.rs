@@ -6,7 +6,7 @@ use serde_json::json;
 use super::{MONGODB_PORT, REDIS_PORT, metadata, selector_labels, typed};
 use crate::crd::MultiVac;
 use crate::error::Result;
-use crate::reconcile::Validated;
+use crate::validated::Validated;
 
 fn service(
     mv: &Validated,

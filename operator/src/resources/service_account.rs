@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{metadata, typed};
 use crate::error::Result;
-use crate::reconcile::Validated;
+use crate::validated::Validated;
 
 /// ServiceAccount `<mv>-multivac` shared by all pods of the MultiVac.
 pub(super) fn build(mv: &Validated) -> Result<ServiceAccount> {

@@ -8,7 +8,7 @@ use multivac_contract::port;
 
 use super::{app_default_resources, app_pod, metadata, placement, resources_or, typed};
 use crate::error::Result;
-use crate::reconcile::Validated;
+use crate::validated::Validated;
 
 /// Long enough for a worker to finish and ack its in-flight batch on scale-down.
 const WORKER_TERMINATION_GRACE_SECONDS: i64 = 60;

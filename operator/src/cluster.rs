@@ -26,7 +26,7 @@ use serde_json::Value;
 use crate::context::Context;
 use crate::crd::{FIELD_MANAGER, MultiVac};
 use crate::error::Result;
-use crate::resources::Kind;
+use crate::kind::Kind;
 
 /// A namespaced kind the reconciler reads or writes.
 pub(crate) trait Object:
