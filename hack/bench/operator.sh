@@ -153,7 +153,7 @@ api_total() {
 # ---- MultiVacs -------------------------------------------------------------------
 
 established() {
-  [ "$(kubectl get crd multivacs.multivac.io -o jsonpath='{.status.conditions[?(@.type=="Established")].status}')" = True ]
+  [ "$(kubectl get crd multivacs.multivac.io -o jsonpath='{.status.conditions[?(@.type=="Established")].status}' 2>/dev/null)" = True ]
 }
 
 multivac() { # NAME
