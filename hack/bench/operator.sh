@@ -1,144 +1,312 @@
 #!/usr/bin/env bash
-# Benchmark of the MultiVac reconciler (issue 4) on the local control plane.
-# Prints:
-#   1. time from `kubectl apply` of one MultiVac to condition Ready;
-#   2. time for N (default 100) MultiVacs applied at once to all be Ready;
-#   3. API writes during 60 s while the N healthy MultiVacs sit unchanged: the
-#      operator's own count (multivac_operator_api_writes_total) and the API
-#      server's (apiserver_request_total, POST/PUT/PATCH/DELETE/APPLY, which also
-#      counts kwok's and the controllers' writes); then the same after forcing a
-#      reconcile of every MultiVac (an annotation poke), which must write nothing;
-#   4. the operator's resident memory (VmRSS) with the N MultiVacs.
-# The PVCs of the managed stores bind through the cluster's default
-# StorageClass (the local cluster's provisioner; that time is inside the
-# figures), and its kwok nodes have room for the pods (hack/cluster.sh).
-# Uses the cluster of $KUBECONFIG when it answers, else starts one with
-# `hack/cluster.sh up` in a temporary state dir and stops it afterwards.
-#   MULTIVACS=100 PROFILE=release|dev [OPERATOR=path/to/binary] bash hack/bench/operator.sh
+# Scale benchmark of the operator (issue 16) on the local control plane, for
+# each count in MULTIVACS (default "100 1000"), each on a fresh cluster whose
+# kwok nodes have room for the pods and whose provisioner binds the PVCs:
+#   1. N MultiVacs with managed stores applied at once (8 parallel kubectl
+#      applies): the time from the last apply to all Ready, and from the first;
+#   2. the operator restarted (SIGTERM: the stop time), then a 5-minute idle
+#      window (IDLE seconds): API writes, the operator's resident memory,
+#      threads, CPU seconds per idle minute and one scaler cycle, with Redis
+#      unresolvable (the managed stores' <mv>-redis.<ns>.svc names do not
+#      resolve on kwok);
+#   3. every MultiVac reconciled once more (an annotation poke): API requests
+#      per reconcile;
+#   4. every MultiVac switched to an external Redis: a real redis-server on
+#      loopback (one for all, one connection per MultiVac); once the scaler
+#      reads every backlog, the operator is restarted again and memory,
+#      threads, CPU and one scaler cycle are measured with Redis reachable.
+# The operator runs as its ServiceAccount with the RBAC of config/rbac (least
+# privilege, as deployed). The API server's apiserver_request_total has no
+# user or user-agent label, so its requests are counted by the API server
+# through API Priority and Fairness: FlowSchemas matching only the operator's
+# ServiceAccount (gets; lists and watches; writes), each counted in
+# apiserver_flowcontrol_dispatched_requests_total{flow_schema}; they keep the
+# priority level the ServiceAccount gets anyway (workload-low). Its requests
+# also carry User-Agent multivac-operator/<version> (the API server's logs).
+#   MULTIVACS="100 1000" IDLE=300 CONCURRENCY=16 [OPERATOR=path/to/binary] bash hack/bench/operator.sh
+# The operator is built with the release profile (niced) unless OPERATOR is given.
 set -euo pipefail
 # shellcheck source=hack/lib.sh
 source "$(dirname "$0")/../lib.sh"
+# shellcheck source=hack/cluster/version.sh
+source "$MULTIVAC_ROOT/hack/cluster/version.sh"
 cd "$MULTIVAC_ROOT"
 
-MULTIVACS="${MULTIVACS:-100}"
-PROFILE="${PROFILE:-release}"
+MULTIVACS="${MULTIVACS:-100 1000}"
+IDLE="${IDLE:-300}"
+CONCURRENCY="${CONCURRENCY:-16}"
+POLL=5   # the MultiVacs' pollIntervalSeconds (the default)
 WORK="$(mktemp -d /tmp/multivac-bench-operator.XXXXXX)"
-PIDS=()
-CLUSTER_STARTED=""
-NS="bench-operator-$$"
+PASSWORD="bench-$(date +%s)-$$"
+OPERATOR_PID=""
+REDIS_PID=""
+PATH="$(cluster_bin_dir):$PATH"
 
 cleanup() {
   set +e
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-  if [ -z "$CLUSTER_STARTED" ] && [ -n "${KUBECONFIG:-}" ]; then
-    kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1
-    # The default class retains volumes: drop the bench's PV objects (their
-    # directories stay with the cluster until it is stopped).
-    kubectl get pv -o jsonpath="{range .items[?(@.spec.claimRef.namespace==\"$NS\")]}{.metadata.name}{\"\n\"}{end}" 2>/dev/null \
-      | xargs -r kubectl delete pv --wait=false >/dev/null 2>&1
-  fi
-  [ -n "$CLUSTER_STARTED" ] && bash hack/cluster.sh down >/dev/null 2>&1
+  [ -n "$OPERATOR_PID" ] && kill -9 "$OPERATOR_PID" 2>/dev/null
+  [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null
+  [ -n "${MULTIVAC_CLUSTER_STATE:-}" ] && bash hack/cluster.sh down >/dev/null 2>&1
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ -n "${OPERATOR:-}" ]; then
-  log "using the operator binary $OPERATOR"
-elif [ "$PROFILE" = release ]; then
+if [ -z "${OPERATOR:-}" ]; then
   log "building the operator (release profile)"
-  cargo build -q --release -p multivac-operator --bins
+  nice -n 10 cargo build -q --release --locked -p multivac-operator --bins
   OPERATOR="${CARGO_TARGET_DIR:-target}/release/multivac-operator"
-else
-  log "building the operator (dev profile)"
-  cargo build -q -p multivac-operator --bins
-  OPERATOR="${CARGO_TARGET_DIR:-target}/debug/multivac-operator"
 fi
+REDIS_SERVER="$(bash hack/deps/redis.sh)"
+bash hack/cluster.sh build
 
-if [ -z "${KUBECONFIG:-}" ] || ! kubectl get --raw /readyz >/dev/null 2>&1; then
-  log "starting a local control plane"
-  export MULTIVAC_CLUSTER_STATE="$WORK/cluster"
-  bash hack/cluster.sh build
-  CLUSTER_STARTED=1
-  bash hack/cluster.sh up
-  eval "$(bash hack/cluster.sh env)"
-fi
+now() { date +%s.%N; }
+calc() { python3 -c "print($1)"; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
-kubectl apply --server-side --force-conflicts --field-manager=bench -f crds/multivacs.multivac.io.yaml >/dev/null
-kubectl wait --for=condition=Established crd/multivacs.multivac.io --timeout=60s >/dev/null
-kubectl get storageclass -o jsonpath='{.items[*].metadata.annotations.storageclass\.kubernetes\.io/is-default-class}' | grep -qw true \
-  || die "the cluster has no default StorageClass, so the managed stores' PVCs would never bind: use the local cluster (hack/cluster.sh up)"
-kubectl create namespace "$NS" >/dev/null
+# ---- the operator process -----------------------------------------------------
 
-METRICS_PORT="$(free_port)"
-log "starting the operator"
-RUST_LOG=warn POD_NAMESPACE=multivac-system "$OPERATOR" --leader-election=false \
-  --metrics-bind "127.0.0.1:$METRICS_PORT" >"$WORK/operator.log" 2>&1 &
-OPERATOR_PID=$!
-PIDS+=("$OPERATOR_PID")
-for _ in $(seq 100); do curl -sf "127.0.0.1:$METRICS_PORT/readyz" >/dev/null && break; sleep 0.1; done
+METRICS_PORT=""
+start_operator() {
+  METRICS_PORT="$(free_port)"
+  KUBECONFIG="$SA_KUBECONFIG" RUST_LOG=warn POD_NAMESPACE=multivac-system "$OPERATOR" \
+    --leader-election=false --concurrency "$CONCURRENCY" --metrics-bind "127.0.0.1:$METRICS_PORT" \
+    >>"$WORK/operator.log" 2>&1 &
+  OPERATOR_PID=$!
+  for _ in $(seq 100); do curl -sf "127.0.0.1:$METRICS_PORT/readyz" >/dev/null && return; sleep 0.1; done
+  tail -20 "$WORK/operator.log" >&2
+  die "the operator did not become ready"
+}
+# stop_operator: SIGTERM; sets STOP_SECS to the seconds until the process
+# exited (SIGKILL after 30 s).
+STOP_SECS=""
+alive() { [ -r "/proc/$1/stat" ] && [ "$(awk '{ print $3 }' "/proc/$1/stat")" != Z ]; }
+stop_operator() {
+  local t0 n=0
+  t0="$(now)"
+  kill -TERM "$OPERATOR_PID"
+  while alive "$OPERATOR_PID" && [ "$n" -lt 300 ]; do sleep 0.05; n=$((n + 1)); done
+  STOP_SECS="$(calc "f'{$(now) - $t0:.2f}'")"
+  if alive "$OPERATOR_PID"; then
+    kill -9 "$OPERATOR_PID"
+    STOP_SECS="more than 15 (killed)"
+  fi
+  wait "$OPERATOR_PID" 2>/dev/null || true
+  OPERATOR_PID=""
+}
+# op METRIC [FILTER]: sum of an operator metric family (lines starting with METRIC, containing FILTER).
+op() {
+  curl -sf "127.0.0.1:$METRICS_PORT/metrics" \
+    | awk -v m="$1" -v f="${2:-}" 'index($0, m) == 1 && index($0, f) { s += $NF } END { printf "%.6f\n", s + 0 }'
+}
+proc() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$OPERATOR_PID/status"; }   # VmRSS, VmHWM (kB), Threads
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/${1:-$OPERATOR_PID}/stat"; }
+# component_ticks: "name ticks" of the operator and every cluster component,
+# to tell which one a phase kept busy.
+component_ticks() {
+  echo "operator $(cpu_ticks)"
+  for f in "$MULTIVAC_CLUSTER_STATE"/pids/*.pid; do
+    [ -r "/proc/$(cat "$f")/stat" ] && echo "$(basename "$f" .pid) $(cpu_ticks "$(cat "$f")")"
+  done
+}
+# cpu_split BEFORE AFTER: CPU seconds each used between two component_ticks snapshots.
+cpu_split() {
+  awk -v hz="$HZ" 'NR == FNR { t[$1] = $2; next } ($1 in t) { printf "%s%s %.1f", sep, $1, ($2 - t[$1]) / hz; sep = ", " }' "$1" "$2"
+}
+HZ="$(getconf CLK_TCK)"
 
-multivac() {
+# ---- the API server's count of the operator's requests ---------------------------
+
+flowschemas() {
+  local name verbs
+  for pair in "gets:get" "lists:list,watch" "writes:create,update,patch,delete,deletecollection"; do
+    name="${pair%%:*}"; verbs="${pair#*:}"
+    cat <<EOF
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: FlowSchema
+metadata: {name: bench-operator-$name}
+spec:
+  matchingPrecedence: 1000
+  priorityLevelConfiguration: {name: workload-low}
+  distinguisherMethod: {type: ByUser}
+  rules:
+  - subjects: [{kind: ServiceAccount, serviceAccount: {name: multivac-operator, namespace: multivac-system}}]
+    resourceRules: [{verbs: [${verbs}], apiGroups: ["*"], resources: ["*"], clusterScope: true, namespaces: ["*"]}]
+---
+EOF
+  done
+}
+# apf: "gets lists writes" as counted by the API server so far.
+apf() {
+  kubectl get --raw /metrics | awk '
+    /^apiserver_flowcontrol_dispatched_requests_total\{/ {
+      for (k in n) if (index($0, "flow_schema=\"bench-operator-" k "\"")) n[k] += $NF }
+    BEGIN { n["gets"] = 0; n["lists"] = 0; n["writes"] = 0 }
+    END { printf "%d %d %d\n", n["gets"], n["lists"], n["writes"] }'
+}
+
+# api_total: every request the API server served so far, all clients.
+api_total() {
+  kubectl get --raw /metrics | awk '/^apiserver_request_total\{/ { s += $NF } END { printf "%d\n", s }'
+}
+
+# ---- MultiVacs -------------------------------------------------------------------
+
+established() {
+  [ "$(kubectl get crd multivacs.multivac.io -o jsonpath='{.status.conditions[?(@.type=="Established")].status}' 2>/dev/null)" = True ]
+}
+
+multivac() { # NAME
   printf 'apiVersion: multivac.io/v1alpha1\nkind: MultiVac\nmetadata: {name: %s, namespace: %s}\nspec: {image: "multivac:bench"}\n---\n' "$1" "$NS"
 }
-now() { date +%s.%N; }
-secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
-op_counter() { # sum of an operator metric family (lines starting with $1, without $2 if given)
-  curl -sf "127.0.0.1:$METRICS_PORT/metrics" \
-    | awk -v m="$1" -v x="${2:-}" 'index($0, m) == 1 && (x == "" || index($0, x) == 0) { s += $NF } END { print s + 0 }'
+# count_condition TYPE STATUS: MultiVacs whose condition TYPE has STATUS.
+count_condition() {
+  kubectl -n "$NS" get mv --chunk-size=500 \
+    -o jsonpath="{range .items[*]}{.status.conditions[?(@.type==\"$1\")].status}{\"\\n\"}{end}" | grep -cx "$2" || true
 }
-apiserver_writes() {
-  kubectl get --raw /metrics | awk '/^apiserver_request_total\{/ && /verb="(POST|PUT|PATCH|DELETE|APPLY)"/ { s += $NF } END { printf "%d\n", s }'
+wait_count() { # WHAT TYPE STATUS N TIMEOUT
+  local deadline=$(( $(date +%s) + $5 )) got
+  while :; do
+    got="$(count_condition "$2" "$3")"
+    [ "$got" -ge "$4" ] && return
+    [ "$(date +%s)" -lt "$deadline" ] || { tail -20 "$WORK/operator.log" >&2; die "$1: $got of $4 after $5 s"; }
+    sleep 2
+  done
+}
+# settle: waits until the operator's reconcile count stays put for 10 s.
+settle() {
+  local last="" cur
+  while :; do
+    cur="$(op multivac_operator_reconciliations_total)"
+    [ "$cur" = "$last" ] && return
+    last="$cur"; sleep 10
+  done
 }
 
-log "1. one MultiVac: apply -> Ready"
-t0="$(now)"
-multivac single | kubectl apply -f - >/dev/null
-kubectl -n "$NS" wait --for=condition=Ready mv/single --timeout=180s >/dev/null
-ONE="$(secs "$t0" "$(now)")"
-echo "apply -> Ready, one MultiVac: ${ONE} s"
+# poll histogram snapshot, for one scaler cycle
+buckets() { curl -sf "127.0.0.1:$METRICS_PORT/metrics" | grep '^multivac_scaler_poll_duration_seconds_bucket' || true; }
+max_bucket() { # BEFORE AFTER: the smallest bucket bound holding every poll between the snapshots
+  python3 - "$1" "$2" <<'EOF'
+import re, sys
+def read(path):
+    out = {}
+    for line in open(path):
+        m = re.search(r'le="([^"]+)"\}? (\S+)$', line.strip())
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+b0, b1 = read(sys.argv[1]), read(sys.argv[2])
+delta = {le: b1[le] - b0.get(le, 0) for le in b1}
+total = delta.get("+Inf", 0)
+print(next((le for _, le in sorted((float(le), le) for le in delta if le != "+Inf") if delta[le] >= total), "+Inf"))
+EOF
+}
 
-log "1b. one MultiVac with external Redis/MongoDB (no PVCs: operator + kwok only)"
-kubectl -n "$NS" create secret generic ext --from-literal=redis-url=redis://:x@127.0.0.1:9/0 \
-  --from-literal=mongodb-uri=mongodb://u:p@127.0.0.1:9/ >/dev/null
-t0="$(now)"
-printf 'apiVersion: multivac.io/v1alpha1\nkind: MultiVac\nmetadata: {name: external, namespace: %s}\nspec: {image: "multivac:bench", redis: {external: {secretRef: {name: ext}}}, mongodb: {external: {secretRef: {name: ext}}}}\n' "$NS" \
-  | kubectl apply -f - >/dev/null
-kubectl -n "$NS" wait --for=condition=Ready mv/external --timeout=180s >/dev/null
-echo "apply -> Ready, one MultiVac with external datastores: $(secs "$t0" "$(now)") s"
+# measure LABEL SECONDS: writes, memory, threads, CPU and the scaler cycle over an idle window.
+measure() {
+  local label="$1" secs="$2" a0 a1 w0 w1 c0 c1 n0 n1 s0 s1 r0 r1
+  buckets > "$WORK/b0"
+  read -r -a a0 < <(apf); w0="$(op multivac_operator_api_writes_total)"; r0="$(op multivac_operator_reconciliations_total)"
+  c0="$(cpu_ticks)"; n0="$(op multivac_scaler_poll_duration_seconds_count)"; s0="$(op multivac_scaler_poll_duration_seconds_sum)"
+  sleep "$secs"
+  read -r -a a1 < <(apf); w1="$(op multivac_operator_api_writes_total)"; r1="$(op multivac_operator_reconciliations_total)"
+  c1="$(cpu_ticks)"; n1="$(op multivac_scaler_poll_duration_seconds_count)"; s1="$(op multivac_scaler_poll_duration_seconds_sum)"
+  buckets > "$WORK/b1"
+  local cycles; cycles="$(calc "$secs / $POLL")"
+  printf '  %-34s %s\n' \
+    "API writes in $secs s idle:" "$((a1[2] - a0[2])) (API server: the operator's ServiceAccount); $(calc "int($w1 - $w0)") (operator's count); reconciles $(calc "int($r1 - $r0)")" \
+    "API reads in $secs s idle:" "$((a1[0] - a0[0])) gets, $((a1[1] - a0[1])) lists/watches" \
+    "operator resident memory:" "$(( $(proc VmRSS) / 1024 )) MiB (peak $(( $(proc VmHWM) / 1024 )) MiB), $(proc Threads) threads" \
+    "operator CPU per idle minute:" "$(calc "f'{($c1 - $c0) / $HZ / ($secs / 60):.2f}'") s" \
+    "one scaler cycle ($POLL s):" "$(calc "f'{($n1 - $n0) / $cycles:.0f}'") polls, total $(calc "f'{($s1 - $s0) / $cycles:.3f}'") s, slowest <= $(max_bucket "$WORK/b0" "$WORK/b1") s (polls run concurrently)" \
+    | sed "s/^/[$label] /"
+}
 
-log "2. $MULTIVACS MultiVacs applied at once -> all Ready"
-for i in $(seq -w 1 "$MULTIVACS"); do multivac "mv$i"; done > "$WORK/fleet.yaml"
-t0="$(now)"
-kubectl apply -f "$WORK/fleet.yaml" >/dev/null
-kubectl -n "$NS" wait --for=condition=Ready mv --all --timeout=900s >/dev/null
-FLEET="$(secs "$t0" "$(now)")"
-echo "apply -> all Ready, $MULTIVACS MultiVacs: ${FLEET} s"
-sum="$(op_counter multivac_operator_reconcile_duration_seconds_sum)"
-cnt="$(op_counter multivac_operator_reconcile_duration_seconds_count)"
-echo "reconciliations so far: $cnt, mean reconcile duration: $(python3 -c "print(f'{1000 * $sum / max($cnt, 1):.1f}')") ms"
+# ---- one run per count --------------------------------------------------------------
 
-log "3. API writes while $((MULTIVACS + 2)) healthy MultiVacs sit unchanged"
-sleep 10
-op0="$(op_counter multivac_operator_api_writes_total)"
-re0="$(op_counter multivac_operator_api_writes_total scaler:)"
-api0="$(apiserver_writes)"
-sleep 60
-op1="$(op_counter multivac_operator_api_writes_total)"
-re1="$(op_counter multivac_operator_api_writes_total scaler:)"
-api1="$(apiserver_writes)"
-echo "operator API writes in 60 s idle: reconciler $(python3 -c "print(int($re1 - $re0))"), reconciler + scaler $(python3 -c "print(int($op1 - $op0))")"
-echo "API server writes in 60 s idle, all clients (kwok heartbeats, controllers, operator): $((api1 - api0))"
-rec0="$(op_counter multivac_operator_reconciliations_total)"
-re1="$(op_counter multivac_operator_api_writes_total scaler:)"
-kubectl -n "$NS" annotate mv --all "bench-poke=$(date +%s)" --overwrite >/dev/null
-sleep 60
-op2="$(op_counter multivac_operator_api_writes_total)"
-re2="$(op_counter multivac_operator_api_writes_total scaler:)"
-rec1="$(op_counter multivac_operator_reconciliations_total)"
-echo "every MultiVac reconciled again (annotation poke): $(python3 -c "print(int($rec1 - $rec0))") reconciliations; API writes in the next 60 s: reconciler $(python3 -c "print(int($re2 - $re1))"), reconciler + scaler $(python3 -c "print(int($op2 - $op1))")"
-curl -sf "127.0.0.1:$METRICS_PORT/metrics" | grep '^multivac_operator_api_writes_total' | sed 's/^/  since start: /' || true
+out() { tee -a "$WORK/report.txt"; }
 
-log "4. operator memory"
-RSS_KB="$(awk '/^VmRSS/ { print $2 }' "/proc/$OPERATOR_PID/status")"
-echo "operator VmRSS with $((MULTIVACS + 2)) MultiVacs: $((RSS_KB / 1024)) MiB (${RSS_KB} kB)"
+bench() {
+  local n="$1" t0 t1 t2 a0 a1 r0 r1 q0 q1
+  export MULTIVAC_CLUSTER_STATE="$WORK/cluster-$n"
+  log "$n MultiVacs: starting a local control plane"
+  bash hack/cluster.sh up >/dev/null
+  eval "$(bash hack/cluster.sh env)"
+  NS="bench-$n"
+  kubectl apply --server-side --field-manager=bench -f crds/multivacs.multivac.io.yaml >/dev/null
+  # Not `kubectl wait`: it fails at once while the new CRD's conditions are still null.
+  for _ in $(seq 60); do established && break; sleep 1; done
+  established || die "the MultiVac CRD is not Established after 60 s"
+  kubectl create namespace multivac-system >/dev/null
+  kubectl apply -k config/rbac >/dev/null
+  flowschemas | kubectl apply -f - >/dev/null
+  SA_KUBECONFIG="$(bash hack/cluster.sh sa-kubeconfig multivac-system multivac-operator)"
+  kubectl create namespace "$NS" >/dev/null
+  start_operator
+
+  echo "== $n MultiVacs (operator release build, --concurrency $CONCURRENCY; load average $(loadavg) at the start) ==" | out
+  log "1. $n MultiVacs with managed stores applied at once"
+  # 5 lines per MultiVac: 8 in each file, applied by 8 kubectl at a time.
+  for i in $(seq -w 1 "$n"); do multivac "mv$i"; done | split -l 40 - "$WORK/fleet-"
+  read -r -a a0 < <(apf); r0="$(op multivac_operator_reconciliations_total)"; q0="$(api_total)"
+  component_ticks > "$WORK/cpu0"
+  t0="$(now)"
+  find "$WORK" -name 'fleet-*' -print0 | xargs -0 -P 8 -n 1 kubectl apply -f >/dev/null
+  t1="$(now)"
+  wait_count "all Ready" Ready True "$n" 1800
+  t2="$(now)"
+  component_ticks > "$WORK/cpu1"
+  read -r -a a1 < <(apf); r1="$(op multivac_operator_reconciliations_total)"; q1="$(api_total)"
+  rm -f "$WORK"/fleet-*
+  printf '  %-34s %s\n' \
+    "last apply -> all Ready:" "$(calc "f'{$t2 - $t1:.1f}'") s (first apply -> all Ready $(calc "f'{$t2 - $t0:.1f}'") s; load average $(loadavg))" \
+    "operator requests until Ready:" "$((a1[0] - a0[0])) gets, $((a1[1] - a0[1])) lists/watches, $((a1[2] - a0[2])) writes over $(calc "int($r1 - $r0)") reconciles, of $((q1 - q0)) requests the API server served to all clients" \
+    "operator memory at Ready:" "$(( $(proc VmRSS) / 1024 )) MiB (peak $(( $(proc VmHWM) / 1024 )) MiB), $(proc Threads) threads" \
+    "CPU seconds, first apply -> Ready:" "$(cpu_split "$WORK/cpu0" "$WORK/cpu1")" | out
+
+  log "2. restart, then $IDLE s idle, Redis unresolvable"
+  sleep 20
+  stop_operator
+  start_operator
+  settle
+  echo "  SIGTERM -> exit, $n MultiVacs, Redis unresolvable: $STOP_SECS s" | out
+  measure "Redis unresolvable" "$IDLE" | out
+
+  log "3. every MultiVac reconciled once more"
+  read -r -a a0 < <(apf); r0="$(op multivac_operator_reconciliations_total)"
+  kubectl -n "$NS" annotate mv --all "bench-poke=$(date +%s)" >/dev/null
+  settle
+  read -r -a a1 < <(apf); r1="$(op multivac_operator_reconciliations_total)"
+  printf '  %-34s %s\n' "API requests per reconcile:" "$(calc "f'{($((a1[0] - a0[0] + a1[1] - a0[1] + a1[2] - a0[2]))) / max($r1 - $r0, 1):.2f}'") ($((a1[0] - a0[0])) gets, $((a1[1] - a0[1])) lists/watches, $((a1[2] - a0[2])) writes over $(calc "int($r1 - $r0)") reconciles; the scaler's Secret GETs included)" | out
+
+  log "4. every MultiVac on a reachable Redis"
+  kubectl -n "$NS" create secret generic redis-ext \
+    --from-literal=redis-url="redis://:$PASSWORD@127.0.0.1:$REDIS_PORT/0" >/dev/null
+  kubectl -n "$NS" get mv -o name \
+    | xargs -P 8 -n 1 kubectl -n "$NS" patch --type merge \
+      -p '{"spec":{"redis":{"managed":null,"external":{"secretRef":{"name":"redis-ext"}}}}}' >/dev/null
+  wait_count "backlog read" Degraded False "$n" 600
+  sleep 20
+  stop_operator
+  start_operator
+  settle
+  echo "  SIGTERM -> exit, $n MultiVacs, Redis reachable: $STOP_SECS s" | out
+  measure "Redis reachable" $((IDLE < 120 ? IDLE : 120)) | out
+  echo "  redis-server clients: $(REDISCLI_AUTH="$PASSWORD" redis-cli -p "$REDIS_PORT" INFO clients | tr -d '\r' | awk -F: '$1 == "connected_clients" { print $2 }')" | out
+  stop_operator
+  bash hack/cluster.sh down >/dev/null
+  unset MULTIVAC_CLUSTER_STATE
+}
+
+REDIS_PORT="$(free_port)"
+"$REDIS_SERVER" --bind 127.0.0.1 --port "$REDIS_PORT" --requirepass "$PASSWORD" \
+  --save "" --appendonly no --dir "$WORK" --maxclients 10000 >/dev/null 2>&1 &
+REDIS_PID=$!
+for _ in $(seq 100); do REDISCLI_AUTH="$PASSWORD" redis-cli -p "$REDIS_PORT" PING >/dev/null 2>&1 && break; sleep 0.05; done
+
+for n in $MULTIVACS; do
+  bench "$n"
+done
+echo
+echo "== operator scale benchmark: bash hack/bench/operator.sh (MULTIVACS=\"$MULTIVACS\" IDLE=$IDLE CONCURRENCY=$CONCURRENCY) =="
+cat "$WORK/report.txt"

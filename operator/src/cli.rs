@@ -46,6 +46,14 @@ pub struct Cli {
     /// App image of a MultiVac without spec.image (the chart passes its release's, value appImage); unset: such a MultiVac is Ready=False, NoAppImage.
     #[arg(long, env = "MULTIVAC_OPERATOR_DEFAULT_APP_IMAGE")]
     pub default_app_image: Option<String>,
+    /// MultiVacs reconciled at once, at most (a MultiVac is never reconciled twice at once).
+    #[arg(
+        long,
+        env = "MULTIVAC_OPERATOR_CONCURRENCY",
+        default_value_t = 16,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub concurrency: u16,
     /// Reach a managed store's Service at another address, as SERVICE=ADDRESS (e.g. `mv-mongodb.ns.svc:27017=127.0.0.1:27017`), for an operator run outside the cluster (a port-forward, local test servers); several separated by commas.
     #[arg(long = "store-address", env = "MULTIVAC_OPERATOR_STORE_ADDRESSES", value_delimiter = ',', value_parser = store_address)]
     pub store_addresses: Vec<(String, String)>,

@@ -1,16 +1,23 @@
 //! The API calls of one reconcile, all in the MultiVac's namespace. Every
 //! read of a live object goes through [`Cluster::get`] or
-//! [`Cluster::metadata`], so serving them from the controller's caches
-//! changes this file only ([`Cluster::live_metadata`] must stay a request to
-//! the API server); every write is counted in
+//! [`Cluster::metadata`], which answer from the controller's stores
+//! ([`crate::cache`]) for the kinds it watches and ask the API server for the
+//! others (Secrets); [`Cluster::live_metadata`] must stay a request to the
+//! API server. Every write is counted in
 //! `multivac_operator_api_writes_total`.
 
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -28,6 +35,9 @@ pub(crate) trait Object:
     + Debug
     + DeserializeOwned
     + Serialize
+    + Send
+    + Sync
+    + 'static
 {
 }
 
@@ -37,6 +47,9 @@ impl<K> Object for K where
         + Debug
         + DeserializeOwned
         + Serialize
+        + Send
+        + Sync
+        + 'static
 {
 }
 
@@ -63,13 +76,39 @@ impl<'a> Cluster<'a> {
         )
     }
 
-    /// The live object, if it exists.
+    /// The live object, if it exists: from the controller's store of `K`
+    /// (once it holds its first list), else from the API server.
     pub(crate) async fn get<K: Object>(&self, name: &str) -> Result<Option<K>> {
-        Ok(self.api::<K>().get_opt(name).await?)
+        let caches = self.ctx.caches();
+        match caches.store::<K>() {
+            Some(store) => {
+                caches.synced().await;
+                let key = ObjectRef::new(name).within(self.namespace);
+                Ok(store.get(&key).map(|o| o.as_ref().clone()))
+            }
+            None => Ok(self.api::<K>().get_opt(name).await?),
+        }
     }
 
-    /// The live object's metadata, if it exists (cheaper than [`Self::get`]).
+    /// The live object's metadata, if it exists (from the store of its kind
+    /// like [`Self::get`]; a metadata-only GET for a kind without one).
     pub(crate) async fn metadata(&self, kind: Kind, name: &str) -> Result<Option<ObjectMeta>> {
+        let cached = match kind {
+            Kind::ServiceAccount => self.cached_metadata::<ServiceAccount>(name).await,
+            Kind::Secret => self.cached_metadata::<Secret>(name).await,
+            Kind::ConfigMap => self.cached_metadata::<ConfigMap>(name).await,
+            Kind::Deployment => self.cached_metadata::<Deployment>(name).await,
+            Kind::Service => self.cached_metadata::<Service>(name).await,
+            Kind::PersistentVolumeClaim => {
+                self.cached_metadata::<PersistentVolumeClaim>(name).await
+            }
+            Kind::NetworkPolicy => self.cached_metadata::<NetworkPolicy>(name).await,
+            Kind::PodDisruptionBudget => self.cached_metadata::<PodDisruptionBudget>(name).await,
+            Kind::Ingress => self.cached_metadata::<Ingress>(name).await,
+        };
+        if let Some(meta) = cached {
+            return Ok(meta);
+        }
         self.live_metadata(kind, name).await
     }
 
@@ -82,6 +121,15 @@ impl<'a> Cluster<'a> {
             .get_metadata_opt(name)
             .await?
             .map(|m| m.metadata))
+    }
+
+    /// `Some(metadata if present)` when the controller caches `K`.
+    async fn cached_metadata<K: Object>(&self, name: &str) -> Option<Option<ObjectMeta>> {
+        let caches = self.ctx.caches();
+        let store = caches.store::<K>()?;
+        caches.synced().await;
+        let key = ObjectRef::new(name).within(self.namespace);
+        Some(store.get(&key).map(|o| o.meta().clone()))
     }
 
     /// Server-side applies `body` as the reconciler and returns the object as stored.

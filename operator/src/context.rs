@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use prometheus_client::registry::Registry;
 
+use crate::cache::Caches;
 use crate::fence::Fence;
 use crate::telemetry::Metrics;
 
@@ -43,6 +44,9 @@ pub struct Context {
     pub(crate) app_users_seen: Mutex<HashMap<String, String>>,
     /// The app image of a MultiVac without `spec.image` (`--default-app-image`).
     pub default_app_image: Option<String>,
+    /// The running controller's stores (none before it starts: every read
+    /// then goes to the API server).
+    caches: RwLock<Arc<Caches>>,
 }
 
 impl Context {
@@ -67,6 +71,7 @@ impl Context {
             store_addresses: HashMap::new(),
             app_users_seen: Mutex::new(HashMap::new()),
             default_app_image: None,
+            caches: RwLock::default(),
         }
     }
 
@@ -96,5 +101,15 @@ impl Context {
     pub fn with_default_app_image(mut self, image: Option<String>) -> Self {
         self.default_app_image = image.filter(|i| !i.trim().is_empty());
         self
+    }
+
+    /// The stores reconciles read from.
+    pub(crate) fn caches(&self) -> Arc<Caches> {
+        self.caches.read().expect("caches lock").clone()
+    }
+
+    /// Swaps in the stores of a (re)started controller.
+    pub(crate) fn set_caches(&self, caches: Caches) {
+        *self.caches.write().expect("caches lock") = Arc::new(caches);
     }
 }

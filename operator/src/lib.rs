@@ -4,6 +4,7 @@
 //! Every module is private; the crate root exports what the
 //! `multivac-operator` binary, `cargo xtask` and the integration tests use.
 
+mod cache;
 mod cli;
 mod cluster;
 mod context;

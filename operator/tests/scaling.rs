@@ -508,6 +508,30 @@ mod cluster {
             Self { child, log }
         }
 
+        /// Sends SIGTERM and waits (up to 30 s) for the process to exit:
+        /// how long it took.
+        pub fn terminate(&mut self) -> Duration {
+            let started = Instant::now();
+            let sent = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status()
+                .expect("run kill");
+            assert!(sent.success(), "kill -TERM failed");
+            while started.elapsed() < Duration::from_secs(30) {
+                if self
+                    .child
+                    .try_wait()
+                    .expect("wait for the operator")
+                    .is_some()
+                {
+                    return started.elapsed();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            started.elapsed()
+        }
+
         pub fn tail(&self) -> String {
             let text = std::fs::read_to_string(&self.log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
@@ -1132,5 +1156,70 @@ async fn the_scaler_reads_a_tls_redis_with_the_ca_from_a_secret() {
     assert_eq!(noca.reason, "RedisUnreachable", "{noca:?}");
     assert!(!noca.message.contains(PASSWORD), "{noca:?}");
     drop(operator);
+    ns.delete().await;
+}
+
+/// Host names that never resolve (the `.invalid` top-level domain) used to
+/// park blocking `getaddrinfo` threads that made shutdown wait; lookups are
+/// futures now, dropped on SIGTERM.
+#[tokio::test]
+async fn sigterm_stops_the_operator_while_redis_hosts_do_not_resolve() {
+    use cluster::*;
+    use kube::api::{Api, PostParams};
+    use multivac_operator::MultiVac;
+
+    const HOST: &str = "redis.multivac-test.invalid";
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::create(&client, "shutdown").await;
+    let url = format!("redis://:{PASSWORD}@{HOST}:6379/0");
+    secret(&client, &ns.name, "redis", "redis-url", &url).await;
+    secret(
+        &client,
+        &ns.name,
+        "mongo",
+        "mongodb-uri",
+        "mongodb://u:p@127.0.0.1:9/",
+    )
+    .await;
+    let mvs: Api<MultiVac> = Api::namespaced(client.clone(), &ns.name);
+    let names: Vec<String> = (0..10).map(|i| format!("mv{i}")).collect();
+    for name in &names {
+        let mv: MultiVac = serde_json::from_value(serde_json::json!({
+            "apiVersion": "multivac.io/v1alpha1", "kind": "MultiVac",
+            "metadata": {"name": name, "namespace": ns.name},
+            "spec": {
+                "image": "multivac:test",
+                "networkPolicy": {"enabled": false},
+                "workers": {"pollIntervalSeconds": 1},
+                "redis": {"external": {"secretRef": {"name": "redis"}}},
+                "mongodb": {"external": {"secretRef": {"name": "mongo"}}}
+            }
+        }))
+        .unwrap();
+        mvs.create(&PostParams::default(), &mv)
+            .await
+            .expect("create a MultiVac");
+    }
+    let mut operator = Operator::spawn();
+    for name in &names {
+        let cond = wait(
+            Duration::from_secs(90),
+            "Degraded=True on every MultiVac",
+            || async {
+                let c = degraded(&client, &ns.name, name).await?;
+                (c.status == "True").then_some(c)
+            },
+        )
+        .await;
+        assert_eq!(cond.reason, "RedisUnreachable", "{cond:?}");
+        assert!(cond.message.contains(HOST), "{cond:?}");
+    }
+    let took = operator.terminate();
+    assert!(
+        took < Duration::from_secs(10),
+        "SIGTERM -> exit took {took:?}:\n{}",
+        operator.tail()
+    );
     ns.delete().await;
 }

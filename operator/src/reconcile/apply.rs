@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Map, Value};
 
 use super::ownership::{Claim, Owner, claim, conflict_advice, settle_patch};
+use super::quantity;
 use crate::cluster::{Cluster, Object};
 use crate::error::Error;
 use crate::kind::Kind;
@@ -340,18 +341,25 @@ fn sorted(value: &Value) -> Value {
 
 /// Whether the live object already is what `desired` asks for: every field
 /// of `desired` has the same value in `live` (absent and empty count as equal,
-/// the API server drops empty lists and maps). Fields the API server or other
-/// managers add to `live` are ignored.
+/// the API server drops empty lists and maps; resource quantities compare by
+/// amount, the API server rewrites them in canonical form). Fields the API
+/// server or other managers add to `live` are ignored.
 pub(crate) fn is_subset(desired: &Value, live: &Value) -> bool {
+    subset(desired, live, false)
+}
+
+/// [`is_subset`]; `quantities`: the values here are resource quantities.
+fn subset(desired: &Value, live: &Value, quantities: bool) -> bool {
     match (desired, live) {
         (Value::Object(d), Value::Object(l)) => d.iter().all(|(k, dv)| match l.get(k) {
-            Some(lv) => is_subset(dv, lv),
+            Some(lv) => subset(dv, lv, quantities || quantity::holds_quantities(k)),
             None => is_empty(dv),
         }),
         (Value::Array(d), Value::Array(l)) => {
-            d.len() == l.len() && d.iter().zip(l).all(|(dv, lv)| is_subset(dv, lv))
+            d.len() == l.len() && d.iter().zip(l).all(|(dv, lv)| subset(dv, lv, quantities))
         }
         (Value::Number(d), Value::Number(l)) => d.as_f64() == l.as_f64(),
+        (Value::String(d), Value::String(l)) if quantities => quantity::same_amount(d, l),
         (d, Value::Null) => is_empty(d),
         (d, l) => d == l,
     }
@@ -397,6 +405,26 @@ mod tests {
             &json!({"spec": {"ports": [{"port": 80}]}})
         ));
         assert!(!is_subset(&json!({"a": "x"}), &json!({"a": null})));
+    }
+
+    #[test]
+    fn subset_compares_resource_quantities_by_amount_and_nothing_else() {
+        let desired = json!({"spec": {"containers": [{"resources": {
+            "requests": {"cpu": "0.5", "memory": "1024Mi"}, "limits": {"memory": "1.5Gi"}}}],
+            "volumes": [{"emptyDir": {"sizeLimit": "1000Mi"}}],
+            "env": [{"name": "A", "value": "0.5"}]}});
+        let live = json!({"spec": {"containers": [{"resources": {
+            "requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "1536Mi"}}}],
+            "volumes": [{"emptyDir": {"sizeLimit": "1000Mi"}}],
+            "env": [{"name": "A", "value": "0.5"}]}});
+        assert!(is_subset(&desired, &live));
+        let mut more = live.clone();
+        more["spec"]["containers"][0]["resources"]["requests"]["cpu"] = json!("501m");
+        assert!(!is_subset(&desired, &more), "a different amount is drift");
+        // Elsewhere, strings are compared as they are.
+        let mut env = live.clone();
+        env["spec"]["env"][0]["value"] = json!("500m");
+        assert!(!is_subset(&desired, &env));
     }
 
     #[test]

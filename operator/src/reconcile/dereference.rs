@@ -86,8 +86,10 @@ pub(crate) async fn dereference(cluster: &Cluster<'_>, mv: &MultiVac) -> Result<
     if read.credentials.is_none() {
         for component in ["redis", "mongodb"] {
             let name = mv.data_volume_name(component);
+            // From the API server, not the store: a data volume whose labels
+            // were edited away still holds data.
             if cluster
-                .metadata(Kind::PersistentVolumeClaim, &name)
+                .live_metadata(Kind::PersistentVolumeClaim, &name)
                 .await?
                 .is_some()
             {

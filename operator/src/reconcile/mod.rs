@@ -17,6 +17,7 @@
 mod apply;
 mod dereference;
 mod ownership;
+mod quantity;
 mod status;
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,8 @@ use multivac_contract::{
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 
+use super::resolver::Resolver;
+
 /// How long to wait for a TCP connect + AUTH, and for each reply. Short, so an
 /// unreachable Redis is reported within one poll instead of hanging it.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -36,15 +38,27 @@ pub enum BacklogError {
 }
 
 /// One cached connection per MultiVac, rebuilt when the URL in the Secret
-/// (or the CA) changes or after any error (the next poll reconnects).
+/// (or the CA) changes or after any error (the next poll reconnects). `Default` has a
+/// resolver of its own; the scaler shares one between all its readers.
 #[derive(Default)]
 pub struct BacklogReader {
     url: Option<(String, Option<Vec<u8>>)>,
     conn: Option<MultiplexedConnection>,
     policy: Option<EvictionPolicy>,
+    resolver: Resolver,
 }
 
 impl BacklogReader {
+    /// A reader resolving host names with `resolver`.
+    pub fn new(resolver: Resolver) -> Self {
+        Self {
+            url: None,
+            conn: None,
+            policy: None,
+            resolver,
+        }
+    }
+
     /// Reads the backlog through the Redis at `url`, connecting (again) if needed.
     pub async fn read(&mut self, url: &str) -> Result<BacklogReading, BacklogError> {
         self.read_with_ca(url, None).await
@@ -65,7 +79,7 @@ impl BacklogReader {
         let mut conn = match &self.conn {
             Some(c) => c.clone(),
             None => {
-                let mut c = connect(url, ca).await?;
+                let mut c = connect(url, ca, &self.resolver).await?;
                 self.policy = read_eviction_policy(&mut c).await.ok();
                 self.conn = Some(c.clone());
                 c
@@ -86,11 +100,16 @@ impl BacklogReader {
     }
 }
 
-async fn connect(url: &str, ca: Option<&[u8]>) -> Result<MultiplexedConnection, BacklogError> {
+async fn connect(
+    url: &str,
+    ca: Option<&[u8]>,
+    resolver: &Resolver,
+) -> Result<MultiplexedConnection, BacklogError> {
     let client = redis_client(url, ca).map_err(BacklogError::InvalidUrl)?;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_dns_resolver(resolver.clone());
     client
         .get_multiplexed_async_connection_with_config(&config)
         .await

@@ -6,23 +6,25 @@
 //! the reconciler or a user's edit of anything else.
 //!
 //! Each MultiVac is polled by its own task: hundreds of MultiVacs poll
-//! concurrently and one slow or unreachable Redis delays only its own.
+//! concurrently and one slow or unreachable Redis delays only its own; one
+//! that keeps failing is polled less and less often (see
+//! [`poller::next_poll_in`]), and host names resolve asynchronously
+//! ([`resolver`]), so a thousand unreachable Redis cost neither threads nor
+//! a slow shutdown.
 
 pub(crate) mod backlog;
 mod decision;
 mod metrics;
 mod poller;
+mod resolver;
 mod status;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::Api;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, info, warn};
 
@@ -30,10 +32,8 @@ use crate::Context;
 use crate::crd::MultiVac;
 
 use metrics::Metrics;
+use resolver::Resolver;
 
-/// Label selector of the worker Deployments the reconciler builds.
-const WORKER_SELECTOR: &str =
-    "app.kubernetes.io/component=worker,app.kubernetes.io/managed-by=multivac-operator";
 /// How often the set of MultiVacs is compared with the running pollers.
 const POLLERS_RESYNC: Duration = Duration::from_secs(1);
 
@@ -58,35 +58,13 @@ where
 }
 
 /// Runs the scaler until the future is dropped (on shutdown or a lost lease,
-/// which aborts every polling task with it). `store` is the reconciler's
-/// reflector of MultiVacs; the worker Deployments are watched here, in the
-/// same scope as the controller (`namespace`, from `--watch-namespace`).
-pub(crate) async fn run(ctx: Arc<Context>, store: Store<MultiVac>, namespace: Option<String>) {
+/// which aborts every polling task with it). `store` and `deployments` are
+/// the controller's stores of MultiVacs and of the Deployments it made (the
+/// worker replicas in force are read there, without a GET per poll).
+pub(crate) async fn run(ctx: Arc<Context>, store: Store<MultiVac>, deployments: Store<Deployment>) {
     let metrics = Metrics::shared(&ctx.registry);
+    let resolver = Resolver::from_system();
     let mut tasks: JoinSet<()> = JoinSet::new();
-
-    // Worker Deployments, to know the replicas in force without a GET per
-    // poll; managedFields are dropped to keep the cache small.
-    let (deployments, writer) = reflector::store::<Deployment>();
-    let api: Api<Deployment> = match namespace.as_deref() {
-        Some(ns) if !ns.is_empty() => Api::namespaced(ctx.client.clone(), ns),
-        _ => Api::all(ctx.client.clone()),
-    };
-    let watch = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default().labels(WORKER_SELECTOR))
-            .default_backoff()
-            .modify(|d| d.metadata.managed_fields = None),
-    );
-    tasks.spawn(async move {
-        watch
-            .for_each(|event| async move {
-                if let Err(e) = event {
-                    warn!(error = %e, "watching worker Deployments failed; retrying");
-                }
-            })
-            .await;
-    });
 
     debug!("scaler waiting for the MultiVac and worker Deployment caches");
     if !synced(&store).await || !synced(&deployments).await {
@@ -122,6 +100,7 @@ pub(crate) async fn run(ctx: Arc<Context>, store: Store<MultiVac>, namespace: Op
                 metrics.clone(),
                 store.clone(),
                 deployments.clone(),
+                resolver.clone(),
                 key.clone(),
             );
             pollers.insert(key, tasks.spawn(poller.run()));

@@ -1,6 +1,7 @@
 //! One MultiVac's polling loop: read the backlog, decide, apply the worker
 //! replicas and the status, each only when it changed. Each MultiVac has its
-//! own task, so a slow or unreachable Redis only delays its own MultiVac.
+//! own task, so a slow or unreachable Redis only delays its own MultiVac, and
+//! a Redis that keeps failing is polled less often ([`next_poll_in`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,14 +18,21 @@ use tracing::{debug, info, warn};
 use super::backlog::{BacklogError, BacklogReader};
 use super::decision::{self, Decision, History, Params};
 use super::metrics::{DecisionLabels, Metrics, MultiVacLabels};
+use super::resolver::Resolver;
 use super::status::{self, DegradedState, ScalerStatus};
 use crate::Context;
 use crate::crd::{MultiVac, SCALER_FIELD_MANAGER, SecretSource, WorkersSpec, now_seconds};
 
-/// How long a Redis URL read from a Secret is trusted before it is read
-/// again (it is also read again after any failure), so a rotated URL is
-/// picked up without a GET per poll.
+/// After a failed read, the Redis URL is read again from its Secret if it is
+/// older than this (a rotated password shows as a failed read), so a Redis
+/// that keeps failing costs at most one GET per 30 s, not one per poll.
 const URL_TTL: Duration = Duration::from_secs(30);
+/// While reads succeed, the URL is read again after this long: one GET per
+/// MultiVac per 5 min, whatever the poll interval.
+const URL_MAX_AGE: Duration = Duration::from_secs(300);
+/// The longest wait between two polls of a MultiVac whose reads keep
+/// failing, in poll intervals (a minute at the default 5 s interval).
+const MAX_BACKOFF_INTERVALS: u32 = 12;
 /// Upper bound on one backlog read (connect + reply), beside the client's own
 /// timeouts: a poll never hangs on Redis.
 const READ_BUDGET: Duration = Duration::from_secs(5);
@@ -48,6 +56,15 @@ enum ReadError {
 struct RedisTarget {
     url: String,
     ca: Option<Vec<u8>>,
+}
+
+/// The wait before the next poll after `failures` failed reads in a row: one
+/// poll interval while reads succeed and after the first failure (one lost
+/// packet does not slow the scaler down), then twice as long after each
+/// further failure, up to [`MAX_BACKOFF_INTERVALS`] intervals.
+pub(super) fn next_poll_in(interval: Duration, failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(31);
+    interval * (1u32 << doublings).min(MAX_BACKOFF_INTERVALS)
 }
 
 /// The part of `spec.workers` the decision needs.
@@ -96,6 +113,7 @@ impl Poller {
         metrics: Metrics,
         multivacs: Store<MultiVac>,
         deployments: Store<Deployment>,
+        resolver: Resolver,
         key: ObjectRef<MultiVac>,
     ) -> Self {
         Self {
@@ -104,7 +122,7 @@ impl Poller {
             multivacs,
             deployments,
             key,
-            reader: BacklogReader::default(),
+            reader: BacklogReader::new(resolver),
             url: None,
             history: History::default(),
             applied: None,
@@ -124,14 +142,41 @@ impl Poller {
             if mv.meta().deletion_timestamp.is_some() {
                 return;
             }
-            let period = Duration::from_secs(mv.spec.workers.poll_interval_seconds.max(1) as u64);
+            let interval = Duration::from_secs(mv.spec.workers.poll_interval_seconds.max(1) as u64);
+            let generation = mv.metadata.generation;
             let started = tokio::time::Instant::now();
             self.poll(&mv).await;
             self.metrics
                 .poll_duration
                 .observe(started.elapsed().as_secs_f64());
-            tokio::time::sleep_until(started + period).await;
+            drop(mv);
+            self.wait(started, interval, generation).await;
         }
+    }
+
+    /// Sleeps until the next poll is due ([`next_poll_in`]); while backing
+    /// off, looks every interval whether the spec changed (a fixed Redis
+    /// reference is polled at once, not after the backoff).
+    async fn wait(
+        &self,
+        started: tokio::time::Instant,
+        interval: Duration,
+        generation: Option<i64>,
+    ) {
+        let due = started + next_poll_in(interval, self.failures);
+        let mut look = started + interval;
+        while look < due {
+            tokio::time::sleep_until(look).await;
+            let now = self
+                .multivacs
+                .get(&self.key)
+                .map(|mv| mv.metadata.generation);
+            if now != Some(generation) {
+                return;
+            }
+            look += interval;
+        }
+        tokio::time::sleep_until(due).await;
     }
 
     fn labels(&self) -> MultiVacLabels {
@@ -226,7 +271,6 @@ impl Poller {
             }
             Err(e) => {
                 self.failures += 1;
-                self.url = None;
                 self.metrics.read_errors.get_or_create(&self.labels()).inc();
                 warn!(multivac = %self.key, error = %e, "cannot read the backlog; keeping {current} workers");
                 decision::hold(now, &params, running, &mut self.history);
@@ -284,22 +328,28 @@ impl Poller {
                 status: true,
                 reason: e.reason().into(),
                 message: format!(
-                    "cannot read the backlog of multivac:data: {e}; keeping {current} workers and retrying every poll"
+                    "cannot read the backlog of multivac:data: {e}; keeping {current} workers and retrying, less often while it fails (at least every {MAX_BACKOFF_INTERVALS} poll intervals)"
                 ),
             },
         })
     }
 
     /// The Redis URL (and, when the spec names one, the CA) from the Secrets
-    /// the app uses, cached for [`URL_TTL`].
+    /// the app uses, cached: see [`URL_TTL`] and [`URL_MAX_AGE`].
     async fn url(&mut self, mv: &MultiVac, ns: &str) -> Result<RedisTarget, ReadError> {
         let sources = (mv.redis_url_source(), mv.redis_ca_source());
+        let max_age = if self.failures == 0 {
+            URL_MAX_AGE
+        } else {
+            URL_TTL
+        };
         if let Some((s, target, at)) = &self.url
             && *s == sources
-            && at.elapsed() < URL_TTL
+            && at.elapsed() < max_age
         {
             return Ok(target.clone());
         }
+        self.url = None;
         let url = self.secret_value(ns, &sources.0, "the Redis URL").await?;
         let url = String::from_utf8(url).map_err(|_| {
             ReadError::Url(format!(
@@ -447,6 +497,39 @@ impl Poller {
             Err(e) => {
                 warn!(multivac = %self.key, error = %e, "cannot write the scaler status; retrying next poll")
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_redis_is_polled_less_often_up_to_a_cap() {
+        let s = Duration::from_secs;
+        // (poll interval, failed reads in a row, wait before the next poll)
+        let table = [
+            (s(5), 0, s(5)),
+            (s(5), 1, s(5)),
+            (s(5), 2, s(10)),
+            (s(5), 3, s(20)),
+            (s(5), 4, s(40)),
+            (s(5), 5, s(60)),
+            (s(5), 6, s(60)),
+            (s(5), 1000, s(60)),
+            (s(5), u32::MAX, s(60)),
+            (s(1), 4, s(8)),
+            (s(1), 10, s(12)),
+            (s(30), 2, s(60)),
+            (s(30), 9, s(360)),
+        ];
+        for (interval, failures, wait) in table {
+            assert_eq!(
+                next_poll_in(interval, failures),
+                wait,
+                "{interval:?} after {failures} failures"
+            );
         }
     }
 }

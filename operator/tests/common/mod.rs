@@ -154,6 +154,7 @@ impl Operator {
         tokio::spawn(multivac_operator::run(
             ctx,
             Some(namespace.into()),
+            16, // --concurrency's default
             async move {
                 let _ = stopped.await;
             },
