@@ -18,7 +18,8 @@
 #   worker pods killed mid-processing; scale to zero and wake on one datum;
 #   NetworkPolicy enforced; a rolling update of the server under steady POST
 #   load; the MongoDB pod deleted under load; the Redis pod deleted under
-#   load; the MultiVac deleted once enlightened and created again; and last,
+#   load; the credentials rotated under load; the MultiVac deleted once
+#   enlightened and created again; and last,
 #   `hack/cluster.sh down` leaving nothing behind (timed).
 # The last line is `e2e: N passed, M failed`; the exit status is non-zero on
 # any failure.
@@ -539,6 +540,31 @@ s_mongodb_deleted() {
     || fail "$(echo "$json" | field not_accepted) of $(echo "$json" | field sent) POSTs were not accepted while MongoDB was away ($(load_errors "$json"), from $(echo "$json" | field first_failure_s) s to $(echo "$json" | field last_failure_s) s of the load; MongoDB was deleted at 5 s)"
 }
 
+# A credentials rotation under steady POST load: the operator changes the
+# passwords inside Redis and MongoDB, then the Secret, rolls the server and
+# the workers, and later retires the old passwords (docs/operator.md).
+s_rotation() {
+  local base json p v t rotated_s="" until_t
+  base="$(processed)"
+  load_start rotation rotate
+  sleep 5
+  v="e2e-$(date +%s)"; t=$(now_ms)
+  k -n "$NS" annotate multivac "$MV" multivac.io/rotate-credentials="$v" --overwrite >/dev/null
+  until_t=$(( $(date +%s) + 600 ))
+  while :; do
+    if [ "$(k -n "$NS" get secret "$MV-credentials" -o jsonpath='{.metadata.annotations.multivac\.io/rotated}')" = "$v" ]; then
+      rotated_s="$(secs_since_ms "$t")"; break
+    fi
+    [ "$(date +%s)" -lt "$until_t" ] || { load_stop rotation >/dev/null; fail "the rotation $v was not done within 600 s: $(k -n "$NS" get mv "$MV" -o jsonpath='{.status.conditions}')"; }
+    sleep 1
+  done
+  sleep 5
+  json="$(load_stop rotation)"
+  figures "rotation done (Secret annotated rotated=$v) $rotated_s s after the request; $(load_summary "$json")"
+  p="$(drained_exactly "$base" "$json" 300)"
+  figures "processed +$p after it (every 202)"
+}
+
 s_redis_deleted() {
   local base json p
   base="$(processed)"
@@ -695,6 +721,7 @@ run_scenario "NetworkPolicy enforced: only the app's pods reach Redis and MongoD
 run_scenario "rolling update of the server under steady POST load: 0 failed requests" s_rolling_update
 run_scenario "MongoDB pod deleted under load: POSTs accepted, all processed after" s_mongodb_deleted
 run_scenario "Redis pod deleted under load: every 202 processed after it returns" s_redis_deleted
+run_scenario "credentials rotated under steady POST load: every 202 processed" s_rotation
 run_scenario "MultiVac deleted once enlightened, created again: still LET THERE BE LIGHT!" s_recreate
 
 # ---- teardown ------------------------------------------------------------------------------------
