@@ -19,6 +19,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY app ./app
 COPY contract ./contract
 COPY operator ./operator
+COPY testkit ./testkit
 COPY xtask ./xtask
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \

@@ -4,11 +4,12 @@
 //! plane with the operator binary.
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use multivac_contract::{BacklogReading, GROUP, STREAM, acknowledge};
 use multivac_operator::BacklogReader;
+use multivac_testkit::{RedisConfig, free_port, kill, start_redis};
 
 const PASSWORD: &str = "scaling-test-password";
 
@@ -18,25 +19,6 @@ struct Redis {
     child: Child,
     port: u16,
     dir: Option<std::path::PathBuf>,
-}
-
-fn redis_server_path() -> String {
-    let path =
-        std::env::var("MULTIVAC_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-    match Command::new(&path).arg("--version").output() {
-        Ok(o) if o.status.success() => path,
-        _ => panic!(
-            "redis-server not found at `{path}`: run `bash hack/deps/redis.sh` (or `make test`), \
-             or set MULTIVAC_TEST_REDIS_SERVER to its path"
-        ),
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free loopback port")
-        .port()
 }
 
 impl Redis {
@@ -75,38 +57,16 @@ impl Redis {
     }
 
     fn spawn_with(port: u16, dir: Option<std::path::PathBuf>, extra: &[&str]) -> Redis {
-        let mut cmd = Command::new(redis_server_path());
-        cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--requirepass", PASSWORD, "--save", ""]);
-        match &dir {
-            Some(d) => cmd
-                .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
-                .arg(d),
-            None => cmd
-                .args(["--appendonly", "no", "--dir"])
-                .arg(std::env::temp_dir()),
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        let config = RedisConfig {
+            password: Some(PASSWORD),
+            persistent: dir.is_some(),
+            extra: &extra,
+            ..RedisConfig::default()
         };
-        cmd.args(extra);
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        let redis = Redis { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let ok = redis::Client::open(redis.url())
-                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-            if ok.is_ok() {
-                return redis;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {port} did not answer PING in 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let data = dir.clone().unwrap_or_else(std::env::temp_dir);
+        let child = start_redis(port, &data, &config);
+        Redis { child, port, dir }
     }
 
     fn url(&self) -> String {
@@ -129,8 +89,7 @@ impl Redis {
     }
 
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill(&mut self.child);
     }
 }
 
@@ -981,43 +940,15 @@ impl TlsRedis {
         std::fs::write(path("server.key"), key.serialize_pem()).unwrap();
         std::fs::write(path("ca.crt"), &ca_pem).unwrap();
         let port = free_port();
-        let child = Command::new(redis_server_path())
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--tls-port",
-                &port.to_string(),
-            ])
-            .arg("--tls-cert-file")
-            .arg(path("server.crt"))
-            .arg("--tls-key-file")
-            .arg(path("server.key"))
-            .arg("--tls-ca-cert-file")
-            .arg(path("ca.crt"))
-            .args(["--tls-auth-clients", "no", "--requirepass", PASSWORD])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server with TLS (Debian's build has it)");
-        let redis = TlsRedis {
+        let (cert, key, ca) = (path("server.crt"), path("server.key"), path("ca.crt"));
+        let config = RedisConfig::tls(&cert, &key, &ca, PASSWORD);
+        let child = start_redis(port, dir.path(), &config);
+        TlsRedis {
             child,
             port,
             ca_pem,
             _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server (TLS) did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        redis
     }
 
     fn url(&self) -> String {
@@ -1038,8 +969,7 @@ impl TlsRedis {
 
 impl Drop for TlsRedis {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill(&mut self.child);
     }
 }
 

@@ -3,46 +3,19 @@
 //! loopback port and stopped when dropped. Nothing is mocked.
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use multivac::{Queue, Store};
+pub use multivac_testkit::free_port;
+use multivac_testkit::{
+    RedisConfig, kill, multivac_environment, on_path, spawn_listening, start_redis, wait_listening,
+};
 
 pub mod tls;
 use tempfile::TempDir;
-
-/// A TCP port on 127.0.0.1 that nothing listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding an ephemeral loopback port")
-}
-
-fn wait_listening(port: u16, what: &str, child: &mut Child, timeout: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited with {status} before listening on port {port}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("{what} did not listen on 127.0.0.1:{port} within {timeout:?}");
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    })
-}
 
 /// A unique name for this test's database and consumers.
 pub fn unique(prefix: &str) -> String {
@@ -52,11 +25,6 @@ pub fn unique(prefix: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-fn kill(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// A redis-server of our own.
@@ -71,18 +39,6 @@ pub struct Redis {
 }
 
 impl Redis {
-    fn binary() -> PathBuf {
-        if let Some(path) = std::env::var_os("MULTIVAC_TEST_REDIS_SERVER") {
-            return PathBuf::from(path);
-        }
-        on_path("redis-server").unwrap_or_else(|| {
-            panic!(
-                "redis-server not found: run `bash hack/deps/redis.sh` (apt-get install redis-server) \
-                 or set MULTIVAC_TEST_REDIS_SERVER, or run `make test`"
-            )
-        })
-    }
-
     fn spawn(
         port: u16,
         dir: &Path,
@@ -90,51 +46,13 @@ impl Redis {
         password: Option<&str>,
         extra: &[String],
     ) -> Child {
-        let mut cmd = Command::new(Self::binary());
-        cmd.args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        if let Some(password) = password {
-            cmd.args(["--requirepass", password]);
-        }
-        if persistent {
-            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
-        } else {
-            cmd.args(["--appendonly", "no"]);
-        }
-        cmd.args(extra);
-        let mut child = cmd.spawn().expect("starting redis-server");
-        wait_listening(port, "redis-server", &mut child, Duration::from_secs(10));
-        // Listening is not ready: while it loads its append-only file Redis
-        // answers LOADING. Wait for a PING to succeed.
-        let url = match password {
-            Some(password) => format!("redis://:{password}@127.0.0.1:{port}"),
-            None => format!("redis://127.0.0.1:{port}"),
+        let config = RedisConfig {
+            password,
+            persistent,
+            extra,
+            ..RedisConfig::default()
         };
-        let client = redis::Client::open(url).expect("redis url");
-        let start = Instant::now();
-        loop {
-            let pong = client
-                .get_connection()
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-            match pong {
-                Ok(_) => break,
-                Err(e) if start.elapsed() > Duration::from_secs(20) => {
-                    panic!("redis-server on port {port} is not ready: {e}")
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-        child
+        start_redis(port, dir, &config)
     }
 
     /// An in-memory Redis.
@@ -303,27 +221,11 @@ impl Mongo {
     }
 
     fn ferretdb() -> PathBuf {
-        if let Some(path) = std::env::var_os("MULTIVAC_TEST_FERRETDB") {
-            return PathBuf::from(path);
-        }
-        let cached = std::env::var_os("MULTIVAC_CACHE")
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("XDG_CACHE_HOME")
-                    .map(|d| PathBuf::from(d).join("multivac"))
-                    .or_else(|| {
-                        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/multivac"))
-                    })
-            })
-            .map(|c| c.join("ferretdb/v1.24.2/bin/ferretdb"));
-        if let Some(path) = cached.filter(|p| p.is_file()) {
-            return path;
-        }
-        on_path("ferretdb").unwrap_or_else(|| {
+        multivac_testkit::find_ferretdb().unwrap_or_else(|| {
             panic!(
-                "no MongoDB-compatible server: run `bash hack/deps/ferretdb.sh` (builds FerretDB v1.24.2 \
-                 into the cache) and set MULTIVAC_TEST_FERRETDB to the path it prints, or run `make test`; \
-                 a `mongod` on PATH or MULTIVAC_TEST_MONGODB_URI also work"
+                "no MongoDB-compatible server: {}; a `mongod` on PATH or MULTIVAC_TEST_MONGODB_URI \
+                 also work",
+                multivac_testkit::GET_FERRETDB
             )
         })
     }
@@ -346,29 +248,23 @@ impl Mongo {
     /// Starts the server again on the same port with the same data.
     pub fn restart(&mut self) {
         let port = self.port.to_string();
-        let data = self.dir.path().join("data");
-        std::fs::create_dir_all(&data).expect("mongo data dir");
         let mut cmd = match &self.kind {
             MongoKind::External => return,
             MongoKind::FerretDb(bin) => {
-                let mut cmd = Command::new(bin);
-                cmd.arg("--handler=sqlite")
-                    .arg(format!("--sqlite-url=file:{}/", data.display()))
-                    .arg(format!("--state-dir={}", self.dir.path().display()))
-                    .arg(format!("--listen-addr=127.0.0.1:{port}"))
-                    .arg("--debug-addr=127.0.0.1:0")
-                    .arg("--telemetry=disable")
-                    .arg("--log-level=error");
+                let mut cmd = multivac_testkit::ferretdb_command(bin, self.dir.path());
+                cmd.arg(format!("--listen-addr=127.0.0.1:{port}"));
                 cmd
             }
             MongoKind::Mongod(bin) => {
+                let data = self.dir.path().join("data");
+                std::fs::create_dir_all(&data).expect("mongo data dir");
                 let mut cmd = Command::new(bin);
                 cmd.args(["--port", &port, "--bind_ip", "127.0.0.1", "--dbpath"])
                     .arg(&data);
+                cmd.stdout(Stdio::null()).stderr(Stdio::null());
                 cmd
             }
         };
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
         let mut child = cmd.spawn().expect("starting the MongoDB-compatible server");
         wait_listening(
             self.port,
@@ -432,29 +328,14 @@ impl Multivac {
             }
             None => Command::new(binary),
         };
-        cmd.arg(subcommand)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", "warn,multivac=info")
-            .env("MULTIVAC_REDIS_URL", redis)
-            .env("MULTIVAC_MONGODB_URI", mongo.uri())
-            .env("MULTIVAC_MONGODB_DATABASE", &mongo.database)
-            .env("MULTIVAC_BIND", format!("127.0.0.1:{port}"))
-            .env("MULTIVAC_METRICS_BIND", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null());
-        if std::env::var_os("MULTIVAC_TEST_SHOW_LOGS").is_none() {
-            cmd.stderr(Stdio::null());
-        }
+        cmd.arg(subcommand);
+        multivac_environment(&mut cmd, redis, mongo.uri(), &mongo.database, port)
+            .env("RUST_LOG", "warn,multivac=info");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("starting the multivac binary");
-        wait_listening(
-            port,
-            &format!("multivac {subcommand}"),
-            &mut child,
-            Duration::from_secs(20),
-        );
+        let what = format!("multivac {subcommand}");
+        let child = spawn_listening(&mut cmd, port, &what, Duration::from_secs(20));
         Multivac { child, port }
     }
 

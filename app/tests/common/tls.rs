@@ -4,13 +4,15 @@
 //! that CA signed for 127.0.0.1 and localhost.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use tempfile::TempDir;
 
-use super::{Mongo, MongoKind, Multivac, Redis, free_port, kill, unique, wait_listening};
+use multivac_testkit::{RedisConfig, free_port, kill, start_redis, wait_listening};
+
+use super::{Mongo, MongoKind, Multivac, unique};
 
 /// A CA and a server certificate it signed, as PEM files.
 pub struct Pki {
@@ -78,29 +80,9 @@ impl TlsRedis {
     pub fn start(pki: &Pki, password: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let mut child = Command::new(Redis::binary())
-            .args(["--port", "0", "--tls-port", &port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--tls-cert-file")
-            .arg(pki.cert())
-            .arg("--tls-key-file")
-            .arg(pki.key())
-            .arg("--tls-ca-cert-file")
-            .arg(pki.ca())
-            // Clients are not asked for certificates: the password authenticates.
-            .args(["--tls-auth-clients", "no", "--requirepass", password])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting redis-server with TLS (Debian's build has it)");
-        wait_listening(
-            port,
-            "redis-server (TLS)",
-            &mut child,
-            Duration::from_secs(10),
-        );
+        let (cert, key, ca) = (pki.cert(), pki.key(), pki.ca());
+        let config = RedisConfig::tls(&cert, &key, &ca, password);
+        let child = start_redis(port, dir.path(), &config);
         TlsRedis {
             child,
             port,
@@ -130,24 +112,12 @@ impl Drop for TlsRedis {
 pub fn tls_mongo(pki: &Pki) -> Mongo {
     let ferretdb = Mongo::ferretdb();
     let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).expect("ferretdb data dir");
     let port = free_port();
-    let mut child = Command::new(&ferretdb)
-        .arg("--handler=sqlite")
-        .arg(format!("--sqlite-url=file:{}/", data.display()))
-        .arg(format!("--state-dir={}", dir.path().display()))
+    let mut child = multivac_testkit::ferretdb_command(&ferretdb, dir.path())
         .arg("--listen-addr=")
         .arg(format!("--listen-tls=127.0.0.1:{port}"))
         .arg(tls_flag("cert", &pki.cert()))
         .arg(tls_flag("key", &pki.key()))
-        .args([
-            "--debug-addr=127.0.0.1:0",
-            "--telemetry=disable",
-            "--log-level=error",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .expect("starting FerretDB with TLS");
     wait_listening(port, "FerretDB (TLS)", &mut child, Duration::from_secs(30));

@@ -5,9 +5,8 @@
 //! dropped. Nothing is mocked.
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +15,10 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use multivac_operator::Context;
+pub use multivac_testkit::free_port;
+use multivac_testkit::{
+    RedisConfig, kill, multivac_environment, spawn_listening, start_redis, wait_listening,
+};
 use prometheus_client::registry::Registry;
 use serde_json::json;
 use tempfile::TempDir;
@@ -181,52 +184,6 @@ pub async fn secret_value(client: &Client, ns: &str, name: &str, key: &str) -> O
     String::from_utf8(bytes).ok()
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding an ephemeral loopback port")
-}
-
-fn wait_listening(port: u16, what: &str, child: &mut Child) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::time::Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited with {status} before listening on port {port}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("{what} did not listen on 127.0.0.1:{port} within 30 s");
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    })
-}
-
-fn cache_dir() -> Option<PathBuf> {
-    std::env::var_os("MULTIVAC_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME")
-                .map(|d| PathBuf::from(d).join("multivac"))
-                .or_else(|| {
-                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/multivac"))
-                })
-        })
-}
-
-fn kill(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 /// A redis-server of our own, with a password (`requirepass`).
 pub struct Redis {
     child: Child,
@@ -236,39 +193,13 @@ pub struct Redis {
 
 impl Redis {
     pub fn start(port: u16, password: &str) -> Self {
-        let binary = std::env::var_os("MULTIVAC_TEST_REDIS_SERVER")
-            .map(PathBuf::from)
-            .or_else(|| on_path("redis-server"))
-            .unwrap_or_else(|| {
-                panic!(
-                    "redis-server not found: run `bash hack/deps/redis.sh` or set MULTIVAC_TEST_REDIS_SERVER, or run `make test`"
-                )
-            });
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(binary)
-            .args([
-                "-",
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting redis-server");
-        // The password through stdin config, as the managed Redis gets it.
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().expect("stdin");
-            writeln!(stdin, "requirepass {password}").expect("config to redis-server");
-        }
-        wait_listening(port, "redis-server", &mut child);
+        let config = RedisConfig {
+            password: Some(password),
+            password_on_stdin: true,
+            ..RedisConfig::default()
+        };
+        let child = start_redis(port, dir.path(), &config);
         Self {
             child,
             port,
@@ -307,41 +238,17 @@ pub struct FerretDb {
 
 impl FerretDb {
     pub fn start(port: u16, root: &str, password: &str) -> Self {
-        let binary = std::env::var_os("MULTIVAC_TEST_FERRETDB")
-            .map(PathBuf::from)
-            .or_else(|| {
-                cache_dir()
-                    .map(|c| c.join("ferretdb/v1.24.2/bin/ferretdb"))
-                    .filter(|p| p.is_file())
-            })
-            .or_else(|| on_path("ferretdb"))
-            .unwrap_or_else(|| {
-                panic!(
-                    "no FerretDB: run `bash hack/deps/ferretdb.sh` and set MULTIVAC_TEST_FERRETDB to the path it prints, or run `make test`"
-                )
-            });
         let dir = tempfile::tempdir().expect("temp dir");
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data).expect("data dir");
-        let mut child = Command::new(binary)
-            .arg("--handler=sqlite")
-            .arg(format!("--sqlite-url=file:{}/", data.display()))
-            .arg(format!("--state-dir={}", dir.path().display()))
-            .arg(format!("--listen-addr=127.0.0.1:{port}"))
-            .args([
-                "--debug-addr=127.0.0.1:0",
-                "--telemetry=disable",
-                "--log-level=error",
-            ])
-            // Users and SCRAM authentication (FerretDB 1.x: "new auth").
-            .args(["--test-enable-new-auth", "--setup-database=admin"])
-            .arg(format!("--setup-username={root}"))
-            .arg(format!("--setup-password={password}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting FerretDB");
-        wait_listening(port, "FerretDB", &mut child);
+        let mut child =
+            multivac_testkit::ferretdb_command(&multivac_testkit::ferretdb(), dir.path())
+                .arg(format!("--listen-addr=127.0.0.1:{port}"))
+                // Users and SCRAM authentication (FerretDB 1.x: "new auth").
+                .args(["--test-enable-new-auth", "--setup-database=admin"])
+                .arg(format!("--setup-username={root}"))
+                .arg(format!("--setup-password={password}"))
+                .spawn()
+                .expect("starting FerretDB");
+        wait_listening(port, "FerretDB", &mut child, Duration::from_secs(30));
         Self {
             child,
             port,
@@ -470,22 +377,12 @@ impl App {
     ) -> Self {
         let port = free_port();
         let mut cmd = Command::new(multivac_binary());
-        cmd.arg(subcommand)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        cmd.arg(subcommand);
+        multivac_environment(&mut cmd, redis_url, mongodb_uri, database, port)
             .env("RUST_LOG", "warn")
-            .env("MULTIVAC_REDIS_URL", redis_url)
-            .env("MULTIVAC_MONGODB_URI", mongodb_uri)
-            .env("MULTIVAC_MONGODB_DATABASE", database)
-            .env("MULTIVAC_BIND", format!("127.0.0.1:{port}"))
-            .env("MULTIVAC_METRICS_BIND", format!("127.0.0.1:{port}"))
-            .env("MULTIVAC_CONSUMER_NAME", name)
-            .stdout(Stdio::null());
-        if std::env::var_os("MULTIVAC_TEST_SHOW_LOGS").is_none() {
-            cmd.stderr(Stdio::null());
-        }
-        let mut child = cmd.spawn().expect("starting multivac");
-        wait_listening(port, &format!("multivac {subcommand}"), &mut child);
+            .env("MULTIVAC_CONSUMER_NAME", name);
+        let what = format!("multivac {subcommand}");
+        let child = spawn_listening(&mut cmd, port, &what, Duration::from_secs(30));
         Self { child, port }
     }
 
