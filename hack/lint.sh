@@ -98,6 +98,19 @@ check "generated files current (cargo xtask generate, then git diff)" generated_
 # --- Dockerfiles ---------------------------------------------------------------
 check "hadolint Dockerfile.app" hadolint Dockerfile.app
 check "hadolint Dockerfile.operator" hadolint Dockerfile.operator
+# Every directory a Dockerfile copies from the context is admitted by
+# .dockerignore (which excludes everything else): a builder that honours it
+# would otherwise fail on the missing directory.
+dockerignore_admits_copies() {
+  local f dir absent=0
+  for f in Dockerfile.app Dockerfile.operator; do
+    while read -r dir; do
+      grep -qxF "!$dir/" .dockerignore || { echo "$f copies $dir/, which .dockerignore leaves out: add !$dir/"; absent=1; }
+    done < <(awk '$1 == "COPY" && $2 !~ /^--/ && $2 !~ /\./ { print $2 }' "$f")
+  done
+  return "$absent"
+}
+check ".dockerignore admits every directory the Dockerfiles copy" dockerignore_admits_copies
 
 # --- Helm chart -------------------------------------------------------------------
 check "helm lint --strict" "$helm" lint --strict "$chart"
