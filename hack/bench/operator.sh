@@ -243,14 +243,22 @@ wait_count() { # WHAT TYPE STATUS N TIMEOUT
     sleep 2
   done
 }
-# settle: waits until the operator's reconcile count stays put for 10 s.
+# settle RECONCILES: waits until the operator has reconciled RECONCILES times
+# and then its API writes (status writes of the scaler included) stay put for
+# 10 s; at most 600 s, then says so. Not until reconciles stop: a MultiVac
+# whose pods use a Secret of the user is rechecked every 60 s, so at 1,000
+# they never pause for 10 s.
 settle() {
-  local last="" cur
-  while :; do
-    cur="$(op multivac_operator_reconciliations_total)"
-    [ "$cur" = "$last" ] && return
-    last="$cur"; sleep 10
+  local deadline=$(( $(date +%s) + 600 )) last="" cur
+  while [ "$(date +%s)" -lt "$deadline" ]; do
+    if [ "$(calc "int($(op multivac_operator_reconciliations_total))")" -ge "$1" ]; then
+      cur="$(op multivac_operator_api_writes_total)"
+      [ "$cur" = "$last" ] && return
+      last="$cur"
+    fi
+    sleep 10
   done
+  echo "  (not settled after 600 s: measuring anyway)" | out
 }
 
 # poll histogram snapshot, for one scaler cycle
@@ -356,14 +364,14 @@ bench() {
   sleep 20
   stop_operator
   start_operator
-  settle
+  settle "$n"
   echo "  SIGTERM -> exit, $n MultiVacs, Redis unresolvable: $STOP_SECS s" | out
   measure "Redis unresolvable" "$IDLE" | out
 
   log "3. every MultiVac reconciled once more"
   read -r -a a0 < <(apf); r0="$(op multivac_operator_reconciliations_total)"
   kubectl -n "$NS" annotate mv --all "bench-poke=$(date +%s)" >/dev/null
-  settle
+  settle "$(calc "int($r0) + $n")"
   read -r -a a1 < <(apf); r1="$(op multivac_operator_reconciliations_total)"
   printf '  %-34s %s\n' "API requests per reconcile:" "$(calc "f'{($((a1[0] - a0[0] + a1[1] - a0[1] + a1[2] - a0[2]))) / max($r1 - $r0, 1):.2f}'") ($((a1[0] - a0[0])) gets, $((a1[1] - a0[1])) lists/watches, $((a1[2] - a0[2])) writes over $(calc "int($r1 - $r0)") reconciles; the scaler's Secret GETs included)" | out
 
@@ -377,7 +385,7 @@ bench() {
   sleep 20
   stop_operator
   start_operator
-  settle
+  settle "$n"
   echo "  SIGTERM -> exit, $n MultiVacs, Redis reachable: $STOP_SECS s" | out
   measure "Redis reachable" $((IDLE < 120 ? IDLE : 120)) | out
   echo "  redis-server clients: $(REDISCLI_AUTH="$PASSWORD" redis-cli -p "$REDIS_PORT" INFO clients | tr -d '\r' | awk -F: '$1 == "connected_clients" { print $2 }')" | out
