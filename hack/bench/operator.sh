@@ -15,6 +15,20 @@
 #      loopback (one for all, one connection per MultiVac); once the scaler
 #      reads every backlog, the operator is restarted again and memory,
 #      threads, CPU and one scaler cycle are measured with Redis reachable.
+# What stands in for MongoDB: a MultiVac with a managed MongoDB is Ready only
+# once the operator has made the app's MongoDB user in it (usersInfo, then
+# createUser). kwok runs no containers and the operator runs on this host,
+# where <mv>-mongodb.<ns>.svc does not resolve, so ONE FerretDB (SQLite, from
+# hack/deps/ferretdb.sh) on loopback stands in for every MultiVac's MongoDB:
+# the operator reaches each <mv>-mongodb.<ns>.svc:27017 there
+# (MULTIVAC_OPERATOR_STORE_ADDRESSES). The MultiVacs share its root user, so
+# their credentials Secrets are created before them with the same passwords,
+# as a restore from a backup would create them (docs/operator.md): copies of
+# the Secret the operator generated for a seed MultiVac in another namespace,
+# each with its own MultiVac's name, owner annotation and host names. FerretDB
+# starts with that root user; the first reconcile to reach it creates the app
+# user, every other MultiVac finds it (usersInfo). Ready does not wait for
+# Redis, which stays unresolvable until step 4.
 # The operator runs as its ServiceAccount with the RBAC of config/rbac (least
 # privilege, as deployed). The API server's apiserver_request_total has no
 # user or user-agent label, so its requests are counted by the API server
@@ -40,12 +54,15 @@ WORK="$(mktemp -d /tmp/multivac-bench-operator.XXXXXX)"
 PASSWORD="bench-$(date +%s)-$$"
 OPERATOR_PID=""
 REDIS_PID=""
+MONGODB_PID=""
+STORE_ADDRESSES=""   # the operator's MULTIVAC_OPERATOR_STORE_ADDRESSES
 PATH="$(cluster_bin_dir):$PATH"
 
 cleanup() {
   set +e
   [ -n "$OPERATOR_PID" ] && kill -9 "$OPERATOR_PID" 2>/dev/null
   [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null
+  [ -n "$MONGODB_PID" ] && kill "$MONGODB_PID" 2>/dev/null && wait "$MONGODB_PID" 2>/dev/null
   [ -n "${MULTIVAC_CLUSTER_STATE:-}" ] && bash hack/cluster.sh down >/dev/null 2>&1
   rm -rf "$WORK"
 }
@@ -58,6 +75,8 @@ if [ -z "${OPERATOR:-}" ]; then
   OPERATOR="${CARGO_TARGET_DIR:-target}/release/multivac-operator"
 fi
 REDIS_SERVER="$(bash hack/deps/redis.sh)"
+FERRETDB="${MULTIVAC_TEST_FERRETDB:-$(bash hack/deps/ferretdb.sh)}"
+[ -x "$FERRETDB" ] || die "$FERRETDB is missing: run \`bash hack/deps/ferretdb.sh\`"
 bash hack/cluster.sh build
 
 now() { date +%s.%N; }
@@ -69,7 +88,8 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 METRICS_PORT=""
 start_operator() {
   METRICS_PORT="$(free_port)"
-  KUBECONFIG="$SA_KUBECONFIG" RUST_LOG=warn POD_NAMESPACE=multivac-system "$OPERATOR" \
+  KUBECONFIG="$SA_KUBECONFIG" RUST_LOG=warn POD_NAMESPACE=multivac-system \
+    MULTIVAC_OPERATOR_STORE_ADDRESSES="$STORE_ADDRESSES" "$OPERATOR" \
     --leader-election=false --concurrency "$CONCURRENCY" --metrics-bind "127.0.0.1:$METRICS_PORT" \
     >>"$WORK/operator.log" 2>&1 &
   OPERATOR_PID=$!
@@ -105,6 +125,7 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/${1:-$OPERATOR_PID}/stat"; }
 # to tell which one a phase kept busy.
 component_ticks() {
   echo "operator $(cpu_ticks)"
+  [ -n "$MONGODB_PID" ] && echo "ferretdb $(cpu_ticks "$MONGODB_PID")"
   for f in "$MULTIVAC_CLUSTER_STATE"/pids/*.pid; do
     [ -r "/proc/$(cat "$f")/stat" ] && echo "$(basename "$f" .pid) $(cpu_ticks "$(cat "$f")")"
   done
@@ -150,14 +171,63 @@ api_total() {
   kubectl get --raw /metrics | awk '/^apiserver_request_total\{/ { s += $NF } END { printf "%d\n", s }'
 }
 
+# ---- the MongoDB stand-in -----------------------------------------------------------
+
+# start_mongodb DIR PORT USER PASSWORD: FerretDB with that root user (as the
+# MongoDB image's first start makes it), on 127.0.0.1:PORT; sets MONGODB_PID.
+start_mongodb() {
+  mkdir -p "$1"
+  FERRETDB_SETUP_USERNAME="$3" FERRETDB_SETUP_PASSWORD="$4" "$FERRETDB" --handler=sqlite \
+    --sqlite-url="file:$1/" --state-dir="$1" --listen-addr="127.0.0.1:$2" --debug-addr=127.0.0.1:0 \
+    --telemetry=disable --log-level=error --test-enable-new-auth --setup-database=admin >"$1.log" 2>&1 &
+  MONGODB_PID=$!
+  for _ in $(seq 100); do (: <"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return; sleep 0.1; done
+  cat "$1.log" >&2
+  die "FerretDB did not listen on 127.0.0.1:$2"
+}
+# secret_value SECRET_JSON KEY: a Secret's value, decoded.
+secret_value() {
+  python3 -c 'import base64, json, sys; print(base64.b64decode(json.load(open(sys.argv[1]))["data"][sys.argv[2]]).decode())' "$1" "$2"
+}
+stop_mongodb() { kill "$MONGODB_PID"; wait "$MONGODB_PID" 2>/dev/null || true; MONGODB_PID=""; }
+
+# restored_secrets SEED_JSON NS N: credentials Secrets for the MultiVacs
+# mv<i> of NS (i = 1..N as `seq -w` writes it), copied from the seed
+# MultiVac's generated Secret as a restore from its backup would create them
+# (docs/operator.md): the same passwords, with this MultiVac's name, owner
+# annotation, instance label and store host names.
+restored_secrets() {
+  python3 - "$1" "$2" "$3" <<'EOF'
+import base64, json, sys
+seed, ns, n = json.load(open(sys.argv[1])), sys.argv[2], int(sys.argv[3])
+meta = seed["metadata"]
+old_ns, old_name = meta["annotations"]["multivac.io/owner"].split("/")
+items = []
+for i in range(1, n + 1):
+    name = f"mv{i:0{len(str(n))}d}"
+    data = {}
+    for key, value in seed["data"].items():
+        text = base64.b64decode(value).decode()
+        for store in ("redis", "mongodb"):
+            text = text.replace(f"@{old_name}-{store}.{old_ns}.svc:", f"@{name}-{store}.{ns}.svc:")
+        data[key] = base64.b64encode(text.encode()).decode()
+    labels = {k: (name if v == old_name else v) for k, v in meta.get("labels", {}).items()}
+    annotations = dict(meta["annotations"], **{"multivac.io/owner": f"{ns}/{name}"})
+    items.append({"apiVersion": "v1", "kind": "Secret", "type": seed.get("type", "Opaque"), "data": data,
+                  "metadata": {"name": f"{name}-credentials", "namespace": ns,
+                               "labels": labels, "annotations": annotations}})
+print(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+EOF
+}
+
 # ---- MultiVacs -------------------------------------------------------------------
 
 established() {
   [ "$(kubectl get crd multivacs.multivac.io -o jsonpath='{.status.conditions[?(@.type=="Established")].status}' 2>/dev/null)" = True ]
 }
 
-multivac() { # NAME
-  printf 'apiVersion: multivac.io/v1alpha1\nkind: MultiVac\nmetadata: {name: %s, namespace: %s}\nspec: {image: "multivac:bench"}\n---\n' "$1" "$NS"
+multivac() { # NAME [NAMESPACE]
+  printf 'apiVersion: multivac.io/v1alpha1\nkind: MultiVac\nmetadata: {name: %s, namespace: %s}\nspec: {image: "multivac:bench"}\n---\n' "$1" "${2:-$NS}"
 }
 # count_condition TYPE STATUS: MultiVacs whose condition TYPE has STATUS.
 count_condition() {
@@ -173,14 +243,22 @@ wait_count() { # WHAT TYPE STATUS N TIMEOUT
     sleep 2
   done
 }
-# settle: waits until the operator's reconcile count stays put for 10 s.
+# settle RECONCILES: waits until the operator has reconciled RECONCILES times
+# and then its API writes (status writes of the scaler included) stay put for
+# 10 s; at most 600 s, then says so. Not until reconciles stop: a MultiVac
+# whose pods use a Secret of the user is rechecked every 60 s, so at 1,000
+# they never pause for 10 s.
 settle() {
-  local last="" cur
-  while :; do
-    cur="$(op multivac_operator_reconciliations_total)"
-    [ "$cur" = "$last" ] && return
-    last="$cur"; sleep 10
+  local deadline=$(( $(date +%s) + 600 )) last="" cur
+  while [ "$(date +%s)" -lt "$deadline" ]; do
+    if [ "$(calc "int($(op multivac_operator_reconciliations_total))")" -ge "$1" ]; then
+      cur="$(op multivac_operator_api_writes_total)"
+      [ "$cur" = "$last" ] && return
+      last="$cur"
+    fi
+    sleep 10
   done
+  echo "  (not settled after 600 s: measuring anyway)" | out
 }
 
 # poll histogram snapshot, for one scaler cycle
@@ -242,9 +320,27 @@ bench() {
   flowschemas | kubectl apply -f - >/dev/null
   SA_KUBECONFIG="$(bash hack/cluster.sh sa-kubeconfig multivac-system multivac-operator)"
   kubectl create namespace "$NS" >/dev/null
+  local mongodb_port seed_ns="$NS-seed"
+  mongodb_port="$(free_port)"
+  STORE_ADDRESSES="$(for i in $(seq -w 1 "$n"); do echo "mv$i-mongodb.$NS.svc:27017=127.0.0.1:$mongodb_port"; done | paste -sd, -)"
   start_operator
 
+  log "the MultiVacs' credentials, restored from a seed MultiVac's; FerretDB with its root user"
+  kubectl create namespace "$seed_ns" >/dev/null
+  multivac seed "$seed_ns" | kubectl apply -f - >/dev/null
+  for _ in $(seq 120); do
+    kubectl -n "$seed_ns" get secret seed-credentials -o json >"$WORK/seed.json" 2>/dev/null && break
+    sleep 0.5
+  done
+  [ -s "$WORK/seed.json" ] || die "the operator made no Secret seed-credentials in 60 s"
+  kubectl delete namespace "$seed_ns" --timeout=300s >/dev/null
+  restored_secrets "$WORK/seed.json" "$NS" "$n" | kubectl create -f - >/dev/null
+  start_mongodb "$WORK/mongodb-$n" "$mongodb_port" \
+    "$(secret_value "$WORK/seed.json" mongodb-username)" "$(secret_value "$WORK/seed.json" mongodb-password)"
+  rm -f "$WORK/seed.json"
+
   echo "== $n MultiVacs (operator release build, --concurrency $CONCURRENCY; load average $(loadavg) at the start) ==" | out
+  echo "  MongoDB: one FerretDB (SQLite) on 127.0.0.1:$mongodb_port stands in for all $n managed MongoDBs (kwok runs no containers; the operator on this host reaches each <mv>-mongodb.$NS.svc:27017 there); their credentials Secrets, restored from a seed MultiVac's before they were applied, share its root user; the first reconcile creates the app user, the others find it" | out
   log "1. $n MultiVacs with managed stores applied at once"
   # 5 lines per MultiVac: 8 in each file, applied by 8 kubectl at a time.
   for i in $(seq -w 1 "$n"); do multivac "mv$i"; done | split -l 40 - "$WORK/fleet-"
@@ -268,14 +364,14 @@ bench() {
   sleep 20
   stop_operator
   start_operator
-  settle
+  settle "$n"
   echo "  SIGTERM -> exit, $n MultiVacs, Redis unresolvable: $STOP_SECS s" | out
   measure "Redis unresolvable" "$IDLE" | out
 
   log "3. every MultiVac reconciled once more"
   read -r -a a0 < <(apf); r0="$(op multivac_operator_reconciliations_total)"
   kubectl -n "$NS" annotate mv --all "bench-poke=$(date +%s)" >/dev/null
-  settle
+  settle "$(calc "int($r0) + $n")"
   read -r -a a1 < <(apf); r1="$(op multivac_operator_reconciliations_total)"
   printf '  %-34s %s\n' "API requests per reconcile:" "$(calc "f'{($((a1[0] - a0[0] + a1[1] - a0[1] + a1[2] - a0[2]))) / max($r1 - $r0, 1):.2f}'") ($((a1[0] - a0[0])) gets, $((a1[1] - a0[1])) lists/watches, $((a1[2] - a0[2])) writes over $(calc "int($r1 - $r0)") reconciles; the scaler's Secret GETs included)" | out
 
@@ -289,13 +385,14 @@ bench() {
   sleep 20
   stop_operator
   start_operator
-  settle
+  settle "$n"
   echo "  SIGTERM -> exit, $n MultiVacs, Redis reachable: $STOP_SECS s" | out
   measure "Redis reachable" $((IDLE < 120 ? IDLE : 120)) | out
   echo "  redis-server clients: $(REDISCLI_AUTH="$PASSWORD" redis-cli -p "$REDIS_PORT" INFO clients | tr -d '\r' | awk -F: '$1 == "connected_clients" { print $2 }')" | out
   stop_operator
   bash hack/cluster.sh down >/dev/null
   unset MULTIVAC_CLUSTER_STATE
+  stop_mongodb
 }
 
 REDIS_PORT="$(free_port)"

@@ -70,7 +70,12 @@ start_redis REACT
 
 NS="bench-scaling-$$"
 kubectl apply --server-side --force-conflicts --field-manager=bench -f crds/multivacs.multivac.io.yaml >/dev/null
-kubectl wait --for=condition=Established crd/multivacs.multivac.io --timeout=60s >/dev/null
+# Not `kubectl wait`: it fails at once while the new CRD's conditions are still null.
+established() {
+  [ "$(kubectl get crd multivacs.multivac.io -o jsonpath='{.status.conditions[?(@.type=="Established")].status}' 2>/dev/null)" = True ]
+}
+for _ in $(seq 60); do established && break; sleep 1; done
+established || die "the MultiVac CRD is not Established after 60 s"
 kubectl create namespace "$NS" >/dev/null
 kubectl -n "$NS" create secret generic redis-react --from-literal=redis-url="redis://:$PASSWORD@127.0.0.1:$REACT_PORT/0" >/dev/null
 kubectl -n "$NS" create secret generic mongo --from-literal=mongodb-uri="mongodb://u:p@127.0.0.1:9/" >/dev/null
