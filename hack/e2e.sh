@@ -650,14 +650,10 @@ trap cleanup EXIT
 # for its integration tests): the very same command, so right after `make
 # test` nothing is compiled. A `cargo build` would resolve features without
 # the dev-dependencies and build the dependency tree a second time.
-# MULTIVAC_E2E_SKIP_CARGO=1 takes the binaries as they are (iterating on the
-# test itself).
-if [ "${MULTIVAC_E2E_SKIP_CARGO:-}" != 1 ]; then
-  log "the debug binaries (cargo test --no-run, CARGO_TARGET_DIR=$CARGO_TARGET)"
-  # The features are hack/test.sh's (hack/lib.sh), so this builds nothing new.
-  (cd "$MULTIVAC_ROOT" && cargo test --workspace --locked --no-run -q \
-    --features "$MULTIVAC_TEST_FEATURES" >&2) || setup_fail "cargo test --no-run failed"
-fi
+log "the debug binaries (cargo test --no-run, CARGO_TARGET_DIR=$CARGO_TARGET)"
+# The features are hack/test.sh's (hack/lib.sh), so this builds nothing new.
+(cd "$MULTIVAC_ROOT" && cargo test --workspace --locked --no-run -q \
+  --features "$MULTIVAC_TEST_FEATURES" >&2) || setup_fail "cargo test --no-run failed"
 # A copy, so another checkout building into the same shared target folder
 # cannot swap the binaries under the image build.
 mkdir -p "$RUN/bin"

@@ -53,6 +53,7 @@ ready_timeout=180s
 work="$(mktemp -d /tmp/multivac-install.XXXXXX)"
 pids=()
 # A failing check shows the last 40 lines of its output (hack/lib.sh).
+# shellcheck disable=SC2034 # read by check() in hack/lib.sh
 CHECK_TAIL=40
 
 k() { "$kubectl" "$@"; }

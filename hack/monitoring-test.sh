@@ -70,6 +70,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# shellcheck disable=SC2034 # read by check() in hack/lib.sh
 CHECK_TAIL=40
 
 wait_http() { # wait_http URL: up to 30 s for an answer

@@ -23,6 +23,7 @@ NODE_BRIDGE=mvbr0
 NODE_POD_SUBNET=10.245.0.0/24
 NODE_GATEWAY=10.245.0.1
 NODE_LOCK=/run/multivac-real-node.state
+# shellcheck disable=SC2034 # read by hack/node/containerd.sh
 NODE_PAUSE_IMAGE="multivac.local/pause:3.10"
 # Stop order is the reverse of this.
 NODE_COMPONENTS=(containerd apiserver-relay coredns kubelet kube-proxy kube-router)
