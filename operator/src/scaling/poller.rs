@@ -45,6 +45,10 @@ const FAILURES_BEFORE_DEGRADED: u32 = 2;
 enum ReadError {
     #[error("{0}")]
     Url(String),
+    /// The API server did not answer a Secret read (throttled, failing or
+    /// unreachable): says nothing about the Secret or Redis.
+    #[error("{0}")]
+    Api(String),
     #[error("{0}")]
     Backlog(#[from] BacklogError),
     #[error("Redis did not answer within {}s", READ_BUDGET.as_secs())]
@@ -313,7 +317,10 @@ impl Poller {
 
     /// `Degraded` after a failed read: true from the second failure in a row.
     fn degraded_after(&self, e: &ReadError, current: i32) -> Option<DegradedState> {
-        if self.failures < FAILURES_BEFORE_DEGRADED {
+        // An API server that throttles or fails tells nothing new: with 1,000
+        // MultiVacs, answers 429 to the Secret reads would otherwise flip the
+        // reason between Redis and the Secret, a status write each time.
+        if self.failures < FAILURES_BEFORE_DEGRADED || matches!(e, ReadError::Api(_)) {
             // Not yet an outage: keep whatever the condition says (nothing
             // at all before the first good read).
             return self.written.as_ref().map(|w| w.degraded.clone());
@@ -343,13 +350,41 @@ impl Poller {
         } else {
             URL_TTL
         };
-        if let Some((s, target, at)) = &self.url
-            && *s == sources
-            && at.elapsed() < max_age
-        {
-            return Ok(target.clone());
+        let cached = self
+            .url
+            .as_ref()
+            .filter(|(s, _, _)| *s == sources)
+            .map(|(_, target, at)| (target.clone(), at.elapsed() < max_age));
+        if let Some((target, true)) = cached {
+            return Ok(target);
         }
-        self.url = None;
+        match self.read_target(ns, &sources).await {
+            Ok(target) => {
+                self.url = Some((sources, target.clone(), Instant::now()));
+                Ok(target)
+            }
+            // The API server could not answer now: what was read last is
+            // still the best guess, and is read again next time.
+            Err(ReadError::Api(e)) => match cached {
+                Some((target, _)) => {
+                    debug!(multivac = %self.key, error = %e, "keeping the Redis URL read before");
+                    Ok(target)
+                }
+                None => Err(ReadError::Api(e)),
+            },
+            Err(e) => {
+                self.url = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// The Redis URL and CA, read from their Secrets now.
+    async fn read_target(
+        &self,
+        ns: &str,
+        sources: &(SecretSource, Option<SecretSource>),
+    ) -> Result<RedisTarget, ReadError> {
         let url = self.secret_value(ns, &sources.0, "the Redis URL").await?;
         let url = String::from_utf8(url).map_err(|_| {
             ReadError::Url(format!(
@@ -361,9 +396,7 @@ impl Poller {
             Some(ca) => Some(self.secret_value(ns, ca, "the Redis CA (PEM)").await?),
             None => None,
         };
-        let target = RedisTarget { url, ca };
-        self.url = Some((sources, target.clone(), Instant::now()));
-        Ok(target)
+        Ok(RedisTarget { url, ca })
     }
 
     /// One key of a Secret in `ns` (GET only: the operator may not list or watch Secrets).
@@ -374,10 +407,13 @@ impl Poller {
         what: &str,
     ) -> Result<Vec<u8>, ReadError> {
         let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), ns);
-        let secret = secrets
-            .get_opt(&source.name)
-            .await
-            .map_err(|e| ReadError::Url(format!("cannot read Secret {}: {e}", source.name)))?;
+        let secret = secrets.get_opt(&source.name).await.map_err(|e| {
+            let message = format!("cannot read Secret {}: {e}", source.name);
+            match transient(&e) {
+                true => ReadError::Api(message),
+                false => ReadError::Url(message),
+            }
+        })?;
         let secret = secret.ok_or_else(|| {
             ReadError::Url(format!(
                 "Secret {} does not exist: create it with key {} holding {what}",
@@ -501,9 +537,20 @@ impl Poller {
     }
 }
 
+/// Whether a failed request may well succeed if sent again: the API server
+/// throttled it (429), failed (5xx) or was not reached. A refusal (403, 404,
+/// a bad request) is an answer about the request itself.
+fn transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Method;
 
     #[test]
     fn a_failing_redis_is_polled_less_often_up_to_a_cap() {
@@ -531,5 +578,103 @@ mod tests {
                 "{interval:?} after {failures} failures"
             );
         }
+    }
+
+    /// A poller of `mv()` whose worker Deployment has 1 replica, its client
+    /// talking to a fake API server that holds the credentials Secret with
+    /// a Redis URL nothing listens at (port 1 refuses at once).
+    fn poller_of(mv: &MultiVac) -> (Poller, crate::fake_api::FakeApi) {
+        use kube::runtime::reflector;
+        use kube::runtime::watcher::Event;
+        let (client, api) = crate::fake_api::FakeApi::start();
+        api.put(
+            "/api/v1/namespaces/ns/secrets/mv-credentials",
+            serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "mv-credentials", "namespace": "ns"},
+                "data": {"redis-url": "cmVkaXM6Ly86cHdAMTI3LjAuMC4xOjEvMA=="}}),
+        );
+        api.put(
+            "/apis/multivac.io/v1alpha1/namespaces/ns/multivacs/mv",
+            serde_json::to_value(mv).unwrap(),
+        );
+        let registry = std::sync::Mutex::new(Default::default());
+        let ctx = Context::new(client, Arc::new(registry), "multivac-system".into());
+        let metrics = Metrics::shared(&ctx.registry);
+        let (multivacs, mut mv_writer) = reflector::store::<MultiVac>();
+        mv_writer.apply_watcher_event(&Event::Apply(mv.clone()));
+        let (deployments, mut writer) = reflector::store::<Deployment>();
+        let worker: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "mv-worker", "namespace": "ns", "generation": 1},
+            "spec": {"replicas": 1, "selector": {}, "template": {}},
+            "status": {"replicas": 1},
+        }))
+        .unwrap();
+        writer.apply_watcher_event(&Event::Apply(worker));
+        let poller = Poller::new(
+            Arc::new(ctx),
+            metrics,
+            multivacs,
+            deployments,
+            Resolver::default(),
+            ObjectRef::from_obj(mv),
+        );
+        (poller, api)
+    }
+
+    /// `mv()` whose status says what the scaler writes while Redis is away.
+    fn mv_with_redis_unreachable() -> MultiVac {
+        let mut mv = crate::resources::testing::mv(serde_json::json!({"image": "multivac:1"}));
+        let degraded = DegradedState {
+            status: true,
+            reason: status::REASON_REDIS.into(),
+            message: "cannot read the backlog".into(),
+        };
+        let written = ScalerStatus {
+            current: 1,
+            desired: 1,
+            backlog: None,
+            last_scale_time: None,
+            degraded: degraded.clone(),
+        };
+        let condition = status::degraded_condition(&degraded, now_seconds());
+        let body = status::status_patch(&written, &condition);
+        mv.status = serde_json::from_value(body["status"].clone()).unwrap();
+        mv
+    }
+
+    #[tokio::test]
+    async fn a_throttled_secret_read_writes_nothing_a_refused_one_says_why() {
+        let mv = mv_with_redis_unreachable();
+        let (mut poller, api) = poller_of(&mv);
+        poller.failures = FAILURES_BEFORE_DEGRADED;
+        let secret = "/api/v1/namespaces/ns/secrets/mv-credentials";
+
+        // Redis still refuses: same reason, nothing to write.
+        poller.poll(&mv).await;
+        assert_eq!(api.writes(), Vec::<String>::new());
+
+        // The URL is read again after a failure once it is URL_TTL old; the
+        // API server throttles that read, then fails it.
+        for code in [429, 503] {
+            poller.url.as_mut().unwrap().2 -= URL_TTL;
+            api.fail(Method::GET, secret, code, "TooManyRequests");
+            poller.poll(&mv).await;
+            assert_eq!(api.writes(), Vec::<String>::new(), "after a {code}");
+        }
+        // Throttled with nothing read before: still nothing written.
+        poller.url = None;
+        api.fail(Method::GET, secret, 429, "TooManyRequests");
+        poller.poll(&mv).await;
+        assert_eq!(api.writes(), Vec::<String>::new());
+
+        // A refusal is an answer: Degraded now names the Secret.
+        api.fail(Method::GET, secret, 403, "Forbidden");
+        poller.poll(&mv).await;
+        assert_eq!(
+            api.writes(),
+            ["PATCH /apis/multivac.io/v1alpha1/namespaces/ns/multivacs/mv/status"]
+        );
+        let written = poller.written.as_ref().unwrap();
+        assert_eq!(written.degraded.reason, status::REASON_SECRET);
     }
 }
