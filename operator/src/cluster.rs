@@ -84,7 +84,7 @@ impl<'a> Cluster<'a> {
             Some(store) => {
                 caches.synced().await;
                 let key = ObjectRef::new(name).within(self.namespace);
-                Ok(store.get(&key).map(|o| o.as_ref().clone()))
+                Ok(store.get(&key).map(|o| o.object()).transpose()?)
             }
             None => Ok(self.api::<K>().get_opt(name).await?),
         }

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
@@ -28,7 +28,7 @@ use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use tracing::{debug, info};
 
-use crate::cache::{Caches, slim};
+use crate::cache::{Cached, Caches, compact, slim};
 use crate::cluster::Object;
 use crate::context::Context;
 use crate::crd::MultiVac;
@@ -126,11 +126,11 @@ pub async fn run(
 }
 
 /// A new store of `K`, registered in `caches`, and its writer.
-fn cached<K>(caches: &mut Caches) -> (Store<K>, Writer<K>)
+fn cached<K>(caches: &mut Caches) -> (Store<Cached<K>>, Writer<Cached<K>>)
 where
-    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    K: kube::Resource<DynamicType = ()> + 'static,
 {
-    let (store, writer) = reflector::store::<K>();
+    let (store, writer) = reflector::store::<Cached<K>>();
     caches.insert(store.clone());
     (store, writer)
 }
@@ -141,8 +141,8 @@ where
 fn children<K>(
     client: &kube::Client,
     namespace: &Option<String>,
-    writer: Writer<K>,
-) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+    writer: Writer<Cached<K>>,
+) -> impl Stream<Item = Result<Cached<K>, watcher::Error>> + Send + 'static
 where
     K: Object,
 {
@@ -153,9 +153,9 @@ where
 fn children_slimmed<K>(
     client: &kube::Client,
     namespace: &Option<String>,
-    writer: Writer<K>,
-    mut slim_more: impl FnMut(&mut K) + Send + 'static,
-) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+    writer: Writer<Cached<K>>,
+    slim_more: impl FnMut(&mut K) + Send + 'static,
+) -> impl Stream<Item = Result<Cached<K>, watcher::Error>> + Send + 'static
 where
     K: Object,
 {
@@ -167,10 +167,8 @@ where
             .page_size(LIST_PAGE),
     )
     .default_backoff()
-    .modify(move |o| {
-        slim(o);
-        slim_more(o);
-    })
+    .modify(slim_more)
+    .map_ok(compact)
     .reflect(writer)
     .touched_objects()
     .predicate_filter(predicates::resource_version, Default::default())

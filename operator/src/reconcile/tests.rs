@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 
 use super::{error_policy, reconcile};
-use crate::cache::{Caches, slim};
+use crate::cache::{Cached, Caches};
 use crate::cluster::Object;
 use crate::context::Context;
 use crate::crd::MultiVac;
@@ -162,7 +162,7 @@ impl Harness {
     }
 
     fn cache<K: Object>(&self, caches: &mut Caches, prefix: &str) {
-        let (store, mut writer) = reflector::store::<K>();
+        let (store, mut writer) = reflector::store::<Cached<K>>();
         writer.apply_watcher_event(&Event::Init);
         for path in self.api.paths(prefix) {
             let mut object = self.api.get(&path).unwrap();
@@ -170,9 +170,8 @@ impl Harness {
                 continue;
             }
             object["metadata"]["namespace"] = json!("ns");
-            let mut object: K = serde_json::from_value(object).unwrap();
-            slim(&mut object);
-            writer.apply_watcher_event(&Event::InitApply(object));
+            let object: K = serde_json::from_value(object).unwrap();
+            writer.apply_watcher_event(&Event::InitApply(Cached::new(object)));
         }
         writer.apply_watcher_event(&Event::InitDone);
         caches.insert(store);

@@ -29,6 +29,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, info, warn};
 
 use crate::Context;
+use crate::cache::Cached;
 use crate::crd::MultiVac;
 
 use metrics::Metrics;
@@ -61,7 +62,11 @@ where
 /// which aborts every polling task with it). `store` and `deployments` are
 /// the controller's stores of MultiVacs and of the Deployments it made (the
 /// worker replicas in force are read there, without a GET per poll).
-pub(crate) async fn run(ctx: Arc<Context>, store: Store<MultiVac>, deployments: Store<Deployment>) {
+pub(crate) async fn run(
+    ctx: Arc<Context>,
+    store: Store<MultiVac>,
+    deployments: Store<Cached<Deployment>>,
+) {
     let metrics = Metrics::shared(&ctx.registry);
     let resolver = Resolver::from_system();
     let mut tasks: JoinSet<()> = JoinSet::new();

@@ -21,6 +21,7 @@ use super::metrics::{DecisionLabels, Metrics, MultiVacLabels};
 use super::resolver::Resolver;
 use super::status::{self, DegradedState, ScalerStatus};
 use crate::Context;
+use crate::cache::Cached;
 use crate::crd::{MultiVac, SCALER_FIELD_MANAGER, SecretSource, WorkersSpec, now_seconds};
 
 /// After a failed read, the Redis URL is read again from its Secret if it is
@@ -95,7 +96,7 @@ pub(super) struct Poller {
     ctx: Arc<Context>,
     metrics: Metrics,
     multivacs: Store<MultiVac>,
-    deployments: Store<Deployment>,
+    deployments: Store<Cached<Deployment>>,
     key: ObjectRef<MultiVac>,
     reader: BacklogReader,
     url: Option<((SecretSource, Option<SecretSource>), RedisTarget, Instant)>,
@@ -116,7 +117,7 @@ impl Poller {
         ctx: Arc<Context>,
         metrics: Metrics,
         multivacs: Store<MultiVac>,
-        deployments: Store<Deployment>,
+        deployments: Store<Cached<Deployment>>,
         resolver: Resolver,
         key: ObjectRef<MultiVac>,
     ) -> Self {
@@ -194,10 +195,17 @@ impl Poller {
     async fn poll(&mut self, mv: &MultiVac) {
         let ns = self.key.namespace.clone().unwrap_or_default();
         let worker = mv.worker_name();
-        let Some(dep) = self.deployments.get(&ObjectRef::new(&worker).within(&ns)) else {
+        let Some(cached) = self.deployments.get(&ObjectRef::new(&worker).within(&ns)) else {
             // The reconciler has not created it yet; nothing to size.
             debug!(multivac = %self.key, "worker Deployment not there yet");
             return;
+        };
+        let dep = match cached.object() {
+            Ok(dep) => dep,
+            Err(e) => {
+                warn!(multivac = %self.key, error = %e, "cannot read the cached worker Deployment");
+                return;
+            }
         };
         self.resume_from(mv);
         let labels = self.labels();
@@ -602,14 +610,14 @@ mod tests {
         let metrics = Metrics::shared(&ctx.registry);
         let (multivacs, mut mv_writer) = reflector::store::<MultiVac>();
         mv_writer.apply_watcher_event(&Event::Apply(mv.clone()));
-        let (deployments, mut writer) = reflector::store::<Deployment>();
+        let (deployments, mut writer) = reflector::store::<Cached<Deployment>>();
         let worker: Deployment = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "mv-worker", "namespace": "ns", "generation": 1},
             "spec": {"replicas": 1, "selector": {}, "template": {}},
             "status": {"replicas": 1},
         }))
         .unwrap();
-        writer.apply_watcher_event(&Event::Apply(worker));
+        writer.apply_watcher_event(&Event::Apply(Cached::new(worker)));
         let poller = Poller::new(
             Arc::new(ctx),
             metrics,
