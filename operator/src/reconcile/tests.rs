@@ -289,10 +289,16 @@ async fn an_unchanged_multivac_makes_no_writes() {
             r.query
         );
     }
-    let created: Vec<String> = h.api.events().into_iter().map(|(_, note)| note).collect();
-    assert_eq!(created.len(), 14, "{created:?}");
-    assert_eq!(created[0], "Created Secret/mv-credentials");
-    assert_eq!(created[3], "Created Deployment/mv-server");
+    let events = h.api.events();
+    assert_eq!(events.len(), 1, "one Event for the reconcile: {events:?}");
+    let (reason, note) = &events[0];
+    assert_eq!(reason, "Created");
+    assert!(
+        note.starts_with("Created Secret/mv-credentials, ServiceAccount/mv-multivac, "),
+        "{note}"
+    );
+    assert_eq!(note.matches(", ").count(), 13, "14 children: {note}");
+    assert!(note.contains(", Deployment/mv-server, "), "{note}");
     let status = h.status_sent();
     assert_eq!(
         condition(&status, "Ready")["reason"],
@@ -1406,4 +1412,30 @@ async fn quantities_the_api_server_rewrites_are_not_drift() {
     });
     h.reconcile().await.unwrap();
     assert_eq!(h.api.writes()[0], patch(SERVER));
+}
+
+#[test]
+fn a_change_note_names_every_child_it_can_hold_and_counts_the_rest() {
+    use super::change_note;
+    let few = [
+        "Deployment/mv-server".to_string(),
+        "Service/mv-server".into(),
+    ];
+    assert_eq!(
+        change_note("Updated", &few),
+        "Updated Deployment/mv-server, Service/mv-server"
+    );
+    // 14 children of a MultiVac with a 63-character name: over 1 KB.
+    let long = "m".repeat(63);
+    let many: Vec<String> = (0..14)
+        .map(|i| format!("PersistentVolumeClaim/{long}-{i:02}"))
+        .collect();
+    let note = change_note("Created", &many);
+    assert!(note.len() <= 1024, "{} bytes", note.len());
+    let named = many.iter().filter(|c| note.contains(c.as_str())).count();
+    assert!(named >= 10, "{note}");
+    assert!(
+        note.ends_with(&format!(" and {} more", 14 - named)),
+        "{note}"
+    );
 }
