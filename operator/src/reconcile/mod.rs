@@ -346,8 +346,6 @@ async fn publish_changes(ctx: &Context, mv: &MultiVac, applied: &Applied) {
             continue;
         }
         info!(children = %children.join(", "), "{reason}");
-        // Unfolded: the recorder would fold this reconcile's Event into an
-        // earlier one with the same reason and keep the earlier note.
         let event = Event {
             type_: EventType::Normal,
             reason: reason.into(),
@@ -355,11 +353,7 @@ async fn publish_changes(ctx: &Context, mv: &MultiVac, applied: &Applied) {
             action: "Apply".into(),
             secondary: None,
         };
-        let unfolded =
-            kube::runtime::events::Recorder::new(ctx.client.clone(), ctx.reporter.clone());
-        if let Err(e) = unfolded.publish(&event, &mv.object_ref(&())).await {
-            warn!(error = %e, "could not publish event");
-        }
+        publish_unfolded(ctx, mv, &event).await;
     }
 }
 
@@ -399,9 +393,8 @@ fn change_note(reason: &str, children: &[String]) -> String {
 }
 
 /// A Warning event for each child that is newly blocked or blocked for a new
-/// reason (its text is not yet in the Ready condition): the recorder would fold
-/// a new message for the same child into the first one's series and keep the
-/// first note, so these are published unfolded, once per distinct message.
+/// reason (its text is not yet in the Ready condition), once per distinct
+/// message.
 async fn publish_blocked(ctx: &Context, mv: &MultiVac, applied: &Applied) {
     let reported = status::ready_message(mv);
     for (child, problem) in applied.blocked() {
@@ -418,11 +411,18 @@ async fn publish_blocked(ctx: &Context, mv: &MultiVac, applied: &Applied) {
             action: "Apply".into(),
             secondary: Some(child.object_ref(&mv.namespace().unwrap_or_default())),
         };
-        let unfolded =
-            kube::runtime::events::Recorder::new(ctx.client.clone(), ctx.reporter.clone());
-        if let Err(e) = unfolded.publish(&event, &mv.object_ref(&())).await {
-            warn!(error = %e, "could not publish event");
-        }
+        publish_unfolded(ctx, mv, &event).await;
+    }
+}
+
+/// Publishes `event` as a new Event, never folded into an earlier series:
+/// the shared recorder folds Events with the same reason and related object
+/// into the first one's series and keeps the first note, so a new child list
+/// or a new problem text would not show.
+async fn publish_unfolded(ctx: &Context, mv: &MultiVac, event: &Event) {
+    let unfolded = kube::runtime::events::Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    if let Err(e) = unfolded.publish(event, &mv.object_ref(&())).await {
+        warn!(error = %e, "could not publish event");
     }
 }
 
