@@ -122,6 +122,13 @@ impl<K: Resource + Serialize + DeserializeOwned> Cached<K> {
         serde_json::from_value(self.value()?)
     }
 
+    /// The fields of the object (but its metadata: [`Resource::meta`]) that
+    /// `T` names, decoded without the others: for a reader that needs a few
+    /// of them often (the scaler's poll).
+    pub(crate) fn fields<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.rest)
+    }
+
     /// The object as JSON, as the API server sent it (slimmed).
     pub(crate) fn value(&self) -> Result<Value, serde_json::Error> {
         let mut value: Value = serde_json::from_str(&self.rest)?;
@@ -251,6 +258,12 @@ mod tests {
             !cached.rest.contains("metadata"),
             "metadata is kept typed only"
         );
+        #[derive(serde::Deserialize)]
+        struct Replicas {
+            spec: serde_json::Map<String, Value>,
+        }
+        let some: Replicas = cached.fields().unwrap();
+        assert_eq!(some.spec["replicas"], 2);
         let decoded: Cached<Deployment> =
             serde_json::from_value(serde_json::to_value(&slimmed).unwrap()).unwrap();
         assert_eq!(decoded.object().unwrap(), slimmed);

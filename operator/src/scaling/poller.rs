@@ -91,6 +91,22 @@ impl ReadError {
     }
 }
 
+/// What a poll reads of the worker Deployment besides its generation: the
+/// replicas asked for and those that exist, decoded alone from the cached
+/// JSON every poll rather than the whole Deployment.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct WorkerCounts {
+    spec: Replicas,
+    status: Replicas,
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct Replicas {
+    replicas: Option<i32>,
+}
+
 /// The state one MultiVac's task carries from poll to poll.
 pub(super) struct Poller {
     ctx: Arc<Context>,
@@ -200,20 +216,21 @@ impl Poller {
             debug!(multivac = %self.key, "worker Deployment not there yet");
             return;
         };
-        let dep = match cached.object() {
-            Ok(dep) => dep,
+        let counts = match cached.fields::<WorkerCounts>() {
+            Ok(counts) => counts,
             Err(e) => {
                 warn!(multivac = %self.key, error = %e, "cannot read the cached worker Deployment");
                 return;
             }
         };
+        let generation = cached.meta().generation.unwrap_or(0);
         self.resume_from(mv);
         let labels = self.labels();
         self.metrics
             .max_replicas
             .get_or_create(&labels)
             .set(i64::from(mv.spec.workers.max_replicas));
-        let current = self.replicas_in_force(&dep);
+        let current = self.replicas_in_force(generation, &counts);
         let Some((decision, degraded)) = self.decide(mv, current).await else {
             return;
         };
@@ -230,7 +247,7 @@ impl Poller {
             self.announce(mv, current, desired, &decision).await;
         }
         let want = ScalerStatus {
-            current: dep.status.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+            current: counts.status.replicas.unwrap_or(0),
             desired,
             backlog: self.last_backlog,
             last_scale_time: self.last_scale_time.clone(),
@@ -253,12 +270,10 @@ impl Poller {
     }
 
     /// The worker replicas in force: ours until the watch shows our last write.
-    fn replicas_in_force(&self, dep: &Deployment) -> i32 {
+    fn replicas_in_force(&self, live_generation: i64, counts: &WorkerCounts) -> i32 {
         match self.applied {
-            Some((replicas, generation)) if dep.metadata.generation.unwrap_or(0) < generation => {
-                replicas
-            }
-            _ => dep.spec.replicas.unwrap_or(1),
+            Some((replicas, generation)) if live_generation < generation => replicas,
+            _ => counts.spec.replicas.unwrap_or(1),
         }
     }
 
