@@ -10,7 +10,10 @@
 //! that keeps failing is polled less and less often (see
 //! [`poller::next_poll_in`]), and host names resolve asynchronously
 //! ([`resolver`]), so a thousand unreachable Redis cost neither threads nor
-//! a slow shutdown.
+//! a slow shutdown. The pollers' first polls spread over the interval
+//! ([`poller::first_poll_in`]) and their API requests share a few slots
+//! ([`poller::API_REQUESTS_IN_FLIGHT`]), so a thousand of them starting
+//! together open no burst of connections to the API server.
 
 pub(crate) mod backlog;
 mod decision;
@@ -25,6 +28,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::reflector::{ObjectRef, Store};
+use tokio::sync::Semaphore;
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, info, warn};
 
@@ -67,12 +71,19 @@ pub(crate) async fn run(
     store: Store<MultiVac>,
     deployments: Store<Cached<Deployment>>,
 ) {
-    let metrics = Metrics::shared(&ctx.registry);
-    let resolver = Resolver::from_system();
+    let shared = poller::Shared {
+        ctx: ctx.clone(),
+        metrics: Metrics::shared(&ctx.registry),
+        multivacs: store,
+        deployments,
+        resolver: Resolver::from_system(),
+        api_slots: Arc::new(Semaphore::new(poller::API_REQUESTS_IN_FLIGHT)),
+    };
+    let metrics = &shared.metrics;
     let mut tasks: JoinSet<()> = JoinSet::new();
 
     debug!("scaler waiting for the MultiVac and worker Deployment caches");
-    if !synced(&store).await || !synced(&deployments).await {
+    if !synced(&shared.multivacs).await || !synced(&shared.deployments).await {
         warn!("the MultiVac or Deployment watch stopped before syncing; scaler not started");
         return;
     }
@@ -80,7 +91,8 @@ pub(crate) async fn run(
 
     let mut pollers: HashMap<ObjectRef<MultiVac>, AbortHandle> = HashMap::new();
     loop {
-        let live: HashMap<ObjectRef<MultiVac>, ()> = store
+        let live: HashMap<ObjectRef<MultiVac>, ()> = shared
+            .multivacs
             .state()
             .iter()
             .filter(|mv| mv.metadata.deletion_timestamp.is_none())
@@ -100,14 +112,7 @@ pub(crate) async fn run(
             if pollers.contains_key(&key) {
                 continue;
             }
-            let poller = poller::Poller::new(
-                ctx.clone(),
-                metrics.clone(),
-                store.clone(),
-                deployments.clone(),
-                resolver.clone(),
-                key.clone(),
-            );
+            let poller = poller::Poller::new(&shared, key.clone());
             pollers.insert(key, tasks.spawn(poller.run()));
         }
         // Reap finished tasks so the set does not grow; a poller that ended

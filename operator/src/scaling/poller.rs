@@ -13,6 +13,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
 use super::backlog::{BacklogError, BacklogReader};
@@ -72,6 +73,18 @@ pub(super) fn next_poll_in(interval: Duration, failures: u32) -> Duration {
     interval * (1u32 << doublings).min(MAX_BACKOFF_INTERVALS)
 }
 
+/// The wait before a new poller's first poll: a point of the poll interval
+/// fixed by the MultiVac's name. The pollers of an operator that starts with
+/// 1,000 MultiVacs then spread their polls (Secret reads, DNS lookups, Redis
+/// connections) over the interval instead of sending them all at once.
+pub(super) fn first_poll_in(key: &ObjectRef<MultiVac>, interval: Duration) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    (&key.namespace, &key.name).hash(&mut hasher);
+    const POINTS: u64 = 1000;
+    interval.mul_f64((hasher.finish() % POINTS) as f64 / POINTS as f64)
+}
+
 /// The part of `spec.workers` the decision needs.
 fn params(w: &WorkersSpec) -> Params {
     Params {
@@ -107,12 +120,33 @@ struct Replicas {
     replicas: Option<i32>,
 }
 
+/// What every poller shares: the operator's context, the metrics, the
+/// controller's stores, the resolver, and the slots for API requests.
+#[derive(Clone)]
+pub(super) struct Shared {
+    pub(super) ctx: Arc<Context>,
+    pub(super) metrics: Metrics,
+    pub(super) multivacs: Store<MultiVac>,
+    pub(super) deployments: Store<Cached<Deployment>>,
+    pub(super) resolver: Resolver,
+    /// Bounds the pollers' API requests in flight (see [`API_REQUESTS_IN_FLIGHT`]).
+    pub(super) api_slots: Arc<Semaphore>,
+}
+
+/// The pollers' API requests in flight at once. Each request in flight takes
+/// an HTTP/1.1 connection to the API server, and the client keeps idle ones
+/// for 90 s: when 1,000 pollers read their Secrets at the same moment (an
+/// operator restart), unbounded, they opened about 900 connections, 25 MB of
+/// buffers kept after the burst.
+pub(super) const API_REQUESTS_IN_FLIGHT: usize = 8;
+
 /// The state one MultiVac's task carries from poll to poll.
 pub(super) struct Poller {
     ctx: Arc<Context>,
     metrics: Metrics,
     multivacs: Store<MultiVac>,
     deployments: Store<Cached<Deployment>>,
+    api_slots: Arc<Semaphore>,
     key: ObjectRef<MultiVac>,
     reader: BacklogReader,
     url: Option<((SecretSource, Option<SecretSource>), RedisTarget, Instant)>,
@@ -129,21 +163,16 @@ pub(super) struct Poller {
 }
 
 impl Poller {
-    pub(super) fn new(
-        ctx: Arc<Context>,
-        metrics: Metrics,
-        multivacs: Store<MultiVac>,
-        deployments: Store<Cached<Deployment>>,
-        resolver: Resolver,
-        key: ObjectRef<MultiVac>,
-    ) -> Self {
+    pub(super) fn new(shared: &Shared, key: ObjectRef<MultiVac>) -> Self {
+        let shared = shared.clone();
         Self {
-            ctx,
-            metrics,
-            multivacs,
-            deployments,
+            ctx: shared.ctx,
+            metrics: shared.metrics,
+            multivacs: shared.multivacs,
+            deployments: shared.deployments,
+            api_slots: shared.api_slots,
             key,
-            reader: BacklogReader::new(resolver),
+            reader: BacklogReader::new(shared.resolver),
             url: None,
             history: History::default(),
             applied: None,
@@ -154,8 +183,13 @@ impl Poller {
         }
     }
 
-    /// Polls until the MultiVac leaves the store (or the task is aborted).
+    /// Polls until the MultiVac leaves the store (or the task is aborted),
+    /// the first time after [`first_poll_in`].
     pub(super) async fn run(mut self) {
+        if let Some(mv) = self.multivacs.get(&self.key) {
+            let interval = Duration::from_secs(mv.spec.workers.poll_interval_seconds.max(1) as u64);
+            tokio::time::sleep(first_poll_in(&self.key, interval)).await;
+        }
         loop {
             let Some(mv) = self.multivacs.get(&self.key) else {
                 return;
@@ -166,7 +200,10 @@ impl Poller {
             let interval = Duration::from_secs(mv.spec.workers.poll_interval_seconds.max(1) as u64);
             let generation = mv.metadata.generation;
             let started = tokio::time::Instant::now();
-            self.poll(&mv).await;
+            // Boxed: the state of a poll in progress (its Redis and API
+            // requests) is several KB, and inline it would stay in each of
+            // 1,000 waiting tasks.
+            Box::pin(self.poll(&mv)).await;
             self.metrics
                 .poll_duration
                 .observe(started.elapsed().as_secs_f64());
@@ -430,6 +467,7 @@ impl Poller {
         what: &str,
     ) -> Result<Vec<u8>, ReadError> {
         let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), ns);
+        let _slot = self.api_slot().await;
         let secret = secrets.get_opt(&source.name).await.map_err(|e| {
             let message = format!("cannot read Secret {}: {e}", source.name);
             match transient(&e) {
@@ -480,6 +518,7 @@ impl Poller {
         let api: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), ns);
         let params = PatchParams::apply(SCALER_FIELD_MANAGER).force();
         let body = status::replicas_patch(worker, ns, desired);
+        let _slot = self.api_slot().await;
         match api.patch(worker, &params, &Patch::Apply(&body)).await {
             Ok(dep) => {
                 self.ctx.metrics.write("scaler:Deployment/replicas");
@@ -522,6 +561,7 @@ impl Poller {
             action: "Scale".into(),
             secondary: None,
         };
+        let _slot = self.api_slot().await;
         if let Err(e) = self.ctx.recorder.publish(&event, &mv.object_ref(&())).await {
             warn!(multivac = %self.key, error = %e, "cannot publish the {reason} event");
         }
@@ -545,6 +585,7 @@ impl Poller {
         let body = status::status_patch(&want, &condition);
         let api: Api<MultiVac> = Api::namespaced(self.ctx.client.clone(), ns);
         let params = PatchParams::apply(SCALER_FIELD_MANAGER).force();
+        let _slot = self.api_slot().await;
         match api
             .patch_status(&mv.name_any(), &params, &Patch::Apply(&body))
             .await
@@ -557,6 +598,17 @@ impl Poller {
                 warn!(multivac = %self.key, error = %e, "cannot write the scaler status; retrying next poll")
             }
         }
+    }
+}
+
+impl Poller {
+    /// Waits for one of the pollers' [`API_REQUESTS_IN_FLIGHT`] slots.
+    async fn api_slot(&self) -> OwnedSemaphorePermit {
+        self.api_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the API slots are never closed")
     }
 }
 
@@ -603,6 +655,29 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_first_polls_of_a_thousand_multivacs_spread_over_the_interval() {
+        let interval = Duration::from_secs(5);
+        let offsets: Vec<Duration> = (1..=1000)
+            .map(|i| {
+                let key = ObjectRef::<MultiVac>::new(&format!("mv{i:04}")).within("bench");
+                first_poll_in(&key, interval)
+            })
+            .collect();
+        assert!(offsets.iter().all(|o| *o < interval), "{offsets:?}");
+        let mut tenths = [0; 10];
+        for o in &offsets {
+            tenths[(o.as_secs_f64() / interval.as_secs_f64() * 10.0) as usize] += 1;
+        }
+        assert!(tenths.iter().all(|n| (60..=140).contains(n)), "{tenths:?}");
+        let key = ObjectRef::<MultiVac>::new("mv0001").within("bench");
+        assert_eq!(
+            first_poll_in(&key, interval),
+            offsets[0],
+            "not fixed by the name"
+        );
+    }
+
     /// A poller of `mv()` whose worker Deployment has 1 replica, its client
     /// talking to a fake API server that holds the credentials Secret with
     /// a Redis URL nothing listens at (port 1 refuses at once).
@@ -633,15 +708,15 @@ mod tests {
         }))
         .unwrap();
         writer.apply_watcher_event(&Event::Apply(Cached::new(worker)));
-        let poller = Poller::new(
-            Arc::new(ctx),
+        let shared = Shared {
+            ctx: Arc::new(ctx),
             metrics,
             multivacs,
             deployments,
-            Resolver::default(),
-            ObjectRef::from_obj(mv),
-        );
-        (poller, api)
+            resolver: Resolver::default(),
+            api_slots: Arc::new(Semaphore::new(API_REQUESTS_IN_FLIGHT)),
+        };
+        (Poller::new(&shared, ObjectRef::from_obj(mv)), api)
     }
 
     /// `mv()` whose status says what the scaler writes while Redis is away.
@@ -663,6 +738,26 @@ mod tests {
         let body = status::status_patch(&written, &condition);
         mv.status = serde_json::from_value(body["status"].clone()).unwrap();
         mv
+    }
+
+    #[tokio::test]
+    async fn a_poll_waits_for_a_free_api_slot_before_reading_its_secret() {
+        let mv = mv_with_redis_unreachable();
+        let (mut poller, api) = poller_of(&mv);
+        let slots = poller.api_slots.clone();
+        let taken = slots
+            .acquire_many(API_REQUESTS_IN_FLIGHT as u32)
+            .await
+            .unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(300), poller.poll(&mv)).await;
+        assert!(waiting.is_err(), "the poll did not wait for a slot");
+        assert_eq!(api.requests().len(), 0, "{:?}", api.requests());
+
+        drop(taken);
+        poller.poll(&mv).await;
+        let sent: Vec<String> = api.requests().iter().map(|r| r.line()).collect();
+        assert_eq!(sent, ["GET /api/v1/namespaces/ns/secrets/mv-credentials"]);
+        assert_eq!(slots.available_permits(), API_REQUESTS_IN_FLIGHT);
     }
 
     #[tokio::test]
