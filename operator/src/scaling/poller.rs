@@ -85,6 +85,11 @@ pub(super) fn first_poll_in(key: &ObjectRef<MultiVac>, interval: Duration) -> Du
     interval.mul_f64((hasher.finish() % POINTS) as f64 / POINTS as f64)
 }
 
+/// `spec.workers.pollIntervalSeconds`, at least 1 s.
+fn poll_interval(mv: &MultiVac) -> Duration {
+    Duration::from_secs(mv.spec.workers.poll_interval_seconds.max(1) as u64)
+}
+
 /// The part of `spec.workers` the decision needs.
 fn params(w: &WorkersSpec) -> Params {
     Params {
@@ -142,11 +147,7 @@ pub(super) const API_REQUESTS_IN_FLIGHT: usize = 8;
 
 /// The state one MultiVac's task carries from poll to poll.
 pub(super) struct Poller {
-    ctx: Arc<Context>,
-    metrics: Metrics,
-    multivacs: Store<MultiVac>,
-    deployments: Store<Cached<Deployment>>,
-    api_slots: Arc<Semaphore>,
+    shared: Shared,
     key: ObjectRef<MultiVac>,
     reader: BacklogReader,
     url: Option<((SecretSource, Option<SecretSource>), RedisTarget, Instant)>,
@@ -164,15 +165,10 @@ pub(super) struct Poller {
 
 impl Poller {
     pub(super) fn new(shared: &Shared, key: ObjectRef<MultiVac>) -> Self {
-        let shared = shared.clone();
         Self {
-            ctx: shared.ctx,
-            metrics: shared.metrics,
-            multivacs: shared.multivacs,
-            deployments: shared.deployments,
-            api_slots: shared.api_slots,
+            shared: shared.clone(),
             key,
-            reader: BacklogReader::new(shared.resolver),
+            reader: BacklogReader::new(shared.resolver.clone()),
             url: None,
             history: History::default(),
             applied: None,
@@ -186,25 +182,25 @@ impl Poller {
     /// Polls until the MultiVac leaves the store (or the task is aborted),
     /// the first time after [`first_poll_in`].
     pub(super) async fn run(mut self) {
-        if let Some(mv) = self.multivacs.get(&self.key) {
-            let interval = Duration::from_secs(mv.spec.workers.poll_interval_seconds.max(1) as u64);
-            tokio::time::sleep(first_poll_in(&self.key, interval)).await;
+        if let Some(mv) = self.shared.multivacs.get(&self.key) {
+            tokio::time::sleep(first_poll_in(&self.key, poll_interval(&mv))).await;
         }
         loop {
-            let Some(mv) = self.multivacs.get(&self.key) else {
+            let Some(mv) = self.shared.multivacs.get(&self.key) else {
                 return;
             };
             if mv.meta().deletion_timestamp.is_some() {
                 return;
             }
-            let interval = Duration::from_secs(mv.spec.workers.poll_interval_seconds.max(1) as u64);
+            let interval = poll_interval(&mv);
             let generation = mv.metadata.generation;
             let started = tokio::time::Instant::now();
             // Boxed: the state of a poll in progress (its Redis and API
             // requests) is several KB, and inline it would stay in each of
             // 1,000 waiting tasks.
             Box::pin(self.poll(&mv)).await;
-            self.metrics
+            self.shared
+                .metrics
                 .poll_duration
                 .observe(started.elapsed().as_secs_f64());
             drop(mv);
@@ -226,6 +222,7 @@ impl Poller {
         while look < due {
             tokio::time::sleep_until(look).await;
             let now = self
+                .shared
                 .multivacs
                 .get(&self.key)
                 .map(|mv| mv.metadata.generation);
@@ -248,7 +245,11 @@ impl Poller {
     async fn poll(&mut self, mv: &MultiVac) {
         let ns = self.key.namespace.clone().unwrap_or_default();
         let worker = mv.worker_name();
-        let Some(cached) = self.deployments.get(&ObjectRef::new(&worker).within(&ns)) else {
+        let Some(cached) = self
+            .shared
+            .deployments
+            .get(&ObjectRef::new(&worker).within(&ns))
+        else {
             // The reconciler has not created it yet; nothing to size.
             debug!(multivac = %self.key, "worker Deployment not there yet");
             return;
@@ -263,7 +264,8 @@ impl Poller {
         let generation = cached.meta().generation.unwrap_or(0);
         self.resume_from(mv);
         let labels = self.labels();
-        self.metrics
+        self.shared
+            .metrics
             .max_replicas
             .get_or_create(&labels)
             .set(i64::from(mv.spec.workers.max_replicas));
@@ -272,11 +274,13 @@ impl Poller {
             return;
         };
         let desired = i32::try_from(decision.desired).unwrap_or(i32::MAX);
-        self.metrics
+        self.shared
+            .metrics
             .desired
             .get_or_create(&labels)
             .set(desired as i64);
-        self.metrics
+        self.shared
+            .metrics
             .degraded
             .get_or_create(&labels)
             .set(i64::from(degraded.status));
@@ -326,7 +330,8 @@ impl Poller {
                 self.failures = 0;
                 let entries = i64::try_from(backlog).unwrap_or(i64::MAX);
                 self.last_backlog = Some(entries);
-                self.metrics
+                self.shared
+                    .metrics
                     .backlog
                     .get_or_create(&self.labels())
                     .set(entries);
@@ -335,7 +340,11 @@ impl Poller {
             }
             Err(e) => {
                 self.failures += 1;
-                self.metrics.read_errors.get_or_create(&self.labels()).inc();
+                self.shared
+                    .metrics
+                    .read_errors
+                    .get_or_create(&self.labels())
+                    .inc();
                 warn!(multivac = %self.key, error = %e, "cannot read the backlog; keeping {current} workers");
                 decision::hold(now, &params, running, &mut self.history);
                 let keep = Decision {
@@ -355,7 +364,8 @@ impl Poller {
     fn degraded_when_read(&self) -> DegradedState {
         let policy = self.reader.eviction_policy();
         let unsafe_policy = policy.filter(|p| p.may_evict_the_stream());
-        self.metrics
+        self.shared
+            .metrics
             .eviction_unsafe
             .get_or_create(&self.labels())
             .set(i64::from(unsafe_policy.is_some()));
@@ -466,7 +476,7 @@ impl Poller {
         source: &SecretSource,
         what: &str,
     ) -> Result<Vec<u8>, ReadError> {
-        let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), ns);
+        let secrets: Api<Secret> = Api::namespaced(self.shared.ctx.client.clone(), ns);
         let _slot = self.api_slot().await;
         let secret = secrets.get_opt(&source.name).await.map_err(|e| {
             let message = format!("cannot read Secret {}: {e}", source.name);
@@ -515,13 +525,13 @@ impl Poller {
     /// Sets the worker replicas (the scaler's only field of the Deployment);
     /// false when the API server refused, to be retried next poll.
     async fn scale(&mut self, ns: &str, worker: &str, desired: i32) -> bool {
-        let api: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), ns);
+        let api: Api<Deployment> = Api::namespaced(self.shared.ctx.client.clone(), ns);
         let params = PatchParams::apply(SCALER_FIELD_MANAGER).force();
         let body = status::replicas_patch(worker, ns, desired);
         let _slot = self.api_slot().await;
         match api.patch(worker, &params, &Patch::Apply(&body)).await {
             Ok(dep) => {
-                self.ctx.metrics.write("scaler:Deployment/replicas");
+                self.shared.ctx.metrics.write("scaler:Deployment/replicas");
                 self.applied = Some((desired, dep.metadata.generation.unwrap_or(0)));
                 self.last_scale_time = Some(now_seconds());
                 true
@@ -546,7 +556,8 @@ impl Poller {
             decision.recommendation, decision.reason
         );
         info!(multivac = %self.key, current, desired, backlog, "{reason}");
-        self.metrics
+        self.shared
+            .metrics
             .decisions
             .get_or_create(&DecisionLabels {
                 namespace: self.key.namespace.clone().unwrap_or_default(),
@@ -562,9 +573,25 @@ impl Poller {
             secondary: None,
         };
         let _slot = self.api_slot().await;
-        if let Err(e) = self.ctx.recorder.publish(&event, &mv.object_ref(&())).await {
+        if let Err(e) = self
+            .shared
+            .ctx
+            .recorder
+            .publish(&event, &mv.object_ref(&()))
+            .await
+        {
             warn!(multivac = %self.key, error = %e, "cannot publish the {reason} event");
         }
+    }
+
+    /// Waits for one of the pollers' [`API_REQUESTS_IN_FLIGHT`] slots.
+    async fn api_slot(&self) -> OwnedSemaphorePermit {
+        self.shared
+            .api_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the API slots are never closed")
     }
 
     async fn write_status(&mut self, mv: &MultiVac, ns: &str, want: ScalerStatus) {
@@ -583,7 +610,7 @@ impl Poller {
             .unwrap_or_else(now_seconds);
         let condition = status::degraded_condition(&want.degraded, since);
         let body = status::status_patch(&want, &condition);
-        let api: Api<MultiVac> = Api::namespaced(self.ctx.client.clone(), ns);
+        let api: Api<MultiVac> = Api::namespaced(self.shared.ctx.client.clone(), ns);
         let params = PatchParams::apply(SCALER_FIELD_MANAGER).force();
         let _slot = self.api_slot().await;
         match api
@@ -591,24 +618,13 @@ impl Poller {
             .await
         {
             Ok(_) => {
-                self.ctx.metrics.write("scaler:MultiVac/status");
+                self.shared.ctx.metrics.write("scaler:MultiVac/status");
                 self.written = Some(want);
             }
             Err(e) => {
                 warn!(multivac = %self.key, error = %e, "cannot write the scaler status; retrying next poll")
             }
         }
-    }
-}
-
-impl Poller {
-    /// Waits for one of the pollers' [`API_REQUESTS_IN_FLIGHT`] slots.
-    async fn api_slot(&self) -> OwnedSemaphorePermit {
-        self.api_slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the API slots are never closed")
     }
 }
 
@@ -744,7 +760,7 @@ mod tests {
     async fn a_poll_waits_for_a_free_api_slot_before_reading_its_secret() {
         let mv = mv_with_redis_unreachable();
         let (mut poller, api) = poller_of(&mv);
-        let slots = poller.api_slots.clone();
+        let slots = poller.shared.api_slots.clone();
         let taken = slots
             .acquire_many(API_REQUESTS_IN_FLIGHT as u32)
             .await
